@@ -1,0 +1,289 @@
+"""stack.yaml: loading, validating and resolving the config.
+
+`load(path)` returns a `Config` or raises `ConfigError` listing every problem with its file
+and line. With no file, the built-in defaults apply: stackctl works without a config.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from stackctl.config.model import (
+    Config,
+    Connection,
+    OllamaSection,
+    OpenWebUISection,
+    ProxySection,
+    VllmSection,
+    default_connections,
+)
+from stackctl.config.schema import (
+    Any_,
+    Bool,
+    Enum,
+    EnvMap,
+    Int,
+    ListOf,
+    MapOf,
+    Number,
+    Port,
+    Problems,
+    Section,
+    Str,
+    suggestion,
+)
+from stackctl.errors import ConfigError
+from stackctl.paths import Platform, current_platform, is_root
+
+__all__ = ["Config", "Connection", "default_connections", "load", "validate_text"]
+
+MODEL_NAME = r"^[A-Za-z0-9_][A-Za-z0-9._:/@-]{0,349}$"
+# Ollama's options (api/types.go Options/Runner). Ollama ignores unknown keys silently, so a
+# typo in model_options would never be noticed; we catch it here instead.
+OLLAMA_OPTIONS = [
+    "num_keep", "seed", "num_predict", "top_k", "top_p", "min_p", "typical_p",
+    "repeat_last_n", "temperature", "repeat_penalty", "presence_penalty",
+    "frequency_penalty", "stop", "num_ctx", "num_batch", "num_gpu", "main_gpu",
+    "use_mmap", "num_thread",
+]  # fmt: skip
+
+
+def _schema(secrets_hint: str) -> Section:
+    env = EnvMap(secrets_hint)
+    model = Str(MODEL_NAME, "a model name such as gemma3:27b", allow_empty=False)
+    connection = Section(
+        {
+            "name": Str(
+                r"^[A-Za-z0-9_.-]+$", "a name of letters, digits, - _ .", allow_empty=False
+            ),
+            "mode": Enum("ollama", "openai_compatible"),
+            "base_url": Str(r"^https?://[^\s/]+(/\S*)?$", "an http(s) URL", allow_empty=False),
+            "api_key": Str(),
+            "api_key_env": Str(r"^[A-Za-z_][A-Za-z0-9_]*$", "an environment variable name"),
+            "params": MapOf(Any_(), key_what="a parameter name"),
+        },
+        required=("name", "mode", "base_url"),
+    )
+    return Section(
+        {
+            "backend": Enum("auto", "ollama", "vllm"),
+            "scope": Enum("user", "system"),
+            "models": ListOf(model),
+            "expose": Bool(),
+            "ollama": Section({"port": Port(), "env": env}),
+            "vllm": Section(
+                {
+                    "port": Port(),
+                    "model": Str(MODEL_NAME, "a Hugging Face model id or path", allow_empty=False),
+                    "served_model_name": model,
+                    "args": ListOf(Str()),
+                    "env": env,
+                }
+            ),
+            "openwebui": Section(
+                {
+                    "enabled": Bool(),
+                    "port": Port(),
+                    "env": env,
+                    "admin_email": Str(r"^[^@\s]+@[^@\s]+$", "an email address"),
+                }
+            ),
+            "proxy": Section(
+                {
+                    "enabled": Bool(),
+                    "port": Port(),
+                    "api_keys": ListOf(
+                        Str(r"^\S{8,}$", "a key of at least 8 characters, no spaces")
+                    ),
+                    "api_keys_file": Str(),
+                    "cors_origins": ListOf(
+                        Str(r"^(\*|https?://\S+)$", "'*' or an origin like http://host:port")
+                    ),
+                    "aliases": MapOf(model, key_what="a model name"),
+                    "model_options": MapOf(
+                        MapOf(Any_(), key_what="an Ollama option"), key_what="a model name"
+                    ),
+                    "connections": ListOf(connection),
+                    "max_body_mb": Int(1, 1024, "megabytes"),
+                    "connect_timeout": Number(0.1),
+                    "read_timeout": Number(1),
+                    "models_cache_seconds": Number(0),
+                }
+            ),
+        }
+    )
+
+
+def _build(data: dict, source: Path | None, lines: dict[str, int]) -> Config:
+    """Turn validated plain data into a Config, defaults filled in."""
+    proxy = dict(data.get("proxy") or {})
+    proxy["connections"] = [Connection(**c) for c in proxy.get("connections") or []]
+    return Config(
+        backend=data.get("backend", "auto"),
+        scope=data.get("scope"),
+        models=data.get("models"),
+        expose=data.get("expose", False),
+        ollama=OllamaSection(**(data.get("ollama") or {})),
+        vllm=VllmSection(**(data.get("vllm") or {})),
+        openwebui=OpenWebUISection(**(data.get("openwebui") or {})),
+        proxy=ProxySection(**proxy),
+        source=source,
+        lines=lines,
+    )
+
+
+def _cross_checks(config: Config, out: Problems, platform: Platform, backend: str) -> None:
+    """Problems between keys: shared ports, exposure without keys, impossible backends."""
+    line = out.lines.get
+    if config.backend == "vllm" and platform == "macos":
+        out.add(
+            line("backend"),
+            "backend: vllm needs Linux with an NVIDIA GPU; on macOS use backend: ollama "
+            "(Metal) or backend: auto",
+        )
+    ports: list[tuple[str, int]] = [(f"{backend}.port", config.backend_port(backend))]  # type: ignore[arg-type]
+    if config.proxy.enabled:
+        ports.append(("proxy.port", config.proxy.port))
+    if config.openwebui.enabled:
+        ports.append(("openwebui.port", config.openwebui.port))
+    for i, (key, port) in enumerate(ports):
+        for other, other_port in ports[:i]:
+            if port == other_port:
+                out.add(
+                    line(key) or line(other),
+                    f"{key} and {other} are both {port}: give each service its own port",
+                )
+    if config.expose:
+        if not config.proxy.enabled:
+            out.add(
+                line("expose"),
+                "expose: true needs the proxy (it is the only door to the models): "
+                "set proxy.enabled: true or expose: false",
+            )
+        elif not config.proxy.api_keys and not config.proxy.api_keys_file:
+            out.add(
+                line("expose"),
+                "expose: true needs API keys for the proxy: set proxy.api_keys_file "
+                "(stackctl up writes a key into it) or list proxy.api_keys",
+            )
+    names = [c.name for c in config.proxy.connections]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            out.add(
+                line("proxy.connections"), f"proxy.connections: the name '{name}' is used twice"
+            )
+    for model, options in config.proxy.model_options.items():
+        for option in options:
+            if option not in OLLAMA_OPTIONS:
+                out.add(
+                    line(f"proxy.model_options.{model}") or line("proxy.model_options"),
+                    f"unknown Ollama option '{option}' in proxy.model_options.{model}"
+                    + suggestion(option, OLLAMA_OPTIONS),
+                )
+
+
+def resolve_backend(config: Config, platform: Platform | None = None) -> str:
+    """`auto` becomes vllm on Linux with an NVIDIA GPU, else ollama."""
+    if config.backend != "auto":
+        return config.backend
+    platform = platform or current_platform()
+    if platform == "linux":
+        from stackctl.probe import has_nvidia_gpu
+
+        if has_nvidia_gpu():
+            return "vllm"
+    return "ollama"
+
+
+def resolve_scope(config: Config) -> str:
+    """The configured scope, else system for root and user otherwise."""
+    return config.scope or ("system" if is_root() else "user")
+
+
+def validate_text(
+    text: str, source: str = "stack.yaml", platform: Platform | None = None
+) -> tuple[Config | None, list[str]]:
+    """Validate config text. Returns the config (None when unusable) and every problem."""
+    platform = platform or current_platform()
+    from stackctl.paths import paths_for
+
+    secrets_hint = str(paths_for(platform).secrets_file)
+    out = Problems(source)
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            reason = exc.problem or "cannot parse"
+            if exc.context:
+                reason += f" ({exc.context})"
+            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+            return None, [f"{where}: invalid YAML: {reason}"]
+        if node is None:
+            data: dict = {}
+        else:
+            data = _schema(secrets_hint).check(
+                node, "", out, lambda n: loader.construct_object(n, deep=True)
+            )
+    finally:
+        loader.dispose()
+    if data is None:
+        return None, out.items
+    config = _build(data, Path(source), out.lines)
+    _cross_checks(config, out, platform, resolve_backend(config, platform))
+    problems = sorted(out.items, key=_line_number)
+    return (None if problems else config), problems
+
+
+def _line_number(problem: str) -> int:
+    match = re.match(r"^.*?:(\d+): ", problem)
+    return int(match.group(1)) if match else 0
+
+
+def load(
+    path: Path | str | None, platform: Platform | None = None, *, required: bool = False
+) -> Config:
+    """Load and validate a config file; a missing file means the defaults (unless required)."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(
+                str(path), ["the file does not exist: create it with `stackctl config init`"]
+            ) from None
+        return Config(source=None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot read it: {exc}"]) from None
+    config, problems = validate_text(text, str(path), platform)
+    if problems or config is None:
+        raise ConfigError(str(path), problems)
+    return config
+
+
+def model_name_ok(name: str) -> bool:
+    """True for a name Ollama (or a served-model-name) would accept."""
+    return bool(re.match(MODEL_NAME, name))
+
+
+def effective(config: Config, platform: Platform | None = None) -> dict:
+    """The config as `config show` prints it: auto values resolved, secrets masked."""
+    from stackctl.catalog import default_models
+
+    platform = platform or current_platform()
+    backend = resolve_backend(config, platform)
+    data = config.to_dict(mask_secrets=True)
+    data["backend"] = backend
+    data["scope"] = resolve_scope(config)
+    data["models"] = config.models if config.models is not None else default_models(config, backend)
+    data["proxy"]["connections"] = [
+        {**vars(c), "api_key": "********" if c.api_key else None}
+        for c in default_connections(config, backend)  # type: ignore[arg-type]
+    ]
+    return data

@@ -1,0 +1,114 @@
+"""The config's shape: typed sections with the built-in defaults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Backend = Literal["ollama", "vllm"]
+SECRET_MASK = "********"
+
+
+@dataclass
+class Connection:
+    """One upstream the proxy routes to (the seed notebook's "Connection")."""
+
+    name: str
+    mode: Literal["ollama", "openai_compatible"]
+    base_url: str  # ollama: the server root; openai_compatible: the URL ending in /v1
+    api_key: str | None = None
+    api_key_env: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # injected when a request omits them
+
+
+@dataclass
+class OllamaSection:
+    port: int = 11434
+    env: dict[str, str] = field(default_factory=lambda: {"OLLAMA_KEEP_ALIVE": "30m"})
+
+
+@dataclass
+class VllmSection:
+    port: int = 8000
+    model: str = "google/gemma-3-27b-it"
+    served_model_name: str = "gemma3:27b"
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class OpenWebUISection:
+    enabled: bool = True
+    port: int = 3000
+    env: dict[str, str] = field(default_factory=dict)
+    admin_email: str = ""  # set: a first admin is created headless, password in secrets.env
+
+
+@dataclass
+class ProxySection:
+    enabled: bool = True
+    port: int = 4000
+    api_keys: list[str] = field(default_factory=list)
+    api_keys_file: str = ""
+    cors_origins: list[str] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    connections: list[Connection] = field(default_factory=list)
+    max_body_mb: int = 32
+    connect_timeout: float = 5.0
+    read_timeout: float = 600.0  # longest silence allowed from a backend mid-answer
+    models_cache_seconds: float = 5.0
+
+
+@dataclass
+class Config:
+    """The whole stack.yaml, defaults filled in. `source` is the file it came from."""
+
+    backend: Literal["auto", "ollama", "vllm"] = "auto"
+    scope: Literal["user", "system"] | None = None  # None: system when root, else user
+    models: list[str] | None = None  # None: the host probe's recommendation
+    expose: bool = False
+    ollama: OllamaSection = field(default_factory=OllamaSection)
+    vllm: VllmSection = field(default_factory=VllmSection)
+    openwebui: OpenWebUISection = field(default_factory=OpenWebUISection)
+    proxy: ProxySection = field(default_factory=ProxySection)
+    source: Path | None = None
+    lines: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def bind_host(self) -> str:
+        """Where the proxy and Open WebUI listen; the backends always stay on loopback."""
+        return "0.0.0.0" if self.expose else "127.0.0.1"
+
+    def backend_port(self, backend: Backend) -> int:
+        return self.ollama.port if backend == "ollama" else self.vllm.port
+
+    def to_dict(self, *, mask_secrets: bool = True) -> dict[str, Any]:
+        """The config as plain data, as `config show` prints it."""
+        data = asdict(self)
+        data.pop("source")
+        data.pop("lines")
+        if mask_secrets:
+            data["proxy"]["api_keys"] = [SECRET_MASK for _ in data["proxy"]["api_keys"]]
+            for conn in data["proxy"]["connections"]:
+                if conn.get("api_key"):
+                    conn["api_key"] = SECRET_MASK
+        return data
+
+
+def default_connections(config: Config, backend: Backend) -> list[Connection]:
+    """The proxy's connections: the configured ones, else the one the backend implies."""
+    if config.proxy.connections:
+        return config.proxy.connections
+    if backend == "vllm":
+        return [
+            Connection(
+                name="vllm",
+                mode="openai_compatible",
+                base_url=f"http://127.0.0.1:{config.vllm.port}/v1",
+            )
+        ]
+    return [
+        Connection(name="ollama", mode="ollama", base_url=f"http://127.0.0.1:{config.ollama.port}")
+    ]

@@ -1,0 +1,1 @@
+"""Service units (rendering) and the service managers that run them (launchd, systemd)."""
