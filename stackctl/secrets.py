@@ -1,0 +1,111 @@
+"""Secrets: generated once, kept in files of mode 0600, never on a command line.
+
+`secrets.env` (next to stack.yaml) is a systemd EnvironmentFile: `NAME=value` lines. It holds
+Open WebUI's `WEBUI_SECRET_KEY`, the key Open WebUI uses for the proxy (`OPENAI_API_KEYS`),
+`HF_TOKEN` for gated models, and `WEBUI_ADMIN_PASSWORD` for a headless first admin.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets as _random
+from pathlib import Path
+
+from stackctl.config.model import Config
+from stackctl.errors import StackctlError
+from stackctl.fsutil import SECRET_MODE, atomic_write, is_private
+
+WEBUI_SECRET_KEY = "WEBUI_SECRET_KEY"
+OPENWEBUI_PROXY_KEY = "OPENAI_API_KEYS"
+HF_TOKEN = "HF_TOKEN"
+WEBUI_ADMIN_PASSWORD = "WEBUI_ADMIN_PASSWORD"
+_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+
+
+class InsecureSecretFile(StackctlError):
+    """A secret file others can read."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"{path} holds secrets but others can read it: run `chmod 600 {path}`")
+
+
+def new_token(prefix: str = "") -> str:
+    """A fresh random secret (256 bits), URL- and shell-safe."""
+    return prefix + _random.token_urlsafe(32)
+
+
+def _check_private(path: Path) -> None:
+    if not is_private(path):
+        raise InsecureSecretFile(path)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The NAME=value pairs of a secrets file (empty when it does not exist)."""
+    if not path.exists():
+        return {}
+    _check_private(path)
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = _LINE.match(line.strip())
+        if match:
+            values[match.group(1)] = match.group(2).strip().strip("'\"")
+    return values
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    """Replace the secrets file atomically, mode 0600."""
+    body = "# stackctl secrets: mode 0600, read by the services as an EnvironmentFile\n"
+    body += "".join(f"{name}={value}\n" for name, value in sorted(values.items()))
+    atomic_write(path, body, SECRET_MODE)
+
+
+def ensure_secret(path: Path, name: str, make=new_token) -> tuple[str, bool]:
+    """The secret `name` from the file, generated and saved when missing. Returns (value, created)."""
+    values = read_env_file(path)
+    if values.get(name):
+        return values[name], False
+    values[name] = make()
+    write_env_file(path, values)
+    return values[name], True
+
+
+def set_secret(path: Path, name: str, value: str) -> None:
+    """Store (or replace) one secret."""
+    values = read_env_file(path)
+    values[name] = value
+    write_env_file(path, values)
+
+
+def read_key_file(path: Path) -> list[str]:
+    """API keys from a key file: one a line; blank lines and `#` comments are skipped."""
+    if not path.exists():
+        return []
+    _check_private(path)
+    keys = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keys.append(line)
+    return keys
+
+
+def proxy_api_keys(config: Config) -> list[str]:
+    """Every key the proxy accepts: `proxy.api_keys` plus those in `proxy.api_keys_file`."""
+    keys = list(config.proxy.api_keys)
+    if config.proxy.api_keys_file:
+        keys += read_key_file(Path(config.proxy.api_keys_file).expanduser())
+    return keys
+
+
+def ensure_proxy_key(config: Config) -> tuple[str | None, bool]:
+    """A key for the proxy when it needs one: the first configured, else one generated into
+    `proxy.api_keys_file`. Returns (key or None when the proxy needs no key, created)."""
+    keys = proxy_api_keys(config)
+    if keys:
+        return keys[0], False
+    if not config.proxy.api_keys_file:
+        return None, False
+    path = Path(config.proxy.api_keys_file).expanduser()
+    key = new_token("sk-stackctl-")
+    atomic_write(path, f"# stackctl proxy API keys, one a line\n{key}\n", SECRET_MODE)
+    return key, True
