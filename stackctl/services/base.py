@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +33,9 @@ class ServiceState:
     since: datetime | None = None
     restarts: int | None = None
     last_exit: int | None = None
+    result: str = (
+        ""  # systemd's Result (success, exit-code, signal, ...); launchd: "" or "exit-code"
+    )
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,40 @@ class Drift:
     diff: str  # unified diff, recorded -> on disk
 
 
-class ServiceManager(Protocol):
-    """install(units), uninstall, start, stop, restart, status, logs, drift."""
+@dataclass
+class InstallReport:
+    """What `ServiceManager.install` did. Empty lists everywhere: nothing needed doing."""
 
-    def install(self, units: list[Unit]) -> list[Path]:
-        """Write units atomically (backing up hand-edited ones) and load/enable them."""
+    written: list[Path] = field(default_factory=list)  # new or changed unit files
+    unchanged: list[Path] = field(default_factory=list)
+    backed_up: list[tuple[Path, Path]] = field(default_factory=list)  # (unit file, its backup)
+    removed: list[Path] = field(default_factory=list)  # units of services no longer in the stack
+    started: list[str] = field(default_factory=list)  # services enabled/loaded and started
+    restarted: list[str] = field(default_factory=list)  # running services whose unit changed
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.removed or self.started or self.restarted)
+
+
+class ServiceManager(Protocol):
+    """install(units), uninstall, start, stop, restart, status, logs, drift.
+
+    Service names are the stack's (`ollama`, `vllm`, `proxy`, `openwebui`); an empty list
+    means every installed service. start/stop/restart/logs raise `StackctlError` ("run
+    `stackctl up`") when nothing is installed; `status` reports `not-installed` instead.
+    """
+
+    def install(self, units: list[Unit]) -> InstallReport:
+        """Write units atomically (backing up hand-edited ones), load, enable and start them.
+
+        Only services whose unit changed are restarted; a re-run with nothing changed runs
+        no state-changing command. Units recorded earlier but absent now are removed.
+        """
+        ...
+
+    def installed_services(self) -> list[str]:
+        """The services stackctl installed, in start order (empty when none)."""
         ...
 
     def uninstall(self) -> list[Path]:
@@ -62,8 +94,9 @@ class ServiceManager(Protocol):
 
     def status(self, services: list[str]) -> list[ServiceState]: ...
 
-    def logs(self, service: str, lines: int = 50, follow: bool = False) -> str | None:
-        """The last lines of a service's log; with follow, stream until interrupted (returns None)."""
+    def logs(self, service: str | None = None, lines: int = 50, follow: bool = False) -> str | None:
+        """The last lines of a service's log (None: every installed service's); with follow,
+        stream to the terminal until interrupted (returns None)."""
         ...
 
     def drift(self) -> list[Drift]: ...

@@ -1,0 +1,272 @@
+"""Rendering the stack's units: what each service runs, with which environment, after what.
+
+`render_units(config, inputs)` is the entry point: it builds one `ServiceSpec` per service
+(platform-neutral: argv, environment, secrets, working directory, dependencies) and hands it
+to the systemd or launchd writer, which fills the templates in `templates/systemd/` and
+`templates/launchd/`.
+
+Environment precedence: stackctl's defaults, then the config's `<service>.env`, then the
+values stackctl enforces (loopback binding, Open WebUI's wiring to the proxy), which the
+config cannot override.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stackctl.config import Config
+from stackctl.errors import StackctlError
+from stackctl.paths import templates_dir
+from stackctl.services.base import Unit
+from stackctl.services.inputs import SERVICE_SECRETS, RenderInputs
+from stackctl.stack import SERVICES, stack_services
+
+LOOPBACK = "127.0.0.1"
+# vLLM flags stackctl sets itself: the backend stays on loopback (the proxy is the only door)
+# and a key on a command line would be readable by every user (ps, /proc).
+RESERVED_VLLM_FLAGS = ("--host", "--port", "--served-model-name", "--api-key")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service, independent of the service manager."""
+
+    service: str
+    description: str
+    argv: list[str]
+    env: dict[str, str]
+    secret_names: tuple[str, ...]  # secrets it reads (launchd embeds their values)
+    uses_secrets_file: bool  # systemd: EnvironmentFile= the 0600 secrets file
+    working_directory: Path
+    depends_on: tuple[str, ...]  # services it starts after (and wants)
+    writable: tuple[Path, ...]  # system scope: the only places it may write
+
+
+def render_units(
+    config: Config, inputs: RenderInputs, *, every_service: bool = False
+) -> list[Unit]:
+    """The units for this config's stack (`every_service`: all four, for review and the
+    golden examples), plus `stackctl.target` on systemd, in start order."""
+    if every_service:
+        services = list(SERVICES)
+    else:
+        services = [s.name for s in stack_services(config, inputs.backend)]
+    specs = [service_spec(config, inputs, name) for name in services]
+    if inputs.platform == "linux":
+        from stackctl.services.units_systemd import render_systemd
+
+        return render_systemd(specs, inputs)
+    from stackctl.services.units_launchd import render_launchd
+
+    return render_launchd(specs, inputs)
+
+
+def service_spec(config: Config, inputs: RenderInputs, service: str) -> ServiceSpec:
+    """The spec of one service (ollama, vllm, proxy or openwebui)."""
+    builder = {"ollama": _ollama, "vllm": _vllm, "proxy": _proxy, "openwebui": _openwebui}
+    return builder[service](config, inputs)
+
+
+def _base_env(inputs: RenderInputs, first_on_path: Path | None = None) -> dict[str, str]:
+    path = inputs.base_path
+    if first_on_path is not None and str(first_on_path) not in path.split(":"):
+        path = f"{first_on_path}:{path}"
+    env = {"PATH": path}
+    if inputs.scope == "system":
+        env["HOME"] = str(inputs.home)
+    return env
+
+
+def merge_env(
+    defaults: Mapping[str, str], configured: Mapping[str, str], enforced: Mapping[str, str]
+) -> dict[str, str]:
+    """defaults < configured < enforced; a key keeps the position it first appeared at."""
+    env = {**defaults, **enforced}
+    for name, value in configured.items():
+        if name not in enforced:
+            env[name] = value
+    return env
+
+
+def _writable(inputs: RenderInputs, *extra: str | None) -> tuple[Path, ...]:
+    """Data dir plus configured stores outside it (e.g. OLLAMA_MODELS on another disk)."""
+    dirs = [inputs.paths.data_dir]
+    for value in extra:
+        if value and not Path(value).is_relative_to(inputs.paths.data_dir):
+            dirs.append(Path(value))
+    return tuple(dirs)
+
+
+def _workdir(inputs: RenderInputs) -> Path:
+    return inputs.home if inputs.scope == "user" else inputs.paths.data_dir
+
+
+def _ollama(config: Config, inputs: RenderInputs) -> ServiceSpec:
+    if inputs.ollama_bin is None:
+        raise StackctlError(
+            "cannot find the ollama executable (not on PATH, nor in Homebrew's bin): "
+            "run `stackctl up` to install it"
+        )
+    defaults = _base_env(inputs)
+    if inputs.scope == "system":
+        defaults["OLLAMA_MODELS"] = str(inputs.paths.ollama_models)
+    # Ollama binds OLLAMA_HOST; it stays on loopback whatever ollama.env says.
+    enforced = {"OLLAMA_HOST": f"{LOOPBACK}:{config.ollama.port}"}
+    env = merge_env(defaults, config.ollama.env, enforced)
+    return ServiceSpec(
+        service="ollama",
+        description="Ollama model server (stackctl)",
+        argv=[str(inputs.ollama_bin), "serve"],
+        env=env,
+        secret_names=(),
+        uses_secrets_file=False,
+        working_directory=_workdir(inputs),
+        depends_on=(),
+        writable=_writable(inputs, env.get("OLLAMA_MODELS")),
+    )
+
+
+def _vllm(config: Config, inputs: RenderInputs) -> ServiceSpec:
+    for arg in config.vllm.args:
+        flag = arg.split("=", 1)[0]
+        if flag in RESERVED_VLLM_FLAGS:
+            raise StackctlError(
+                f"vllm.args: {flag} is set by stackctl (vLLM listens on {LOOPBACK} at "
+                "vllm.port as vllm.served_model_name; an API key goes in secrets.env as "
+                "VLLM_API_KEY): remove it from vllm.args"
+            )
+    vllm_bin = inputs.vllm_venv / "bin"
+    defaults = {
+        **_base_env(inputs, vllm_bin),
+        "HF_HOME": str(inputs.paths.hf_home),
+        "VLLM_NO_USAGE_STATS": "1",  # vLLM reports usage to its authors unless told not to
+        "DO_NOT_TRACK": "1",
+        "PYTHONUNBUFFERED": "1",  # log lines reach the journal / log file as they happen
+    }
+    env = merge_env(defaults, config.vllm.env, {})
+    argv = [
+        str(vllm_bin / "vllm"),
+        "serve",
+        config.vllm.model,
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(config.vllm.port),
+        "--served-model-name",
+        config.vllm.served_model_name,
+        *config.vllm.args,
+    ]
+    return ServiceSpec(
+        service="vllm",
+        description="vLLM OpenAI-compatible model server (stackctl)",
+        argv=argv,
+        env=env,
+        secret_names=SERVICE_SECRETS["vllm"],
+        uses_secrets_file=True,
+        working_directory=inputs.paths.data_dir,
+        depends_on=(),
+        writable=_writable(inputs, env.get("HF_HOME")),
+    )
+
+
+def openwebui_base_url(config: Config, backend: str) -> str:
+    """Where Open WebUI finds models: the proxy's /v1, or (proxy disabled) the backend's own
+    OpenAI-compatible /v1 (Ollama has one built in), so Open WebUI always speaks OpenAI."""
+    if config.proxy.enabled:
+        return f"http://{LOOPBACK}:{config.proxy.port}/v1"
+    return f"http://{LOOPBACK}:{config.backend_port(backend)}/v1"  # type: ignore[arg-type]
+
+
+def _openwebui(config: Config, inputs: RenderInputs) -> ServiceSpec:
+    data = inputs.paths.openwebui_data
+    defaults = {
+        **_base_env(inputs, inputs.openwebui_venv / "bin"),
+        "ENV": "prod",  # as in Open WebUI's Docker image: no FastAPI /docs
+        "SCARF_NO_ANALYTICS": "true",  # these three: the image's telemetry opt-outs
+        "DO_NOT_TRACK": "true",
+        "ANONYMIZED_TELEMETRY": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    enforced = {
+        "DATA_DIR": str(data),  # the default is inside the venv: a reinstall would lose the DB
+        "OPENAI_API_BASE_URLS": openwebui_base_url(config, inputs.backend),
+        "ENABLE_OLLAMA_API": "false",  # models come through the OpenAI connection above
+        "ENABLE_PERSISTENT_CONFIG": "false",  # stack.yaml stays the truth, not Open WebUI's DB
+    }
+    if config.openwebui.admin_email:
+        enforced["WEBUI_ADMIN_EMAIL"] = config.openwebui.admin_email
+    depends = (inputs.backend, "proxy") if config.proxy.enabled else (inputs.backend,)
+    return ServiceSpec(
+        service="openwebui",
+        description="Open WebUI chat interface (stackctl)",
+        argv=[
+            str(inputs.openwebui_venv / "bin/open-webui"),
+            "serve",
+            "--host",
+            config.bind_host,
+            "--port",
+            str(config.openwebui.port),
+        ],
+        env=merge_env(defaults, config.openwebui.env, enforced),
+        secret_names=SERVICE_SECRETS["openwebui"],
+        uses_secrets_file=True,
+        working_directory=data,  # Open WebUI writes .webui_secret_key into its cwd when unset
+        depends_on=depends,
+        writable=_writable(inputs),
+    )
+
+
+def _proxy(config: Config, inputs: RenderInputs) -> ServiceSpec:
+    defaults = {**_base_env(inputs, inputs.python.parent), "PYTHONUNBUFFERED": "1"}
+    key_names = tuple(c.api_key_env for c in config.proxy.connections if c.api_key_env)
+    return ServiceSpec(
+        service="proxy",
+        description="stackctl OpenAI-compatible proxy",
+        argv=[
+            str(inputs.python),
+            "-m",
+            "stackctl",
+            "--config",
+            str(inputs.config_path),
+            "proxy",
+            "serve",
+        ],
+        env=defaults,
+        secret_names=key_names,
+        uses_secrets_file=True,  # connections' api_key_env values live in secrets.env
+        working_directory=inputs.paths.data_dir,
+        depends_on=(inputs.backend,),
+        writable=_writable(inputs),
+    )
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+def fill(template: str, values: Mapping[str, str | Sequence[str]]) -> str:
+    """Fill `{name}` placeholders. A placeholder alone on its line takes a list of lines,
+    each indented like it (an empty list removes the line); elsewhere it takes text."""
+    out: list[str] = []
+    for line in template.splitlines():
+        alone = _PLACEHOLDER.fullmatch(line.strip())
+        if alone and not isinstance(values[alone.group(1)], str):
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + item for item in values[alone.group(1)])
+            continue
+        out.append(_PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), line))
+    return "\n".join(out) + "\n"
+
+
+def template(kind: str, name: str) -> str:
+    """The text of templates/<kind>/<name>.tmpl."""
+    return (templates_dir() / kind / f"{name}.tmpl").read_text(encoding="utf-8")
+
+
+def no_line_breaks(what: str, value: str) -> str:
+    """Unit files are line-based: a line break in a value would inject directives."""
+    if "\n" in value or "\r" in value:
+        raise StackctlError(f"{what} contains a line break, which cannot go into a unit file")
+    return value
