@@ -1,0 +1,57 @@
+"""`stackctl pull MODEL...`: download models into the stack's Ollama, with progress."""
+
+from __future__ import annotations
+
+import click
+
+from stackctl.cli import AppContext, pass_app
+
+
+@click.command(name="pull")
+@click.argument("model_names", metavar="MODEL...", nargs=-1, required=True)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    envvar="STACKCTL_PULL_STALL_TIMEOUT",
+    help="Seconds without progress before the download is asked for again (it resumes).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Stalls in a row (without new bytes) before giving up.",
+)
+@pass_app
+def pull(app: AppContext, model_names: tuple[str, ...], stall_timeout: float, retries: int) -> None:
+    """Pull models into Ollama with a progress bar (bytes, rate, ETA).
+
+    A stalled download is retried and resumes where it stopped; so does running the same
+    command again after Ctrl-C.
+
+    \b
+    Examples:
+      stackctl pull gemma3:12b
+      stackctl pull llama3.2 qwen3:8b
+    """
+    from stackctl.config import resolve_backend
+    from stackctl.errors import StackctlError
+    from stackctl.pull import installed_models, pull_with_bar
+
+    config = app.config
+    if resolve_backend(config) == "vllm":
+        raise StackctlError(
+            "this stack serves models with vLLM, one model per server: set vllm.model (a "
+            f"Hugging Face id) and vllm.served_model_name in {app.config_path}, then run "
+            "`stackctl up` (it downloads the model)"
+        )
+    base_url = f"http://127.0.0.1:{config.ollama.port}"
+    if installed_models(base_url, timeout=3.0) is None:
+        raise StackctlError(
+            f"Ollama does not answer at {base_url}: `stackctl status` shows why; "
+            "`stackctl up` starts the stack"
+        )
+    for model in model_names:
+        pull_with_bar(base_url, model, stall_seconds=stall_timeout, retries=retries)
