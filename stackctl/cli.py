@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning StackctlError into `Error: …` and exit 1."""
     debug = os.environ.get("STACKCTL_DEBUG") == "1"
     try:
-        cli.main(args=argv, prog_name="stackctl", standalone_mode=False)
+        # Without standalone mode click *returns* the code of ctx.exit(code) instead of raising.
+        code = cli.main(args=argv, prog_name="stackctl", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(ExitCode.ERROR)

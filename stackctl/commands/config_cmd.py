@@ -61,3 +61,28 @@ def config_validate(app: AppContext) -> None:
         click.echo(f"{app.config_path}: no such file; the built-in defaults apply and are valid")
     else:
         click.echo(f"{app.config_path}: ok")
+
+
+@config.command(name="init")
+@click.option("--force", is_flag=True, help="Replace an existing file (it is backed up first).")
+@pass_app
+def config_init(app: AppContext, force: bool) -> None:
+    """Write a commented stack.yaml tuned to this machine: the backend and a model that fits.
+
+    Refuses to replace an existing file unless --force (which backs it up first).
+
+    Example: stackctl config init && stackctl config validate
+    """
+    from stackctl.config_init import write_config
+    from stackctl.paths import is_root, paths_for
+    from stackctl.probe import probe_machine
+
+    facts = probe_machine()
+    backups = paths_for(scope="system" if is_root() else "user").backups_dir
+    result = write_config(app.config_path, facts, force=force, backups_dir=backups)
+    if result.backup:
+        click.echo(f"backed up the old file to {result.backup}")
+    click.echo(
+        f"wrote {result.path}: backend {result.backend}, scope {result.scope}, "
+        f"model {result.model.ollama}"
+    )

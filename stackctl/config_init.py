@@ -1,0 +1,69 @@
+"""`stackctl config init`: write the commented stack.yaml, tuned to this machine.
+
+The template (`templates/stack.yaml.tmpl`, shipped in the wheel) gets the backend `auto`
+would pick here, the scope (system for root), and the largest model that fits (see
+`stackctl.catalog`). The text is validated before it is written; the file is written
+atomically, and an existing one is only replaced with --force, after a backup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stackctl.catalog import Model, host_backend, recommend
+from stackctl.errors import StackctlError
+from stackctl.probe import HostFacts, describe_host
+
+TEMPLATE = "stack.yaml.tmpl"
+
+
+@dataclass
+class InitResult:
+    """What `config init` wrote."""
+
+    path: Path
+    backend: str
+    scope: str
+    model: Model
+    backup: Path | None  # the previous file's copy (with --force)
+
+
+def render(facts: HostFacts) -> tuple[str, str, str, Model]:
+    """The config text for this host, and the backend, scope and model it chose."""
+    from stackctl.paths import templates_dir
+
+    backend = host_backend(facts)
+    scope = "system" if facts.is_root else "user"
+    model = recommend(facts, backend)
+    template = (templates_dir() / TEMPLATE).read_text(encoding="utf-8")
+    text = template.format(
+        host_summary=describe_host(facts),
+        backend=backend,
+        scope=scope,
+        models=model.ollama,
+        vllm_model=model.hf_id,
+        vllm_served_name=model.served_name,
+    )
+    return text, backend, scope, model
+
+
+def write_config(path: Path, facts: HostFacts, *, force: bool, backups_dir: Path) -> InitResult:
+    """Render, validate and write the config; refuse to replace a file without force."""
+    from stackctl.config import validate_text
+    from stackctl.fsutil import atomic_write, backup
+
+    if path.exists() and not force:
+        raise StackctlError(
+            f"{path} already exists: pass --force to replace it (the old file is backed up "
+            "first), or check it with `stackctl config validate`"
+        )
+    text, backend, scope, model = render(facts)
+    _, problems = validate_text(text, str(path), facts.platform)
+    if problems:  # the template and the probe disagree: a bug, never written
+        raise StackctlError(
+            "the generated config is not valid (please report this):\n  " + "\n  ".join(problems)
+        )
+    saved = backup(path, backups_dir) if path.exists() else None
+    atomic_write(path, text)
+    return InitResult(path, backend, scope, model, saved)

@@ -1,0 +1,69 @@
+"""`stackctl doctor`: the probe's facts turned into findings, each with the fix to run.
+
+A finding is ok, warn (works, but worse than it could) or error (`stackctl up` will fail or
+the stack will not run). Each check is a small function of the context that yields findings:
+`host` (config, OS, service manager), `software` (backend, driver, installs) and `resources`
+(ports, other Ollamas, memory, disk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from stackctl.config.model import Config
+from stackctl.doctor.base import Context, Finding, Severity
+from stackctl.doctor.host import check_config, check_host, check_services
+from stackctl.doctor.resources import check_conflicts, check_disk, check_models, check_ports
+from stackctl.doctor.software import check_backend, check_gated, check_installs
+from stackctl.probe import HostFacts
+
+__all__ = ["Context", "Finding", "Report", "Severity", "diagnose", "run"]
+
+
+@dataclass
+class Report:
+    facts: HostFacts
+    findings: list[Finding]
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity == "warn" for f in self.findings)
+
+
+def diagnose(ctx: Context) -> list[Finding]:
+    """Every finding, in the order a person would fix them."""
+    return [finding for check in CHECKS for finding in check(ctx)]
+
+
+CHECKS: list[Callable[[Context], Iterator[Finding]]] = [
+    check_config,
+    check_host,
+    check_backend,
+    check_installs,
+    check_conflicts,
+    check_ports,
+    check_models,
+    check_disk,
+    check_services,
+    check_gated,
+]
+
+
+def run(config: Config, config_path: Path, config_problems: list[str]) -> Report:
+    """Probe this host for the config and diagnose it."""
+    from stackctl.catalog import host_backend
+    from stackctl.config import resolve_scope
+    from stackctl.paths import paths_for
+    from stackctl.probe import probe
+
+    paths = paths_for(scope=resolve_scope(config))  # type: ignore[arg-type]
+    facts = probe(config, paths)
+    backend = config.backend if config.backend != "auto" else host_backend(facts)
+    ctx = Context(config, config_path, config_problems, paths, facts, backend)
+    return Report(facts, diagnose(ctx))

@@ -1,0 +1,53 @@
+"""What every doctor check works with: the context it looks at and the findings it returns."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from stackctl.catalog import Model
+from stackctl.config.model import Config
+from stackctl.paths import Paths
+from stackctl.probe import HostFacts
+
+Severity = Literal["ok", "warn", "error"]
+GB = 1e9
+
+
+@dataclass
+class Finding:
+    """One thing doctor found: how bad it is, what it is, and the fix (when there is one)."""
+
+    severity: Severity
+    check: str  # config, host, backend, nvidia, ollama, vllm, conflict, port, model, disk, ...
+    message: str
+    fix: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.message}: {self.fix}" if self.fix else self.message
+
+
+@dataclass
+class Context:
+    """Everything the checks look at."""
+
+    config: Config
+    config_path: Path
+    config_problems: list[str]
+    paths: Paths
+    facts: HostFacts
+    backend: str
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def downloaded(ctx: Context, name: str, model: Model) -> bool:
+    """True when the model is already on disk (Ollama's manifest, or the Hugging Face cache)."""
+    models_dir = Path(ctx.facts.models_dir)
+    if ctx.backend == "vllm":
+        return (models_dir / "hub" / ("models--" + model.hf_id.replace("/", "--"))).is_dir()
+    tag = model.ollama if ":" not in name else name
+    repo, _, version = tag.partition(":")
+    return (models_dir / "manifests/registry.ollama.ai/library" / repo / version).is_file()

@@ -1,0 +1,61 @@
+"""Checks of the config, the host and its service manager."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from stackctl.doctor.base import Context, Finding
+
+
+def check_config(ctx: Context) -> Iterator[Finding]:
+    if ctx.config_problems:
+        for problem in ctx.config_problems:
+            yield Finding("error", "config", problem, "fix it, then run `stackctl config validate`")
+    elif ctx.config.source is None:
+        yield Finding(
+            "ok", "config", f"no config file at {ctx.config_path}: the built-in defaults apply"
+        )
+    else:
+        yield Finding("ok", "config", f"{ctx.config_path} is valid")
+
+
+def check_host(ctx: Context) -> Iterator[Finding]:
+    from stackctl.probe import describe_host
+
+    facts = ctx.facts
+    yield Finding("ok", "host", describe_host(facts))
+    if facts.platform == "macos" and not facts.apple_silicon:
+        yield Finding(
+            "warn",
+            "host",
+            "Intel Mac: Ollama runs on the CPU only (its Metal acceleration needs Apple Silicon)",
+            "expect slow answers; prefer small models",
+        )
+
+
+def check_services(ctx: Context) -> Iterator[Finding]:
+    facts = ctx.facts
+    scope = ctx.paths.scope
+    if facts.init_system == "none":
+        yield Finding(
+            "error",
+            "services",
+            "no service manager: this Linux was not booted with systemd (no /run/systemd/system)",
+            "run stackctl on a host booted with systemd (on WSL: set systemd=true in /etc/wsl.conf)",
+        )
+        return
+    yield Finding("ok", "services", f"{facts.init_system} runs the stack ({scope} scope)")
+    if scope == "system" and not facts.is_root:
+        yield Finding(
+            "warn",
+            "services",
+            "scope system installs services for the whole machine and needs root",
+            "run `sudo stackctl up`",
+        )
+    if facts.platform == "linux" and scope == "user" and facts.linger is False:
+        yield Finding(
+            "warn",
+            "linger",
+            "user services stop when you log out (linger off)",
+            f"run `loginctl enable-linger {facts.user}`",
+        )

@@ -1,0 +1,143 @@
+"""Checks of what the stack competes for: ports, other Ollamas, memory and disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from stackctl import catalog
+from stackctl.doctor.base import GB, Context, Finding, Severity, downloaded
+from stackctl.probe_processes import OLLAMA_APP, QUIT_OLLAMA_APP
+
+ROOM_FOR_VENVS_GB = 10  # Open WebUI's and vLLM's venvs take several GB each (openwebui.md, vllm.md)
+
+
+def check_conflicts(ctx: Context) -> Iterator[Finding]:
+    ours_on_11434 = ctx.backend == "ollama" and ctx.config.ollama.port == 11434
+    for conflict in ctx.facts.conflicts:
+        yield Finding(
+            "error" if ours_on_11434 else "warn",
+            "conflict",
+            conflict.detail,
+            f"stop it: `{conflict.stop_command}`",
+        )
+
+
+def check_ports(ctx: Context) -> Iterator[Finding]:
+    from stackctl.stack import stack_services
+
+    for service in stack_services(ctx.config, ctx.backend):
+        key = f"{service.name}.port"
+        listener = ctx.facts.ports.get(service.port)
+        if listener is None:
+            yield Finding("ok", "port", f"port {service.port} ({service.name}) is free")
+        elif listener.ours:
+            yield Finding(
+                "ok",
+                "port",
+                f"port {service.port} is held by stackctl's own {service.name} (pid {listener.pid})",
+            )
+        elif listener.pid is None:
+            yield Finding(
+                "error",
+                "port",
+                f"port {service.port} is taken by another user's process",
+                f"stop it, or set {key}",
+            )
+        else:
+            who = f"{listener.name or 'a process'} (pid {listener.pid})"
+            yield Finding(
+                "error",
+                "port",
+                f"port {service.port} is taken by {who}",
+                _port_fix(ctx, listener.name, key),
+            )
+
+
+def _port_fix(ctx: Context, name: str | None, key: str) -> str:
+    if name == OLLAMA_APP:
+        return f"quit it (`{QUIT_OLLAMA_APP}`), or set {key}"
+    others = [c for c in ctx.facts.conflicts if c.name != OLLAMA_APP]
+    if name and "ollama" in name.lower() and others:
+        return f"stop it (`{others[0].stop_command}`), or set {key}"
+    return f"stop it, or set {key}"
+
+
+def wanted_models(ctx: Context) -> list[str]:
+    """The models the stack runs: vllm.model for vLLM, else models (or the recommendation)."""
+    if ctx.backend == "vllm":
+        return [ctx.config.vllm.model]
+    if ctx.config.models is not None:
+        return ctx.config.models
+    return [catalog.recommend(ctx.facts, "ollama").ollama]
+
+
+def check_models(ctx: Context) -> Iterator[Finding]:
+    facts, backend = ctx.facts, ctx.backend
+    budget = catalog.memory_budget(facts)
+    best = catalog.recommend(facts, backend)
+    for name in wanted_models(ctx):
+        model = catalog.find(name)
+        if model is None:
+            yield Finding(
+                "ok", "model", f"{name} is not in stackctl's catalogue: its size is unknown"
+            )
+            continue
+        need = catalog.gb(model.need_gib(backend))
+        if catalog.fits(model, facts, backend):
+            yield Finding("ok", "model", f"{name} needs about {need} GB; {budget.describe()}")
+            continue
+        if model.need_gib(backend) <= budget.gib:  # fits in RAM, but CPU-only hosts stay small
+            message = f"{name} would run on the CPU here, where models over 4B parameters are slow"
+        else:
+            message = f"{name} needs about {need} GB; {budget.describe()}"
+        # vLLM does not start when the weights do not fit; Ollama falls back to the CPU (slow).
+        severity: Severity = "error" if backend == "vllm" else "warn"
+        yield Finding(severity, "model", message, _smaller_model_fix(ctx, model, best))
+
+
+def _smaller_model_fix(ctx: Context, model: catalog.Model, best: catalog.Model) -> str:
+    if ctx.backend == "vllm":
+        if best.params_b >= model.params_b or not catalog.fits(best, ctx.facts, "vllm"):
+            return "no catalogue model fits in bf16 here: set backend: ollama (4-bit models)"
+        in_ollama = catalog.recommend(ctx.facts, "ollama")
+        return (
+            f"use {best.hf_id} (set vllm.model: {best.hf_id} and vllm.served_model_name: "
+            f"{best.ollama}), or backend: ollama, where {in_ollama.ollama} fits"
+        )
+    if best.params_b >= model.params_b or not catalog.fits(best, ctx.facts, "ollama"):
+        return "no catalogue model fits; expect slow answers"
+    return f"use {best.ollama} (set models: [{best.ollama}])"
+
+
+def check_disk(ctx: Context) -> Iterator[Finding]:
+    facts = ctx.facts
+    missing = [
+        model
+        for name in wanted_models(ctx)
+        if (model := catalog.find(name)) and not downloaded(ctx, name, model)
+    ]
+    need = sum(m.download_bytes(ctx.backend) for m in missing) / GB
+    free = facts.disk_free / GB
+    where = facts.models_dir
+    moved_by = "HF_HOME in vllm.env" if ctx.backend == "vllm" else "OLLAMA_MODELS in ollama.env"
+    if need > free:
+        yield Finding(
+            "error",
+            "disk",
+            f"the models need about {catalog.gb(need)} GB to download and {where} has {catalog.gb(free)} GB free",
+            f"free some space there, or keep models on another disk: set {moved_by}",
+        )
+    elif free - need < ROOM_FOR_VENVS_GB:
+        yield Finding(
+            "warn",
+            "disk",
+            f"{catalog.gb(free)} GB free in {where}; after the models (about {catalog.gb(need)} GB) "
+            "little is left for the Open WebUI and vLLM installs (several GB each)",
+            "free some space on that disk",
+        )
+    else:
+        yield Finding(
+            "ok",
+            "disk",
+            f"{catalog.gb(free)} GB free in {where} (models to download: {catalog.gb(need)} GB)",
+        )

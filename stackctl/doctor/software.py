@@ -1,0 +1,187 @@
+"""Checks of the software the stack needs: the backend and its driver, Ollama or vLLM, Open
+WebUI's Python, and a Hugging Face token for gated models."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from stackctl import catalog
+from stackctl.doctor.base import Context, Finding, Severity, downloaded
+
+# What the proxy uses from Ollama, and the first version that has it (ollama.md section 11).
+OLLAMA_FEATURES = [
+    ((0, 1, 34), "the fix for CVE-2024-37032 (Probllama)"),
+    ((0, 8, 0), "streamed tool calls"),
+    ((0, 9, 0), "the think field"),
+    ((0, 9, 6), "tool_name on tool results"),
+    ((0, 12, 10), "tool call ids"),
+]
+OLLAMA_LINUX_INSTALL = "curl -fsSL https://ollama.com/install.sh | sh"
+
+
+def check_backend(ctx: Context) -> Iterator[Finding]:
+    facts, backend = ctx.facts, ctx.backend
+    if ctx.config.backend != "auto":
+        yield Finding("ok", "backend", f"backend {backend} (set in the config)")
+    else:
+        why = "NVIDIA GPU found" if backend == "vllm" else "no NVIDIA GPU"
+        if facts.platform == "macos":
+            why = "macOS"
+        yield Finding("ok", "backend", f"backend {backend} (auto: {why})")
+    if backend != "vllm":
+        return
+    if facts.nvidia_error:
+        yield Finding(
+            "error",
+            "nvidia",
+            f"backend vllm needs a working NVIDIA driver: nvidia-smi fails: {facts.nvidia_error}",
+            "check the driver is installed and loaded (a reboot after a driver update often fixes it)",
+        )
+    elif not facts.gpus:
+        yield Finding(
+            "error",
+            "nvidia",
+            "backend vllm needs an NVIDIA driver: nvidia-smi not found",
+            "install the NVIDIA driver, or set backend: ollama",
+        )
+    else:
+        yield from _cuda_findings(ctx)
+
+
+def _cuda_findings(ctx: Context) -> Iterator[Finding]:
+    facts = ctx.facts
+    cuda = facts.cuda_version
+    major = int(cuda.split(".")[0]) if cuda and cuda.split(".")[0].isdigit() else None
+    if major is not None and major < 12:
+        yield Finding(
+            "error",
+            "nvidia",
+            f"vLLM's wheels are built for CUDA 12 and this driver supports only CUDA {cuda}",
+            "upgrade the NVIDIA driver",
+        )
+    else:
+        driver = facts.gpus[0].driver_version
+        yield Finding("ok", "nvidia", f"NVIDIA driver {driver}, CUDA {cuda or 'unknown'}")
+    args = " ".join(ctx.config.vllm.args)
+    if len(facts.gpus) > 1 and not re.search(r"--tensor-parallel-size|(^|\s)-tp\b", args):
+        yield Finding(
+            "warn",
+            "vllm",
+            f"this machine has {len(facts.gpus)} GPUs and vLLM uses one unless told",
+            f'add ["--tensor-parallel-size", "{len(facts.gpus)}"] to vllm.args',
+        )
+
+
+def check_installs(ctx: Context) -> Iterator[Finding]:
+    facts = ctx.facts
+    if ctx.backend == "ollama":
+        yield from _ollama_findings(ctx)
+    elif facts.vllm_version:
+        yield Finding("ok", "vllm", f"vLLM {facts.vllm_version} in {ctx.paths.vllm_venv}")
+    else:
+        yield Finding(
+            "ok",
+            "vllm",
+            f"vLLM is not installed yet: `stackctl up` installs it into {ctx.paths.vllm_venv}",
+        )
+    if ctx.config.openwebui.enabled:
+        yield from _openwebui_findings(ctx)
+
+
+def _ollama_findings(ctx: Context) -> Iterator[Finding]:
+    facts = ctx.facts
+    mac = facts.platform == "macos"
+    if facts.ollama_path is None:
+        if mac and facts.brew_prefix:
+            yield Finding(
+                "ok",
+                "ollama",
+                "Ollama is not installed yet: `stackctl up` installs it with Homebrew",
+            )
+        elif mac:
+            yield Finding(
+                "error",
+                "ollama",
+                "Ollama is not installed, and stackctl installs it with Homebrew, which is missing",
+                "install Homebrew (https://brew.sh), then run `stackctl up`",
+            )
+        else:
+            yield Finding(
+                "error",
+                "ollama",
+                "Ollama is not installed",
+                f"install it with `{OLLAMA_LINUX_INSTALL}`, then stop the service that installs "
+                "(`sudo systemctl disable --now ollama`): stackctl runs its own",
+            )
+        return
+    version = facts.ollama_version
+    missing = [feature for since, feature in OLLAMA_FEATURES if version and _older(version, since)]
+    if version and missing:
+        upgrade = "`brew upgrade ollama`" if mac else f"re-run `{OLLAMA_LINUX_INSTALL}`"
+        newest = ".".join(map(str, OLLAMA_FEATURES[-1][0]))
+        yield Finding(
+            "warn",
+            "ollama",
+            f"Ollama {version} is older than {newest}; the proxy cannot use: {', '.join(missing)}",
+            f"upgrade it: {upgrade}",
+        )
+    else:
+        yield Finding(
+            "ok", "ollama", f"Ollama {version or '(version unknown)'} at {facts.ollama_path}"
+        )
+
+
+def _older(version: str, than: tuple[int, ...]) -> bool:
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version.split("-")[0])[:3])
+    return numbers < than
+
+
+def _openwebui_findings(ctx: Context) -> Iterator[Finding]:
+    facts = ctx.facts
+    if facts.openwebui_version:
+        yield Finding(
+            "ok", "openwebui", f"Open WebUI {facts.openwebui_version} in {ctx.paths.openwebui_venv}"
+        )
+        return
+    if facts.python_for_openwebui:
+        yield Finding("ok", "python", f"Python for Open WebUI: {facts.python_for_openwebui}")
+        return
+    message = "Open WebUI needs Python 3.11 or 3.12: none found"
+    if facts.platform == "macos":
+        severity: Severity = "warn" if facts.brew_prefix else "error"
+        fix = "`brew install python@3.12` (`stackctl up` does it for you)"
+    else:
+        severity = "error"
+        fix = "install python3.12 or python3.11 (e.g. `sudo apt install python3.11`)"
+        if facts.uv_path:
+            fix += ", or run `uv python install 3.12`"
+    yield Finding(severity, "python", message, fix + ", or set openwebui.enabled: false")
+
+
+def check_gated(ctx: Context) -> Iterator[Finding]:
+    if ctx.backend != "vllm":
+        return
+    model = catalog.find(ctx.config.vllm.model)
+    if model is None or not model.gated or downloaded(ctx, model.hf_id, model):
+        return
+    from stackctl.errors import StackctlError
+    from stackctl.secrets import HF_TOKEN, read_env_file
+
+    try:
+        has_token = bool(
+            ctx.env.get(HF_TOKEN) or read_env_file(ctx.paths.secrets_file).get(HF_TOKEN)
+        )
+    except (StackctlError, OSError) as exc:  # e.g. a secrets file others can read
+        yield Finding(
+            "error", "secrets", exc.format_message() if isinstance(exc, StackctlError) else str(exc)
+        )
+        return
+    if not has_token:
+        yield Finding(
+            "warn",
+            "huggingface",
+            f"{model.hf_id} is gated on Hugging Face: downloading it needs HF_TOKEN",
+            f"accept its licence at https://huggingface.co/{model.hf_id}, then put "
+            f"HF_TOKEN=<your token> in {ctx.paths.secrets_file} (mode 0600)",
+        )
