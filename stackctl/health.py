@@ -1,0 +1,215 @@
+"""Is each service of the stack answering? Quick concurrent checks, and patient waits.
+
+What "healthy" means per service (see shared/reference): Ollama answers `GET /api/tags`;
+vLLM answers `GET /health` (empty 200) and then lists its model on `GET /v1/models`; the proxy
+lists models on `GET /v1/models`; Open WebUI answers `GET /health` with `{"status": true}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from stackctl.stack import Service
+
+if TYPE_CHECKING:
+    import httpx
+
+LABELS = {"ollama": "Ollama", "vllm": "vLLM", "proxy": "the proxy", "openwebui": "Open WebUI"}
+HEALTH_PATHS = {
+    "ollama": "/api/tags",
+    "vllm": "/health",
+    "proxy": "/v1/models",
+    "openwebui": "/health",
+}
+# How long `up` waits for each service. Open WebUI's first start downloads its embedding
+# model (~90 s seen, shared/reference/peers.md §3.12); vLLM loads weights and may compile
+# kernels ("several minutes on Hopper", shared/reference/vllm.md §3).
+BUDGETS = {"ollama": 60.0, "vllm": 1200.0, "proxy": 30.0, "openwebui": 600.0}
+WHY_SLOW = {
+    "vllm": "loading the model takes minutes",
+    "openwebui": "its first start downloads an embedding model",
+}
+
+
+@dataclass
+class Health:
+    """The answer of one service: ok or the failure, with latency and what it reports."""
+
+    service: str
+    url: str
+    ok: bool
+    detail: str  # "ok", or what went wrong
+    latency_ms: float | None = None
+    version: str | None = None
+    models: list[str] = field(default_factory=list)
+
+
+def label(service: str) -> str:
+    """A service's name as people say it."""
+    return LABELS.get(service, service)
+
+
+def _explain(exc: Exception) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused"
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer (timed out)"
+    if isinstance(exc, ValueError):
+        return "answered with something that is not JSON"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _get_json(client: httpx.Client, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+    response = client.get(url, headers=headers)
+    if response.status_code != 200:
+        return response.status_code, None
+    return 200, response.json() if response.content else None
+
+
+def _version(client: httpx.Client, url: str) -> str | None:
+    try:
+        status, body = _get_json(client, url, {})
+    except Exception:  # the version is a nicety: never let it fail a health check
+        return None
+    if status == 200 and isinstance(body, dict):
+        return str(body.get("version") or "") or None
+    return None
+
+
+def _model_ids(body: Any) -> list[str]:
+    if isinstance(body, dict) and isinstance(body.get("data"), list):
+        return [str(m.get("id")) for m in body["data"] if isinstance(m, dict)]
+    return []
+
+
+def check(
+    service: Service,
+    *,
+    timeout: float = 2.0,
+    api_key: str | None = None,
+    client: httpx.Client | None = None,
+) -> Health:
+    """Ask one service whether it is healthy (one request, plus its version when it is)."""
+    import httpx
+
+    own = client is None
+    client = client or httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False)
+    url = service.url + HEALTH_PATHS[service.name]
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    started = time.monotonic()
+    try:
+        status, body = _get_json(client, url, headers if service.name == "proxy" else {})
+        latency = (time.monotonic() - started) * 1000
+        health = Health(service.name, url, False, f"HTTP {status}", latency)
+        if status != 200:
+            return health
+        if service.name == "ollama":
+            health.models = [m.get("name", "") for m in (body or {}).get("models", [])]
+            health.version = _version(client, service.url + "/api/version")
+        elif service.name == "vllm":
+            models_status, models_body = _get_json(client, service.url + "/v1/models", {})
+            if models_status != 200:
+                health.detail = f"/health ok but /v1/models gave HTTP {models_status}"
+                return health
+            health.models = _model_ids(models_body)
+            health.version = _version(client, service.url + "/version")
+        elif service.name == "proxy":
+            health.models = _model_ids(body)
+            from stackctl import __version__
+
+            health.version = __version__  # the proxy is this very package
+        elif service.name == "openwebui":
+            if not (isinstance(body, dict) and body.get("status") is True):
+                health.detail = f'answered {body!r}, not {{"status": true}}'
+                return health
+            health.version = _version(client, service.url + "/api/version")
+        health.ok, health.detail = True, "ok"
+        return health
+    except Exception as exc:  # any failure to answer is a health finding, not a crash
+        latency = (time.monotonic() - started) * 1000
+        return Health(service.name, url, False, _explain(exc), latency)
+    finally:
+        if own:
+            client.close()
+
+
+def check_all(
+    services: Sequence[Service], *, timeout: float = 2.0, api_key: str | None = None
+) -> list[Health]:
+    """Check every service at once, so one that hangs costs `timeout`, not the sum."""
+    if not services:
+        return []
+    with ThreadPoolExecutor(max_workers=len(services)) as pool:
+        futures = [pool.submit(check, s, timeout=timeout, api_key=api_key) for s in services]
+        return [f.result() for f in futures]
+
+
+def budget_for(service: str) -> float:
+    """Seconds `up` waits for a service; STACKCTL_HEALTH_BUDGET (seconds) caps them all."""
+    budget = BUDGETS.get(service, 60.0)
+    cap = os.environ.get("STACKCTL_HEALTH_BUDGET")
+    if cap:
+        with contextlib.suppress(ValueError):
+            budget = min(budget, float(cap))
+    return budget
+
+
+class NotHealthy(Exception):
+    """A service did not become healthy in its budget."""
+
+    def __init__(self, health: Health, waited: float, reason: str = ""):
+        self.health = health
+        self.waited = waited
+        self.reason = reason
+        super().__init__(f"{label(health.service)} is not healthy: {health.detail}")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f}m" if seconds >= 120 else f"{seconds:.0f}s"
+
+
+def wait_healthy(
+    service: Service,
+    *,
+    api_key: str | None = None,
+    report: Callable[[str], None] = lambda text: None,
+    gave_up: Callable[[], str | None] = lambda: None,
+    budget: float | None = None,
+    expect_model: str | None = None,
+) -> Health:
+    """Poll one service with backoff until it is healthy, reporting what it waits for.
+
+    `gave_up` may return a reason to stop early (the service manager says it failed for
+    good). With `expect_model`, vLLM also has to list that model. Raises NotHealthy.
+    """
+    budget = budget_for(service.name) if budget is None else budget
+    started = time.monotonic()
+    delay = 0.1
+    why = WHY_SLOW.get(service.name, "")
+    while True:
+        health = check(service, timeout=min(5.0, max(1.0, budget / 10)), api_key=api_key)
+        if health.ok and (expect_model is None or expect_model in health.models):
+            return health
+        if health.ok:
+            health = Health(
+                service.name, health.url, False, f"does not list {expect_model} yet", None
+            )
+        waited = time.monotonic() - started
+        if waited >= budget:
+            raise NotHealthy(health, waited)
+        reason = gave_up()
+        if reason:
+            raise NotHealthy(health, waited, reason)
+        note = f"waiting for {label(service.name)} at {health.url}: {health.detail}"
+        note += f" ({_duration(waited)} of up to {_duration(budget)}"
+        report(note + (f"; {why})" if why else ")"))
+        time.sleep(min(delay, max(0.0, budget - waited)))
+        delay = min(delay * 1.5, 3.0)

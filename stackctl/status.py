@@ -1,0 +1,243 @@
+"""`stackctl status` and `stackctl models`: the truth about the stack, quickly.
+
+The service manager's view (state, pid, uptime, restarts) and each service's own answer
+(health, latency, version, models) are gathered concurrently with short timeouts, so a
+service that hangs costs one timeout, not a stuck command.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stackctl.errors import ExitCode
+
+if TYPE_CHECKING:
+    from stackctl.config import Config
+    from stackctl.health import Health
+    from stackctl.services.base import ServiceManager, ServiceState
+    from stackctl.stack import Service
+
+CHECK_TIMEOUT = 2.0  # seconds per health check; they run at once
+
+
+@dataclass
+class ServiceRow:
+    """One service of the stack as `status` shows it."""
+
+    service: str
+    unit: str
+    state: str  # active | activating | inactive | failed | not-installed
+    pid: int | None
+    uptime_seconds: float | None
+    restarts: int | None
+    port: int
+    url: str
+    healthy: bool
+    health: str  # "ok" or what went wrong
+    latency_ms: float | None
+    version: str | None
+    models: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StackStatus:
+    """Every row, and what they add up to: exit 0 healthy, 3 degraded, 1 not installed."""
+
+    rows: list[ServiceRow]
+    installed: bool
+    message: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.installed and all(r.healthy and r.state == "active" for r in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        if not self.installed:
+            return ExitCode.ERROR
+        return ExitCode.OK if self.healthy else ExitCode.DEGRADED
+
+    def to_dict(self) -> dict:
+        return {
+            "healthy": self.healthy,
+            "installed": self.installed,
+            "exit_code": int(self.exit_code),
+            "message": self.message,
+            "services": [asdict(row) for row in self.rows],
+        }
+
+
+@dataclass
+class StackScope:
+    """Which stack to look at: its config, backend, services and service manager."""
+
+    config: Config
+    backend: str
+    services: list[Service]
+    manager: ServiceManager
+
+
+def stack_scope(config: Config) -> StackScope:
+    """The stack a config describes, on this machine."""
+    from stackctl.config import resolve_backend, resolve_scope
+    from stackctl.paths import paths_for
+    from stackctl.services import manager_for
+    from stackctl.stack import stack_services
+
+    backend = resolve_backend(config)
+    paths = paths_for(scope=resolve_scope(config))  # type: ignore[arg-type]
+    return StackScope(config, backend, stack_services(config, backend), manager_for(config, paths))
+
+
+def _uptime(state: ServiceState) -> float | None:
+    if state.since is None or state.state != "active":
+        return None
+    since = state.since if state.since.tzinfo else state.since.astimezone()
+    return max(0.0, (datetime.now(timezone.utc) - since).total_seconds())
+
+
+def _row(service: Service, state: ServiceState | None, health: Health) -> ServiceRow:
+    return ServiceRow(
+        service=service.name,
+        unit=state.unit if state else "",
+        state=state.state if state else "unknown",
+        pid=state.pid if state else None,
+        uptime_seconds=_uptime(state) if state else None,
+        restarts=state.restarts if state else None,
+        port=service.port,
+        url=service.url,
+        healthy=health.ok,
+        health=health.detail,
+        latency_ms=round(health.latency_ms, 1) if health.latency_ms is not None else None,
+        version=health.version,
+        models=health.models,
+    )
+
+
+def collect(scope: StackScope, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
+    """Ask the service manager and every service at the same time."""
+    from stackctl.health import check
+    from stackctl.secrets import proxy_api_keys
+
+    names = [s.name for s in scope.services]
+    keys = proxy_api_keys(scope.config)
+    key = keys[0] if keys else None
+    with ThreadPoolExecutor(max_workers=len(names) + 2) as pool:
+        installed = pool.submit(scope.manager.installed_services)
+        states = pool.submit(scope.manager.status, names)
+        checks = [pool.submit(check, s, timeout=timeout, api_key=key) for s in scope.services]
+        by_name = {state.service: state for state in states.result()}
+        rows = [
+            _row(s, by_name.get(s.name), c.result())
+            for s, c in zip(scope.services, checks, strict=True)
+        ]
+        is_installed = bool(installed.result())
+    message = "" if is_installed else "the stack is not installed: run `stackctl up`"
+    return StackStatus(rows, is_installed, message)
+
+
+def problems(status: StackStatus) -> list[str]:
+    """One line per unhealthy service, with the command that tells why."""
+    from stackctl.health import label
+
+    lines = []
+    for row in status.rows:
+        if row.state == "not-installed" or not status.installed:
+            continue
+        if row.state != "active":
+            lines.append(
+                f"{label(row.service)} is {row.state}: `stackctl logs {row.service}` shows why; "
+                f"`stackctl restart {row.service}` starts it again"
+            )
+        elif not row.healthy:
+            lines.append(
+                f"{label(row.service)} runs but does not answer ({row.health} at {row.url}): "
+                f"`stackctl logs {row.service}`"
+            )
+    return lines
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelRow:
+    """A model some backend serves: its name, size on disk and where it lives."""
+
+    name: str
+    size_bytes: int | None
+    where: str
+
+
+@dataclass
+class ModelList:
+    rows: list[ModelRow]
+    unreachable: list[str]  # "ollama at http://127.0.0.1:11434: connection refused"
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.DEGRADED if self.unreachable else ExitCode.OK
+
+
+def _tree_size(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    total = 0
+    for item in path.rglob("*"):
+        if item.is_file() and not item.is_symlink():
+            total += item.stat().st_size
+    return total
+
+
+def _list_connection(connection, config: Config) -> tuple[list[ModelRow], str | None]:
+    import os
+
+    import httpx
+
+    where = f"{connection.name} ({connection.base_url})"
+    key = connection.api_key or (os.environ.get(connection.api_key_env or "") or None)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        if connection.mode == "ollama":
+            response = httpx.get(f"{connection.base_url}/api/tags", timeout=CHECK_TIMEOUT)
+            response.raise_for_status()
+            models = response.json().get("models", [])
+            return [ModelRow(m.get("name", ""), m.get("size"), where) for m in models], None
+        response = httpx.get(
+            f"{connection.base_url}/models", headers=headers, timeout=CHECK_TIMEOUT
+        )
+        response.raise_for_status()
+        ids = [m.get("id", "") for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError) as exc:
+        return [], f"{where}: not answering ({type(exc).__name__})"
+    rows = []
+    for model_id in ids:
+        size = None
+        if model_id == config.vllm.served_model_name and connection.name == "vllm":
+            size = _hf_cache_size(config)
+        rows.append(ModelRow(model_id, size, where))
+    return rows, None
+
+
+def _hf_cache_size(config: Config) -> int | None:
+    from stackctl.config import resolve_scope
+    from stackctl.paths import paths_for
+
+    paths = paths_for(scope=resolve_scope(config))  # type: ignore[arg-type]
+    home = Path(config.vllm.env.get("HF_HOME", paths.hf_home))
+    return _tree_size(home / "hub" / ("models--" + config.vllm.model.replace("/", "--")))
+
+
+def list_models(config: Config) -> ModelList:
+    """Every model every backend connection serves, asked concurrently."""
+    from stackctl.config import default_connections, resolve_backend
+
+    connections = default_connections(config, resolve_backend(config))  # type: ignore[arg-type]
+    with ThreadPoolExecutor(max_workers=max(1, len(connections))) as pool:
+        results = list(pool.map(lambda c: _list_connection(c, config), connections))
+    rows = [row for found, _ in results for row in found]
+    return ModelList(rows, [error for _, error in results if error])
