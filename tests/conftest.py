@@ -104,3 +104,4 @@ def stackctl():
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run
+from systemd_user import systemd_user, systemd_user_manager  # noqa: E402, F401

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from stackctl.paths import Paths
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class ServiceManager(Protocol):
     `stackctl up`") when nothing is installed; `status` reports `not-installed` instead.
     """
 
+    paths: Paths  # the platform and scope's locations (unit_dir, state_file, log_dir, ...)
+
     def install(self, units: list[Unit]) -> InstallReport:
         """Write units atomically (backing up hand-edited ones), load, enable and start them.
 
@@ -86,11 +91,15 @@ class ServiceManager(Protocol):
         """Stop and remove every unit stackctl installed (and only those); return the removed files."""
         ...
 
-    def start(self, services: list[str]) -> None: ...
+    def start(self, services: list[str]) -> list[str]:
+        """Start services (all installed when empty); return those acted on, in order."""
+        ...
 
-    def stop(self, services: list[str]) -> None: ...
+    def stop(self, services: list[str]) -> list[str]:
+        """Stop services in reverse start order; return those acted on, in order."""
+        ...
 
-    def restart(self, services: list[str]) -> None: ...
+    def restart(self, services: list[str]) -> list[str]: ...
 
     def status(self, services: list[str]) -> list[ServiceState]: ...
 

@@ -1,0 +1,79 @@
+"""`stackctl start | stop | restart [SERVICE...]` and `stackctl logs [SERVICE] [-n N] [-f]`."""
+
+from __future__ import annotations
+
+import click
+
+from stackctl.cli import AppContext, pass_app
+
+SERVICE_NAMES = "ollama, vllm, proxy, openwebui"
+
+
+def _manager(app: AppContext):
+    from stackctl.services import manager_for
+
+    return manager_for(app.config)
+
+
+@click.command(name="start")
+@click.argument("services", nargs=-1, metavar=f"[SERVICE]... ({SERVICE_NAMES})")
+@pass_app
+def start(app: AppContext, services: tuple[str, ...]) -> None:
+    """Start the stack's services (default: all of them, backend first).
+
+    Example: stackctl start proxy openwebui
+    """
+    done = _manager(app).start(list(services))
+    click.echo(f"started: {', '.join(done)}")
+
+
+@click.command(name="stop")
+@click.argument("services", nargs=-1, metavar=f"[SERVICE]... ({SERVICE_NAMES})")
+@pass_app
+def stop(app: AppContext, services: tuple[str, ...]) -> None:
+    """Stop the stack's services (default: all of them, Open WebUI first). They start again
+    at the next boot or login; `stackctl down` removes them.
+
+    Example: stackctl stop
+    """
+    done = _manager(app).stop(list(services))
+    click.echo(f"stopped: {', '.join(done)}")
+
+
+@click.command(name="restart")
+@click.argument("services", nargs=-1, metavar=f"[SERVICE]... ({SERVICE_NAMES})")
+@pass_app
+def restart(app: AppContext, services: tuple[str, ...]) -> None:
+    """Restart the stack's services (default: all of them, backend first).
+
+    Example: stackctl restart ollama
+    """
+    done = _manager(app).restart(list(services))
+    click.echo(f"restarted: {', '.join(done)}")
+
+
+@click.command(name="logs")
+@click.argument("service", required=False, metavar=f"[SERVICE] ({SERVICE_NAMES})")
+@click.option(
+    "-n",
+    "--lines",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many lines.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@pass_app
+def logs(app: AppContext, service: str | None, lines: int, follow: bool) -> None:
+    """Print a service's recent log lines (default: the whole stack's). From the journal on
+    Linux, from ~/Library/Logs/stackctl/<service>.log (or /Library/Logs/stackctl) on macOS.
+
+    Example: stackctl logs proxy -n 100 -f
+    """
+    text = _manager(app).logs(service, lines=lines, follow=follow)
+    if text is None:
+        return
+    if text.strip():
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        click.echo(f"no log lines yet for {service or 'the stack'}", err=True)

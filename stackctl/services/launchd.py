@@ -1,0 +1,273 @@
+"""The launchd service manager: `launchctl bootstrap/bootout/enable/kickstart/print`.
+
+User scope uses the `gui/<uid>` domain (the person's login session, plists in
+~/Library/LaunchAgents); system scope the `system` domain (/Library/LaunchDaemons, jobs run
+as their plist's UserName). Logs are the files named by StandardOutPath/StandardErrorPath.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from stackctl import proc
+from stackctl.errors import CommandFailed
+from stackctl.paths import Paths
+from stackctl.services import state
+from stackctl.services.base import Drift, InstallReport, ServiceState, Unit
+from stackctl.services.names import launchd_filename, launchd_label, start_order
+
+NOT_LOADED = (3, 113)  # "Boot-out failed: 3: No such process"; print: 113 "Could not find service"
+BUSY = (
+    5,
+    37,
+)  # bootstrap right after bootout: "5: Input/output error", "37: Operation already in progress"
+NO_GUI_SESSION = 125  # "Bootstrap failed: 125: Domain does not support specified action"
+_FIELD = re.compile(r"^\t([a-z][a-z ]*?) = (.*)$")
+
+
+class LaunchdManager:
+    """ServiceManager for launchd."""
+
+    def __init__(self, paths: Paths, uid: int | None = None):
+        self.paths = paths
+        self.unit_dir = paths.unit_dir
+        uid = os.getuid() if uid is None else uid
+        self.domain = "system" if paths.scope == "system" else f"gui/{uid}"
+
+    def _target(self, service: str) -> str:
+        return f"{self.domain}/{launchd_label(service)}"
+
+    def _plist(self, service: str) -> Path:
+        return self.unit_dir / launchd_filename(service)
+
+    def _launchctl(self, *args: str, check: bool = True) -> proc.Result:
+        return proc.run(["launchctl", *args], check=check)
+
+    def _print(self, service: str) -> dict[str, str] | None:
+        """The job's `launchctl print` fields, or None when it is not loaded."""
+        result = self._launchctl("print", self._target(service), check=False)
+        if result.code in NOT_LOADED:
+            return None
+        if not result.ok:
+            raise CommandFailed(result.argv, result.code, result.stderr or result.stdout)
+        return parse_print(result.stdout)
+
+    def _load(self, service: str) -> None:
+        """enable (clears a disabled override, which would make bootstrap fail) + bootstrap."""
+        self._launchctl("enable", self._target(service))
+        for attempt in range(10):
+            result = self._launchctl(
+                "bootstrap", self.domain, str(self._plist(service)), check=False
+            )
+            if result.ok:
+                return
+            # launchd tears a job down asynchronously after bootout: retry briefly.
+            if result.code not in BUSY or attempt == 9:
+                hint = ""
+                if result.code == NO_GUI_SESSION:
+                    hint = (
+                        f"the {self.domain} domain exists only while you are logged in at the "
+                        "Mac's screen; for a headless Mac use `scope: system` (sudo stackctl up)"
+                    )
+                raise CommandFailed(result.argv, result.code, result.stderr, hint=hint)
+            time.sleep(0.2)
+
+    def _unload(self, service: str) -> None:
+        result = self._launchctl("bootout", self._target(service), check=False)
+        if not result.ok and result.code not in NOT_LOADED:
+            raise CommandFailed(result.argv, result.code, result.stderr)
+
+    def installed_services(self) -> list[str]:
+        return state.UnitRecord(self.paths).services()
+
+    def install(self, units: list[Unit]) -> InstallReport:
+        """Write the plists; bootstrap new ones, reload changed ones (bootout + bootstrap),
+        kickstart loaded ones that are not running; leave the rest alone."""
+        record = state.UnitRecord(self.paths)
+        report = InstallReport()
+        self.paths.log_dir.mkdir(parents=True, exist_ok=True)  # launchd does not create it
+        wanted = {self.unit_dir / unit.filename for unit in units}
+        for entry in reversed(record.records):
+            if entry.path not in wanted:
+                self._unload(entry.service)
+                saved = state.remove_unit(record, entry.path)
+                report.removed.append(entry.path)
+                if saved:
+                    report.backed_up.append((entry.path, saved))
+        record.save()
+        for unit in units:
+            label = launchd_label(unit.service)
+            change = state.write_unit(record, self.unit_dir / unit.filename, unit, label)
+            record.save()
+            if change.backup:
+                report.backed_up.append((change.path, change.backup))
+            job = self._print(unit.service)
+            if change.status == "unchanged":
+                report.unchanged.append(change.path)
+                if job is None:
+                    self._load(unit.service)
+                    report.started.append(unit.service)
+                elif job.get("state") != "running":
+                    self._launchctl("kickstart", self._target(unit.service))
+                    report.started.append(unit.service)
+                continue
+            report.written.append(change.path)
+            if job is not None:
+                self._unload(unit.service)  # launchd reads a plist only when it loads it
+                self._load(unit.service)
+                report.restarted.append(unit.service)
+            else:
+                self._load(unit.service)
+                report.started.append(unit.service)
+        return report
+
+    def uninstall(self) -> list[Path]:
+        """bootout every recorded job (Open WebUI first) and delete exactly those plists."""
+        record = state.UnitRecord(self.paths)
+        removed = []
+        for entry in reversed(record.records):
+            self._unload(entry.service)
+            if entry.path.exists():
+                removed.append(entry.path)
+            state.remove_unit(record, entry.path)
+        record.save()
+        return removed
+
+    def start(self, services: list[str]) -> list[str]:
+        """kickstart loaded jobs; load (bootstrap) the ones `stop` unloaded."""
+        selected = state.UnitRecord(self.paths).select(services)
+        for service in selected:
+            if self._print(service) is None:
+                self._load(service)
+            else:
+                self._launchctl("kickstart", self._target(service))
+        return selected
+
+    def stop(self, services: list[str]) -> list[str]:
+        """bootout: with KeepAlive, killing a job only makes launchd start it again. The
+        plist stays, so the job loads again at the next login (or boot)."""
+        selected = list(reversed(state.UnitRecord(self.paths).select(services)))
+        for service in selected:
+            self._unload(service)
+        return selected
+
+    def restart(self, services: list[str]) -> list[str]:
+        selected = state.UnitRecord(self.paths).select(services)
+        for service in selected:
+            if self._print(service) is None:
+                self._load(service)
+            else:
+                self._launchctl("kickstart", "-k", self._target(service))
+        return selected
+
+    def status(self, services: list[str]) -> list[ServiceState]:
+        installed = self.installed_services()
+        wanted = start_order(list(services)) if services else installed
+        states = []
+        for service in wanted:
+            label = launchd_label(service)
+            if service not in installed:
+                states.append(ServiceState(service, label, False, "not-installed"))
+                continue
+            job = self._print(service)
+            if job is None:
+                states.append(ServiceState(service, label, True, "inactive", "not loaded"))
+            else:
+                states.append(job_state(service, label, job))
+        return states
+
+    def log_files(self, services: list[str]) -> list[Path]:
+        return [self.paths.log_dir / f"{service}.log" for service in services]
+
+    def logs(self, service: str | None = None, lines: int = 50, follow: bool = False) -> str | None:
+        """The last lines of the services' log files; with follow, `tail -F` them."""
+        selected = state.UnitRecord(self.paths).select([service] if service else [])
+        files = self.log_files(selected)
+        if follow:
+            proc.follow(["tail", "-n", str(lines), "-F", *map(str, files)])
+            return None
+        parts = []
+        for path in files:
+            text = "".join(tail(path, lines)) if path.exists() else ""
+            parts.append(f"==> {path} <==\n{text}" if len(files) > 1 else text)
+        return "\n".join(parts)
+
+    def drift(self) -> list[Drift]:
+        return state.drift(state.UnitRecord(self.paths))
+
+
+def tail(path: Path, lines: int, block: int = 8192) -> list[str]:
+    """The last `lines` lines of a file, read from its end (log files grow without bound)."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        end = position = fh.tell()
+        data = b""
+        while position > 0 and data.count(b"\n") <= lines:
+            position = max(0, position - block)
+            fh.seek(position)
+            data = fh.read(end - position)
+    text = data.decode("utf-8", errors="replace").splitlines(keepends=True)
+    return text[-lines:]
+
+
+def parse_print(text: str) -> dict[str, str]:
+    """The top-level `name = value` fields of `launchctl print` (nested blocks skipped)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _FIELD.match(line)
+        if match and match.group(1) not in fields:
+            fields[match.group(1)] = match.group(2).strip()
+    return fields
+
+
+def _leading_int(value: str) -> int | None:
+    match = re.match(r"-?\d+", value)
+    return int(match.group()) if match else None
+
+
+def job_state(service: str, label: str, job: dict[str, str]) -> ServiceState:
+    """Map launchd's job state onto systemd's words (active/activating/inactive/failed)."""
+    raw = job.get("state", "unknown")
+    pid = _leading_int(job.get("pid", ""))
+    last_exit = _leading_int(job.get("last exit code", ""))  # "(never exited)" -> None
+    signal = job.get("last terminating signal")
+    if signal is not None:
+        number = re.search(r"(\d+)\s*$", signal)
+        last_exit = 128 + int(number.group(1)) if number else last_exit
+    if raw == "running":
+        active = "active"
+    elif raw in ("spawn scheduled", "spawning", "xpcproxy"):
+        active = "activating"
+    elif last_exit:
+        active = "failed"
+    else:
+        active = "inactive"
+    runs = _leading_int(job.get("runs", ""))
+    return ServiceState(
+        service=service,
+        unit=label,
+        installed=True,
+        state=active,
+        sub_state=raw,
+        pid=pid,
+        since=_started(pid),
+        restarts=max(runs - 1, 0) if runs is not None else None,
+        last_exit=last_exit,
+        result="exit-code" if last_exit else "",
+    )
+
+
+def _started(pid: int | None) -> datetime | None:
+    """launchctl print has no start time; the process's own creation time is it."""
+    if not pid:
+        return None
+    import psutil
+
+    try:
+        return datetime.fromtimestamp(psutil.Process(pid).create_time(), tz=timezone.utc)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
