@@ -104,4 +104,7 @@ def stackctl():
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run
+
+
+# The real systemd user manager fixtures (tests/systemd_user.py documents them).
 from systemd_user import systemd_user, systemd_user_manager  # noqa: E402, F401
