@@ -135,6 +135,8 @@ def stream(
         child.kill()
         child.wait()
         raise
+    finally:
+        child.stdout.close()  # else a ResourceWarning (an error under pytest's -W error)
     if code != 0:
         raise CommandFailed(argv, code, "\n".join(tail), hint=hint)
     return Result(argv, code, "\n".join(tail), "")
