@@ -1,0 +1,39 @@
+"""`stackctl proxy`: the bundled OpenAI-compatible proxy in front of Ollama or vLLM."""
+
+from __future__ import annotations
+
+import click
+
+from stackctl.cli import pass_app
+
+
+@click.group(name="proxy")
+def proxy() -> None:
+    """The OpenAI-compatible proxy: the one door to your models.
+
+    \b
+    Example:
+      stackctl proxy serve              # as configured (proxy.port, 127.0.0.1)
+    """
+
+
+@proxy.command(name="serve")
+@click.option(
+    "--host", help="Address to listen on (default: 127.0.0.1, 0.0.0.0 with expose: true)."
+)
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: proxy.port, 4000).")
+@pass_app
+def proxy_serve(app, host: str | None, port: int | None) -> None:
+    """Serve the OpenAI API on /v1 in front of the configured backends.
+
+    This is what the stack's proxy service runs. Point any OpenAI client at
+    http://HOST:PORT/v1 with one of the proxy's API keys.
+
+    \b
+    Example:
+      stackctl --config ~/.config/stackctl/stack.yaml proxy serve --port 4000
+    """
+    from stackctl.proxy.server import serve
+
+    config = app.config
+    serve(config, host=host or config.bind_host, port=port or config.proxy.port)

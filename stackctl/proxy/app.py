@@ -1,0 +1,370 @@
+"""The proxy's ASGI app: `create_app(config)` returns a Starlette app.
+
+Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models,
+/v1/models/{id}; GET /health (no auth); GET /metrics. The same routes answer without the
+/v1 prefix, for clients configured with a base URL that lacks it.
+
+The request handlers are plain ASGI callables (no Request objects on the hot path): each
+reads the body (413 past the limit), parses it, routes the model, and either forwards the
+request unaltered to an OpenAI-compatible backend or translates it for Ollama.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from stackctl.proxy import relay, responses, schemas, translate
+from stackctl.proxy.errors import OpenAIError
+from stackctl.proxy.gate import Gate
+from stackctl.proxy.metrics import Metrics
+from stackctl.proxy.models import ModelRegistry, Route
+from stackctl.proxy.upstream import Backend, Upstream
+from stackctl.proxy.validate import parse_body, require_model
+
+log = logging.getLogger("stackctl.proxy")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one OpenAI route maps onto Ollama and onto an OpenAI-compatible backend."""
+
+    route: str
+    check: Callable[[dict], None]
+    to_ollama: Callable[[dict, str, dict], dict]
+    ollama_path: str
+    openai_path: str
+    streams: bool
+
+
+CHAT = Kind(
+    "/v1/chat/completions",
+    schemas.check_chat,
+    translate.chat_to_ollama,
+    "/api/chat",
+    "/chat/completions",
+    True,
+)
+COMPLETION = Kind(
+    "/v1/completions",
+    schemas.check_completion,
+    translate.completion_to_ollama,
+    "/api/generate",
+    "/completions",
+    True,
+)
+EMBEDDING = Kind(
+    "/v1/embeddings",
+    schemas.check_embedding,
+    translate.embedding_to_ollama,
+    "/api/embed",
+    "/embeddings",
+    False,
+)
+
+
+def _headers(scope: dict) -> dict[bytes, bytes]:
+    return dict(scope["headers"])
+
+
+class Endpoint:
+    """A plain ASGI endpoint (Starlette wraps functions in Request/Response; this it leaves be)."""
+
+    def __init__(self, function: Callable):
+        self.function = function
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        await self.function(scope, receive, send)
+
+
+class Proxy:
+    """The state behind the routes: backends, model registry, metrics, limits."""
+
+    def __init__(self, config: Any, backends: list[Backend]):
+        proxy = config.proxy
+        self.backends = backends
+        self.upstream = Upstream(proxy.connect_timeout, proxy.read_timeout)
+        self.registry = ModelRegistry(
+            backends, proxy.aliases, self.upstream, proxy.models_cache_seconds
+        )
+        self.metrics = Metrics()
+        self.pins: dict[str, dict[str, Any]] = {
+            k.lower(): v for k, v in proxy.model_options.items()
+        }
+        self.limit = int(proxy.max_body_mb) * 1024 * 1024
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any):
+        await self.upstream.open()
+        await self.registry.ensure(wait=False)  # warm the model list in the background
+        try:
+            yield
+        finally:
+            await self.registry.close()
+            await self.upstream.close()
+
+    def pinned(self, route: Route) -> dict[str, Any]:
+        """proxy.model_options for the model (`gemma3` finds `gemma3:latest` and back)."""
+        name = route.model.lower()
+        plain = name[: -len(":latest")] if name.endswith(":latest") else name
+        return self.pins.get(name) or self.pins.get(plain) or self.pins.get(plain + ":latest") or {}
+
+    def handler(self, kind: Kind) -> Endpoint:
+        async def endpoint(scope: dict, receive: Any, send: Any) -> None:
+            await self.handle(kind, scope, receive, send)
+
+        return Endpoint(endpoint)
+
+    async def handle(self, kind: Kind, scope: dict, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        status, label, backend_name = 500, "", "-"
+        try:
+            raw = await relay.read_body(receive, _headers(scope), self.limit)
+            body = parse_body(raw)
+            requested = require_model(body)
+            route = await self.registry.route(requested)
+            label = requested
+            backend = route.backend
+            backend_name = backend.name
+            if backend.params and any(body.get(k) is None for k in backend.params):
+                body = {
+                    **{k: v for k, v in backend.params.items()},
+                    **{k: v for k, v in body.items() if v is not None},
+                }
+                raw = b""
+            if backend.mode == "openai_compatible":
+                status = await self.passthrough(kind, route, body, raw, requested, receive, send)
+            else:
+                status = await self.translated(kind, route, body, requested, receive, send)
+        except OpenAIError as error:
+            status = error.status
+            if error.status >= 502:
+                self.metrics.backend_error(backend_name, error.status)
+            await relay.send_bytes(
+                send, error.status, error.to_json(), extra=list(error.headers.items()) or None
+            )
+        except Exception:
+            log.exception("internal error while answering %s", kind.route)
+            error = OpenAIError(
+                500,
+                "The proxy failed while answering; its log has the details.",
+                type="server_error",
+            )
+            await relay.send_bytes(send, 500, error.to_json())
+        finally:
+            self.metrics.observe(kind.route, label, status, time.perf_counter() - started)
+
+    async def passthrough(
+        self,
+        kind: Kind,
+        route: Route,
+        body: dict,
+        raw: bytes,
+        requested: str,
+        receive: Any,
+        send: Any,
+    ) -> int:
+        """Forward unaltered (only the alias and the connection's default params applied)."""
+        backend = route.backend
+        if route.model != requested or not raw:
+            body = {**body, "model": route.model}
+            raw = json.dumps(body).encode()
+        if kind.streams and body.get("stream") is True:
+            self.metrics.streams_in_flight += 1
+            try:
+                await relay.stream(self.upstream, backend, kind.openai_path, raw, receive, send,
+                                   lambda response: relay.relay_raw(self.upstream, backend, response, send))  # fmt: skip
+            finally:
+                self.metrics.streams_in_flight -= 1
+            return 200
+        reply = await self.upstream.call(backend, "POST", kind.openai_path, raw)
+        if not 200 <= reply.status < 300:
+            raise relay.backend_error(backend, reply.status, reply.body)
+        data = reply.body
+        if route.model != requested:
+            data = self._rename(data, requested)
+        await relay.send_bytes(send, reply.status, data, reply.content_type.encode() or relay.JSON)
+        return reply.status
+
+    def _rename(self, data: bytes, requested: str) -> bytes:
+        """Answer with the model name the client asked for (the alias)."""
+        try:
+            reply = json.loads(data)
+        except ValueError:
+            return data
+        if isinstance(reply, dict) and "model" in reply:
+            reply["model"] = requested
+            self.metrics.count_tokens(requested, reply.get("usage"))
+            return json.dumps(reply).encode()
+        return data
+
+    async def translated(
+        self, kind: Kind, route: Route, body: dict, requested: str, receive: Any, send: Any
+    ) -> int:
+        """Check, translate to Ollama's native API, and translate the answer back."""
+        kind.check(body)
+        native = kind.to_ollama(body, route.model, self.pinned(route))
+        backend = route.backend
+        if kind.streams and body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            if kind is CHAT:
+                translator: Any = responses.ChatStream(
+                    requested, include_usage, body.get("parallel_tool_calls") is not False
+                )
+            else:
+                translator = responses.CompletionStream(requested, include_usage, self._echo(body))
+            self.metrics.streams_in_flight += 1
+            try:
+                await relay.stream(self.upstream, backend, kind.ollama_path, json.dumps(native).encode(), receive, send,
+                                   lambda response: relay.relay_ndjson(self.upstream, backend, response, send, translator))  # fmt: skip
+            finally:
+                self.metrics.streams_in_flight -= 1
+            return 200
+        reply = await self.upstream.call(
+            backend, "POST", kind.ollama_path, json.dumps(native).encode()
+        )
+        if reply.status != 200:
+            raise relay.backend_error(backend, reply.status, reply.body)
+        try:
+            result = json.loads(reply.body)
+            if not isinstance(result, dict):
+                raise ValueError
+        except ValueError:
+            raise OpenAIError(
+                502,
+                f"The backend '{backend.name}' answered with something that is not JSON.",
+                code="backend_error",
+            ) from None
+        if kind is CHAT:
+            answer = responses.chat_completion(
+                result, requested, parallel_tool_calls=body.get("parallel_tool_calls") is not False
+            )
+        elif kind is COMPLETION:
+            answer = responses.text_completion(result, requested, self._echo(body))
+        else:
+            answer = responses.embeddings(
+                result, requested, body.get("encoding_format"), body.get("dimensions")
+            )
+        self.metrics.count_tokens(requested, answer.get("usage"))
+        await relay.send_bytes(send, 200, json.dumps(answer).encode())
+        return 200
+
+    @staticmethod
+    def _echo(body: dict) -> str | None:
+        if not body.get("echo"):
+            return None
+        prompt = body["prompt"]
+        return prompt[0] if isinstance(prompt, list) else prompt
+
+    # -- GET routes ------------------------------------------------------------------------
+
+    async def models(self, scope: dict, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        params = scope.get("path_params") or {}
+        status = 200
+        try:
+            if "model" in params:
+                payload: dict[str, Any] = await self.registry.card(params["model"])
+            else:
+                payload = {"object": "list", "data": await self.registry.cards()}
+            await relay.send_bytes(send, 200, json.dumps(payload).encode())
+        except OpenAIError as error:
+            status = error.status
+            await relay.send_bytes(send, error.status, error.to_json())
+        finally:
+            route = "/v1/models/{model}" if "model" in params else "/v1/models"
+            self.metrics.observe(route, "", status, time.perf_counter() - started)
+
+    async def health(self, scope: dict, receive: Any, send: Any) -> None:
+        connections = await self.registry.health()
+        healthy = all(c["reachable"] for c in connections)
+        payload = {"status": "ok" if healthy else "degraded", "connections": connections}
+        await relay.send_bytes(send, 200, json.dumps(payload).encode())
+
+    async def prometheus(self, scope: dict, receive: Any, send: Any) -> None:
+        body = self.metrics.render().encode()
+        await relay.send_bytes(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
+
+
+def _error_handlers() -> dict:
+    from starlette.exceptions import HTTPException
+    from starlette.responses import Response
+
+    async def http_error(request: Any, exc: Any) -> Response:
+        if exc.status_code == 404:
+            message = (
+                f"Unknown request URL: {request.method} {request.url.path}. The proxy serves "
+                "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /health "
+                "and /metrics."
+            )
+            error = OpenAIError(404, message, code="unknown_url")
+        elif exc.status_code == 405:
+            error = OpenAIError(
+                405,
+                f"{request.method} is not allowed on {request.url.path}.",
+                code="method_not_allowed",
+            )
+        else:
+            error = OpenAIError(exc.status_code, str(exc.detail))
+        return Response(
+            error.to_json(),
+            status_code=error.status,
+            media_type="application/json",
+            headers=exc.headers,
+        )
+
+    async def internal_error(request: Any, exc: Exception) -> Response:
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        error = OpenAIError(
+            500, "The proxy failed while answering; its log has the details.", type="server_error"
+        )
+        return Response(error.to_json(), status_code=500, media_type="application/json")
+
+    return {HTTPException: http_error, Exception: internal_error}
+
+
+def create_app(
+    config: Any, *, backends: list[Backend] | None = None, api_keys: list[str] | None = None
+) -> Any:
+    """The proxy app for a config. `backends` and `api_keys` default to what the config says."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Route as Path
+
+    if backends is None:
+        from stackctl.config import default_connections, resolve_backend
+
+        connections = default_connections(config, resolve_backend(config))  # type: ignore[arg-type]
+        backends = [Backend.from_connection(c) for c in connections]
+    if api_keys is None:
+        from stackctl.secrets import proxy_api_keys
+
+        api_keys = proxy_api_keys(config)
+    proxy = Proxy(config, backends)
+    routes = [
+        Path("/health", Endpoint(proxy.health), methods=["GET", "HEAD"]),
+        Path("/metrics", Endpoint(proxy.prometheus), methods=["GET"]),
+    ]
+    for prefix in ("/v1", ""):
+        routes += [
+            Path(f"{prefix}/chat/completions", proxy.handler(CHAT), methods=["POST"]),
+            Path(f"{prefix}/completions", proxy.handler(COMPLETION), methods=["POST"]),
+            Path(f"{prefix}/embeddings", proxy.handler(EMBEDDING), methods=["POST"]),
+            Path(f"{prefix}/models", Endpoint(proxy.models), methods=["GET"]),
+            Path(f"{prefix}/models/{{model:path}}", Endpoint(proxy.models), methods=["GET"]),
+        ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(Gate, api_keys=api_keys, cors_origins=list(config.proxy.cors_origins))
+        ],
+        exception_handlers=_error_handlers(),
+        lifespan=proxy.lifespan,
+    )
+    app.state.proxy = proxy
+    return app

@@ -1,0 +1,123 @@
+"""The door of the proxy: API keys and CORS, before any route runs (a plain ASGI middleware).
+
+With keys configured, every route but /health needs `Authorization: Bearer <key>`, compared
+in constant time (hmac.compare_digest on SHA-256 digests, so neither the content nor the
+length of a key leaks through timing). Without keys any bearer, or none, is accepted, as
+local servers do. CORS answers preflights itself (so they need no key) and adds the
+allow-origin header for the origins in `proxy.cors_origins`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from stackctl.proxy.errors import OpenAIError
+
+OPEN_PATHS = ("/health",)
+ALLOW_METHODS = b"GET, POST, OPTIONS"
+
+
+def _digest(key: str | bytes) -> bytes:
+    return hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
+
+
+class Gate:
+    """Auth and CORS in front of the app."""
+
+    def __init__(self, app: Any, api_keys: list[str], cors_origins: list[str]):
+        self.app = app
+        self.digests = [_digest(k) for k in api_keys]
+        self.origins = {o.rstrip("/").encode() for o in cors_origins}
+        self.any_origin = b"*" in self.origins
+
+    def authorized(self, header: bytes | None) -> bool:
+        if not self.digests:
+            return True
+        if not header or header[:7].lower() != b"bearer ":
+            return False
+        presented = _digest(header[7:].strip())
+        matched = False
+        for digest in self.digests:  # no early exit: every key is compared every time
+            matched |= hmac.compare_digest(presented, digest)
+        return matched
+
+    def allowed_origin(self, origin: bytes) -> bool:
+        return self.any_origin or origin.rstrip(b"/") in self.origins
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        origin = headers.get(b"origin") if self.origins else None
+        cors: list[tuple[bytes, bytes]] = []
+        if origin is not None and self.allowed_origin(origin):
+            cors = [
+                (b"access-control-allow-origin", b"*" if self.any_origin else origin),
+                (b"vary", b"Origin"),
+            ]
+        if (
+            scope["method"] == "OPTIONS"
+            and origin is not None
+            and b"access-control-request-method" in headers
+        ):
+            await self.preflight(send, headers, cors)
+            return
+        if scope["path"] not in OPEN_PATHS and not self.authorized(headers.get(b"authorization")):
+            await self.refuse(send, headers.get(b"authorization") is None, cors)
+            return
+        if cors:
+
+            async def send_with_cors(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []), *cors]}
+                await send(message)
+
+            await self.app(scope, receive, send_with_cors)
+            return
+        await self.app(scope, receive, send)
+
+    async def preflight(self, send: Any, headers: dict[bytes, bytes], cors: list) -> None:
+        if not cors:
+            error = OpenAIError(
+                403,
+                "This origin may not call the proxy: add it to proxy.cors_origins in stack.yaml.",
+                code="origin_not_allowed",
+            )
+            await _send(send, 403, error.to_json(), [])
+            return
+        requested = headers.get(b"access-control-request-headers", b"authorization, content-type")
+        extra = [
+            *cors,
+            (b"access-control-allow-methods", ALLOW_METHODS),
+            (b"access-control-allow-headers", requested),
+            (b"access-control-max-age", b"600"),
+        ]
+        await _send(send, 204, b"", extra, content_type=None)
+
+    async def refuse(self, send: Any, no_header: bool, cors: list) -> None:
+        if no_header:
+            message = (
+                "You didn't provide an API key. Send it as `Authorization: Bearer <key>` "
+                "(the proxy's keys are in proxy.api_keys or proxy.api_keys_file)."
+            )
+        else:
+            message = "Incorrect API key provided. The proxy's keys are in proxy.api_keys or proxy.api_keys_file."
+        error = OpenAIError(401, message, code="invalid_api_key")
+        await _send(send, 401, error.to_json(), [*cors, (b"www-authenticate", b"Bearer")])
+
+
+async def _send(
+    send: Any,
+    status: int,
+    body: bytes,
+    extra: list,
+    content_type: bytes | None = b"application/json",
+) -> None:
+    headers = [(b"content-length", str(len(body)).encode()), *extra]
+    if content_type:
+        headers.insert(0, (b"content-type", content_type))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

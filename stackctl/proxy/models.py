@@ -1,0 +1,220 @@
+"""Which models the proxy serves, and which backend serves each one.
+
+Every connection's list (Ollama's /api/tags, the others' /v1/models) is fetched together and
+cached for `proxy.models_cache_seconds`. A stale cache is answered at once while a refresh
+runs behind it, so /v1/models stays quick while a backend is slow or down (that backend's
+models are then missing from the list, and /health says why). A model id is routed after
+alias resolution; an id two connections serve goes to the first one listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from stackctl.proxy.errors import OpenAIError, model_not_found
+from stackctl.proxy.upstream import Backend, Upstream
+
+LIST_TIMEOUT = 3.0  # seconds one backend may take to list its models
+RECHECK_UNKNOWN = 1.0  # an unknown model refreshes the lists if they are older than this
+
+
+@dataclass
+class BackendState:
+    """What the last look at one backend found."""
+
+    backend: Backend
+    cards: list[dict[str, Any]] = field(default_factory=list)  # last successful list
+    reachable: bool | None = None  # None: not checked yet
+    error: str | None = None
+    latency_ms: float | None = None
+    checked_at: float = 0.0
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "name": self.backend.name,
+            "mode": self.backend.mode,
+            "base_url": self.backend.base_url,
+            "reachable": self.reachable,
+            "models": len(self.cards) if self.reachable else 0,
+            "error": self.error,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes: the backend and the model name to send it."""
+
+    backend: Backend
+    model: str  # the name the backend knows (the alias target)
+
+
+def _created(modified_at: Any) -> int:
+    """Unix time from Ollama's RFC 3339 `modified_at` (nanoseconds trimmed for Python)."""
+    if not isinstance(modified_at, str):
+        return 0
+    text = re.sub(r"(\.\d{6})\d+", r"\1", modified_at).replace("Z", "+00:00")
+    try:
+        return int(datetime.fromisoformat(text).timestamp())
+    except ValueError:
+        return 0
+
+
+def _key(backend: Backend, model: str) -> str:
+    """How a model id is matched: Ollama's names are case-insensitive, `:latest` implied."""
+    if backend.mode != "ollama":
+        return model
+    model = model.lower()
+    return model if ":" in model.rsplit("/", 1)[-1] else model + ":latest"
+
+
+class ModelRegistry:
+    """The merged model list of all connections, plus aliases, and routing by model id."""
+
+    def __init__(
+        self,
+        backends: list[Backend],
+        aliases: dict[str, str],
+        upstream: Upstream,
+        cache_seconds: float,
+        list_timeout: float = LIST_TIMEOUT,
+    ):
+        self.states = [BackendState(b) for b in backends]
+        self.aliases = dict(aliases)
+        self.upstream = upstream
+        self.cache_seconds = cache_seconds
+        self.list_timeout = list_timeout
+        self.fetched_at = 0.0
+        self._refresh: asyncio.Task | None = None
+        self._index: dict[str, dict[str, str]] = {}  # backend name -> key -> model id
+
+    async def close(self) -> None:
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh.cancel()
+            await asyncio.gather(self._refresh, return_exceptions=True)
+
+    async def _fetch(self, state: BackendState) -> None:
+        backend = state.backend
+        started = time.monotonic()
+        path = "/api/tags" if backend.mode == "ollama" else "/models"
+        try:
+            reply = await self.upstream.call(backend, "GET", path, timeout=self.list_timeout)
+            if reply.status != 200:
+                raise OpenAIError(502, f"GET {path} answered {reply.status}")
+            data = json.loads(reply.body)
+            if backend.mode == "ollama":
+                cards = [
+                    {
+                        "id": m["name"],
+                        "object": "model",
+                        "created": _created(m.get("modified_at")),
+                        "owned_by": backend.name,
+                    }
+                    for m in data.get("models") or []
+                ]
+            else:
+                cards = [
+                    {"object": "model", "created": 0, "owned_by": backend.name, **m}
+                    for m in data.get("data") or []
+                    if isinstance(m, dict) and isinstance(m.get("id"), str)
+                ]
+        except OpenAIError as exc:
+            state.reachable, state.error = False, exc.message
+        except (ValueError, TypeError, KeyError, AttributeError):
+            state.reachable, state.error = False, f"GET {path} did not answer a model list"
+        else:
+            state.cards, state.reachable, state.error = cards, True, None
+            self._index[backend.name] = {_key(backend, c["id"]): c["id"] for c in cards}
+        state.latency_ms = round((time.monotonic() - started) * 1000, 1)
+        state.checked_at = time.time()
+
+    async def refresh(self) -> None:
+        """Fetch every backend's list now (each one bounded by `list_timeout`)."""
+        await asyncio.gather(*(self._fetch(s) for s in self.states))
+        self.fetched_at = time.monotonic()
+
+    async def ensure(self, *, wait: bool) -> None:
+        """Start a refresh when the cache is stale; wait for it when asked (or never loaded)."""
+        if time.monotonic() - self.fetched_at <= self.cache_seconds and self.fetched_at:
+            return
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self.refresh())
+        if wait or not self.fetched_at:
+            await asyncio.shield(self._refresh)
+
+    async def cards(self) -> list[dict[str, Any]]:
+        """The /v1/models list: each reachable backend's models (first one wins), then aliases."""
+        await self.ensure(wait=False)
+        listed: dict[str, dict[str, Any]] = {}
+        for state in self.states:
+            if state.reachable:
+                for card in state.cards:
+                    listed.setdefault(card["id"], card)
+        for alias, target in self.aliases.items():
+            if alias in listed:
+                continue
+            route = self._find(target)
+            if route is not None and self._state(route.backend).reachable:
+                card = self._card_of(route)
+                listed[alias] = {
+                    "id": alias,
+                    "object": "model",
+                    "created": card.get("created", 0),
+                    "owned_by": card.get("owned_by"),
+                }
+        return list(listed.values())
+
+    async def card(self, model: str) -> dict[str, Any]:
+        """One model object, for GET /v1/models/{id}."""
+        for card in await self.cards():
+            if card["id"] == model:
+                return card
+        route = await self.route(model, allow_unlisted=False)
+        return {**self._card_of(route), "id": model}
+
+    async def health(self) -> list[dict[str, Any]]:
+        await self.ensure(wait=True)
+        return [s.health() for s in self.states]
+
+    def _state(self, backend: Backend) -> BackendState:
+        return next(s for s in self.states if s.backend is backend)
+
+    def _card_of(self, route: Route) -> dict[str, Any]:
+        state = self._state(route.backend)
+        wanted = _key(route.backend, route.model)
+        return next(
+            (c for c in state.cards if _key(route.backend, c["id"]) == wanted), {"id": route.model}
+        )
+
+    def _find(self, target: str) -> Route | None:
+        for state in self.states:
+            if _key(state.backend, target) in self._index.get(state.backend.name, {}):
+                return Route(state.backend, target)
+        return None
+
+    async def route(self, model: str, *, allow_unlisted: bool = True) -> Route:
+        """The backend for a model id (after aliases), or a 404 naming the model."""
+        await self.ensure(wait=False)
+        target = self.aliases.get(model, model)
+        found = self._find(target)
+        if found is None and time.monotonic() - self.fetched_at > RECHECK_UNKNOWN:
+            # maybe it was pulled a moment ago: look again (at most once a second)
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.ensure_future(self.refresh())
+            await asyncio.shield(self._refresh)
+            found = self._find(target)
+        if found is not None:
+            return found
+        if allow_unlisted:
+            # A backend we cannot list may still serve it: send the request there, so the
+            # client hears why that backend fails (502/504) rather than a misleading 404.
+            down = next((s for s in self.states if s.reachable is False), None)
+            if down is not None:
+                return Route(down.backend, target)
+        raise model_not_found(model)

@@ -1,0 +1,196 @@
+"""Moving bytes between the client and a backend: whole answers, streams, backend errors.
+
+Streams are sent the moment each backend read arrives (never buffered), while a second task
+waits for the client to hang up; if it does, the relay is cancelled at once, which closes the
+backend connection (Ollama then stops generating).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from stackctl.proxy.errors import OpenAIError
+from stackctl.proxy.responses import StreamBroken
+from stackctl.proxy.upstream import Backend, Upstream
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # tells nginx and friends not to buffer the stream
+]
+JSON = b"application/json"
+
+
+async def read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> bytes:
+    """The whole request body, or a 413 as soon as it grows past the limit."""
+    too_large = OpenAIError(
+        413,
+        f"The request body is larger than the proxy's limit of {limit // 1048576} MiB "
+        "(proxy.max_body_mb).",
+        code="request_too_large",
+    )
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def send_bytes(
+    send: Any, status: int, body: bytes, content_type: bytes = JSON, extra: list | None = None
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def backend_error(backend: Backend, status: int, body: bytes) -> OpenAIError:
+    """A backend's non-2xx answer as the client should see it (always OpenAI-shaped)."""
+    detail: Any = None
+    try:
+        data = json.loads(body)
+        detail = data.get("error", data) if isinstance(data, dict) else None
+    except ValueError:
+        pass
+    if isinstance(detail, dict):  # OpenAI-style, nested or vLLM's older flat shape
+        message = str(
+            detail.get("message") or detail.get("detail") or body[:500].decode("utf-8", "replace")
+        )
+        kind, param, code = detail.get("type"), detail.get("param"), detail.get("code")
+    else:
+        message = str(detail) if detail else body[:500].decode("utf-8", "replace").strip()
+        kind = param = code = None
+    if not isinstance(code, str):
+        code = None
+    if backend.mode == "ollama" and status == 404:
+        return OpenAIError(
+            404,
+            f"The backend '{backend.name}' says: {message}",
+            param="model",
+            code="model_not_found",
+        )
+    if backend.mode == "ollama" and status == 403:
+        return OpenAIError(
+            502,
+            f"The backend '{backend.name}' refused the request (403): Ollama rejects a Host header "
+            "it does not know, or an Origin it does not allow.",
+            code="backend_error",
+        )
+    if 400 <= status < 500 or status in (503, 504):
+        prefix = "" if backend.mode != "ollama" else f"The backend '{backend.name}' says: "
+        return OpenAIError(
+            status,
+            prefix + message,
+            type=kind if isinstance(kind, str) else None,
+            param=param if isinstance(param, str) else None,
+            code=code,
+        )
+    return OpenAIError(
+        502, f"The backend '{backend.name}' failed ({status}): {message}", code="backend_error"
+    )
+
+
+async def until_hang_up(receive: Any, work: Awaitable[None]) -> bool:
+    """Run `work` while watching for the client to disconnect. True: the client hung up."""
+    working = asyncio.ensure_future(work)
+
+    async def hang_up() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watching = asyncio.ensure_future(hang_up())
+    try:
+        await asyncio.wait({working, watching}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        working.cancel()
+        watching.cancel()
+        raise
+    if working.done():
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        working.result()
+        return False
+    working.cancel()
+    await asyncio.gather(working, return_exceptions=True)
+    return True
+
+
+async def relay_ndjson(
+    upstream: Upstream,
+    backend: Backend,
+    response: Any,
+    send: Any,
+    translator: Any,
+) -> None:
+    """Ollama's NDJSON stream -> SSE, one send per backend read, an error event if it breaks."""
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    first = translator.start()
+    if first:
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+    try:
+        async for lines in upstream.lines(backend, response):
+            out = b""
+            for line in lines:
+                try:
+                    native = json.loads(line)
+                except ValueError:
+                    raise StreamBroken(f"sent a line that is not JSON: {line[:200]!r}") from None
+                out += translator.feed(native if isinstance(native, dict) else {})
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            if translator.finished:
+                break
+        if not translator.finished:
+            raise StreamBroken("ended the stream before the answer was complete (no done line)")
+    except StreamBroken as exc:
+        error = OpenAIError(502, f"The backend '{backend.name}' {exc}", code="backend_error")
+        await send({"type": "http.response.body", "body": error.to_event(), "more_body": True})
+    except OpenAIError as error:
+        await send({"type": "http.response.body", "body": error.to_event(), "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def relay_raw(upstream: Upstream, backend: Backend, response: Any, send: Any) -> None:
+    """An OpenAI-compatible backend's SSE stream, passed through as it comes."""
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    try:
+        async for chunk in upstream.chunks(backend, response):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except OpenAIError as error:
+        await send({"type": "http.response.body", "body": error.to_event(), "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def stream(
+    upstream: Upstream,
+    backend: Backend,
+    path: str,
+    body: bytes,
+    receive: Any,
+    send: Any,
+    relay: Callable[[Any], Awaitable[None]],
+) -> bool:
+    """POST to the backend; on 200 relay its stream until done or the client hangs up.
+
+    A non-200 answer becomes an ordinary error response (nothing was sent yet). Returns
+    True when the client hung up.
+    """
+    async with upstream.stream(backend, path, body) as response:
+        if response.status != 200:
+            raise backend_error(backend, response.status, await response.read())
+        return await until_hang_up(receive, relay(response))

@@ -1,0 +1,89 @@
+"""Starting the proxy: refuse an open door, then serve with uvicorn (uvloop and httptools).
+
+Binding anything but loopback without API keys is refused: the proxy is the only door to
+the models, and the backends behind it have no authentication of their own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+from stackctl.errors import StackctlError
+
+log = logging.getLogger("stackctl.proxy")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class OpenDoorRefused(StackctlError):
+    """The proxy was asked to listen on the network without API keys."""
+
+    def __init__(self, host: str, port: int):
+        super().__init__(
+            f"refusing to serve the proxy on {host}:{port} without API keys: anyone who can "
+            "reach this machine could use your models.\n"
+            "Add a key: set proxy.api_keys_file in stack.yaml (e.g. `api_keys_file: "
+            "~/.config/stackctl/proxy-keys`, a file of mode 0600 with one key a line; "
+            "`stackctl up` writes one) or list keys in proxy.api_keys. "
+            "Or listen on loopback only: `stackctl proxy serve --host 127.0.0.1`."
+        )
+
+
+def describe(config: Any, backends: list[Any], keys: int, host: str, port: int) -> str:
+    """The startup line (never the keys themselves)."""
+    door = f"{keys} API key{'s' if keys != 1 else ''}" if keys else "no API key (loopback only)"
+    upstreams = ", ".join(f"{b.name} ({b.mode}) {b.base_url}" for b in backends)
+    return f"stackctl proxy on http://{host}:{port} -> {upstreams}; {door}"
+
+
+def serve(config: Any, host: str, port: int) -> None:
+    """Serve the proxy until SIGTERM/SIGINT."""
+    from stackctl.config import default_connections, resolve_backend
+    from stackctl.proxy.upstream import Backend
+    from stackctl.secrets import proxy_api_keys
+
+    keys = proxy_api_keys(config)
+    if not keys and not is_loopback(host):
+        raise OpenDoorRefused(host, port)
+    connections = default_connections(config, resolve_backend(config))  # type: ignore[arg-type]
+    backends = [Backend.from_connection(c) for c in connections]
+
+    import uvicorn
+
+    from stackctl.proxy.app import create_app
+
+    app = create_app(config, backends=backends, api_keys=keys)
+    options: dict[str, Any] = {}
+    try:
+        import uvloop  # noqa: F401  (uvicorn picks it up by name)
+
+        options["loop"] = "uvloop"
+    except ImportError:
+        options["loop"] = "asyncio"
+    try:
+        import httptools  # noqa: F401
+
+        options["http"] = "httptools"
+    except ImportError:
+        options["http"] = "h11"
+    logging.getLogger("stackctl.proxy").setLevel(logging.INFO)
+    print(describe(config, backends, len(keys), host, port), flush=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,  # request lines would be noise at thousands a second; /metrics counts
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=5,
+        **options,
+    )
