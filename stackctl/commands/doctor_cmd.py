@@ -88,7 +88,7 @@ def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
     )
     linger = {True: "on", False: "off", None: "n/a"}[facts.linger]
     return [
-        ("os", f"{facts.os_name} {facts.os_version} ({facts.arch})"),
+        ("os", f"{facts.os_name} {facts.os_version}".strip() + f" ({facts.arch})"),
         ("cpu", facts.cpu_brand or "unknown"),
         ("memory", memory),
         ("nvidia", gpus or facts.nvidia_error or "no NVIDIA GPU"),
