@@ -190,11 +190,14 @@ class LaunchdManager:
         if follow:
             proc.follow(["tail", "-n", str(lines), "-F", *map(str, files)])
             return None
-        parts = []
-        for path in files:
-            text = "".join(tail(path, lines)) if path.exists() else ""
-            parts.append(f"==> {path} <==\n{text}" if len(files) > 1 else text)
-        return "\n".join(parts)
+        texts = ["".join(tail(path, lines)) if path.exists() else "" for path in files]
+        if len(files) == 1:
+            return texts[0]
+        # like `tail` with several files: a header per file
+        empty = "(nothing logged yet)\n"
+        return "\n".join(
+            f"==> {path} <==\n{text or empty}" for path, text in zip(files, texts, strict=True)
+        )
 
     def drift(self) -> list[Drift]:
         return state.drift(state.UnitRecord(self.paths))
