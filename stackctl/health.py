@@ -31,6 +31,7 @@ HEALTH_PATHS = {
 # model (~90 s seen, shared/reference/peers.md §3.12); vLLM loads weights and may compile
 # kernels ("several minutes on Hopper", shared/reference/vllm.md §3).
 BUDGETS = {"ollama": 60.0, "vllm": 1200.0, "proxy": 30.0, "openwebui": 600.0}
+REPORT_EVERY = 10.0  # seconds between "still waiting" lines while the answer stays the same
 WHY_SLOW = {
     "vllm": "loading the model takes minutes",
     "openwebui": "its first start downloads an embedding model",
@@ -194,6 +195,7 @@ def wait_healthy(
     started = time.monotonic()
     delay = 0.1
     why = WHY_SLOW.get(service.name, "")
+    last_report: tuple[str, float] = ("", -REPORT_EVERY)
     while True:
         health = check(service, timeout=min(5.0, max(1.0, budget / 10)), api_key=api_key)
         if health.ok and (expect_model is None or expect_model in health.models):
@@ -208,8 +210,11 @@ def wait_healthy(
         reason = gave_up()
         if reason:
             raise NotHealthy(health, waited, reason)
-        note = f"waiting for {label(service.name)} at {health.url}: {health.detail}"
-        note += f" ({_duration(waited)} of up to {_duration(budget)}"
-        report(note + (f"; {why})" if why else ")"))
+        if health.detail != last_report[0] or waited - last_report[1] >= REPORT_EVERY:
+            # a new answer, or a sign of life every few seconds: not a line per poll
+            last_report = (health.detail, waited)
+            note = f"waiting for {label(service.name)} at {health.url}: {health.detail}"
+            note += f" ({_duration(waited)} of up to {_duration(budget)}"
+            report(note + (f"; {why})" if why else ")"))
         time.sleep(min(delay, max(0.0, budget - waited)))
         delay = min(delay * 1.5, 3.0)

@@ -83,14 +83,12 @@ class StackScope:
 
 def stack_scope(config: Config) -> StackScope:
     """The stack a config describes, on this machine."""
-    from stackctl.config import resolve_backend, resolve_scope
-    from stackctl.paths import paths_for
+    from stackctl.config import resolve_backend
     from stackctl.services import manager_for
     from stackctl.stack import stack_services
 
     backend = resolve_backend(config)
-    paths = paths_for(scope=resolve_scope(config))  # type: ignore[arg-type]
-    return StackScope(config, backend, stack_services(config, backend), manager_for(config, paths))
+    return StackScope(config, backend, stack_services(config, backend), manager_for(config))
 
 
 def _uptime(state: ServiceState) -> float | None:

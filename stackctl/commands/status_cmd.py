@@ -1,0 +1,136 @@
+"""`stackctl status` and `stackctl models`."""
+
+from __future__ import annotations
+
+import click
+
+from stackctl.cli import AppContext, pass_app
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _health(row) -> str:
+    if row.healthy:
+        return f"ok {row.latency_ms:.0f}ms" if row.latency_ms is not None else "ok"
+    return row.health
+
+
+def render_status(status) -> str:
+    """The status table and, below it, what to do about each problem."""
+    from stackctl.output import table
+    from stackctl.status import problems
+
+    headers = [
+        "SERVICE",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "PORT",
+        "HEALTH",
+        "VERSION",
+        "MODELS",
+    ]
+    rows = [
+        [
+            row.service,
+            row.state,
+            row.pid or "-",
+            _duration(row.uptime_seconds),
+            "-" if row.restarts is None else row.restarts,
+            row.port,
+            _health(row),
+            row.version or "-",
+            ", ".join(row.models) or "-",
+        ]
+        for row in status.rows
+    ]
+    lines = [table(headers, rows)]
+    if status.message:
+        lines.append(status.message)
+    lines += problems(status)
+    if status.installed:
+        lines.append("healthy" if status.healthy else "degraded")
+    return "\n".join(lines)
+
+
+@click.command(name="status")
+@click.option("--json", "json_", is_flag=True, help="Print JSON for scripts.")
+@click.option("--watch", is_flag=True, help="Refresh every 2 seconds until Ctrl-C.")
+@pass_app
+def status(app: AppContext, json_: bool, watch: bool) -> None:
+    """Is the stack up? One row per service: state, pid, uptime, restarts, port, health.
+
+    Exit code 0: all healthy; 3: degraded (something is down or not answering); 1: the
+    stack is not installed (or status could not be read).
+
+    \b
+    Examples:
+      stackctl status
+      stackctl status --json | jq '.services[] | {service, health}'
+      stackctl status --watch
+    """
+    import time
+
+    from stackctl.status import collect, stack_scope
+
+    scope = stack_scope(app.config)
+    while True:
+        result = collect(scope)
+        if json_:
+            from stackctl.output import print_json
+
+            print_json(result.to_dict())
+        else:
+            if watch:
+                click.clear()
+                click.echo(time.strftime("%H:%M:%S") + "  (Ctrl-C to stop)")
+            click.echo(render_status(result))
+        if not watch:
+            break
+        try:
+            time.sleep(2)
+        except KeyboardInterrupt:
+            break
+    click.get_current_context().exit(int(result.exit_code))
+
+
+@click.command(name="models")
+@click.option("--json", "json_", is_flag=True, help="Print JSON for scripts.")
+@pass_app
+def models(app: AppContext, json_: bool) -> None:
+    """List the models every backend serves: name, size on disk, and where.
+
+    Exit code 3 when a backend does not answer.
+
+    Example: stackctl models
+    """
+    from dataclasses import asdict
+
+    from stackctl.output import print_json, table
+    from stackctl.pull import human_bytes
+    from stackctl.status import list_models
+
+    found = list_models(app.config)
+    if json_:
+        print_json({"models": [asdict(r) for r in found.rows], "unreachable": found.unreachable})
+    else:
+        rows = [
+            [r.name, human_bytes(r.size_bytes) if r.size_bytes is not None else "-", r.where]
+            for r in found.rows
+        ]
+        click.echo(table(["NAME", "SIZE", "WHERE"], rows))
+        for line in found.unreachable:
+            click.echo(line + ": `stackctl status` shows why", err=True)
+    click.get_current_context().exit(int(found.exit_code))

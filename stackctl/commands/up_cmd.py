@@ -1,0 +1,94 @@
+"""`stackctl up`: install and start the whole stack, or finish what an earlier run began."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from stackctl.cli import AppContext, pass_app
+
+STALL_ENV = "STACKCTL_PULL_STALL_TIMEOUT"
+
+
+def stall_seconds() -> float:
+    """Seconds without download progress before a pull is retried (STACKCTL_PULL_STALL_TIMEOUT)."""
+    from stackctl.pull import DEFAULT_STALL_SECONDS
+
+    try:
+        return float(os.environ.get(STALL_ENV, DEFAULT_STALL_SECONDS))
+    except ValueError:
+        return DEFAULT_STALL_SECONDS
+
+
+@click.command(name="up")
+@click.option("--dry-run", is_flag=True, help="Print every step, command and file; change nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Apply the plan without asking.")
+@click.option(
+    "--backend",
+    type=click.Choice(["ollama", "vllm"]),
+    help="Override backend: auto (vLLM on Linux with an NVIDIA GPU, else Ollama).",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="MODEL",
+    help="A model to serve, e.g. gemma3:27b (repeatable; vLLM: one, a tag or a Hugging Face id).",
+)
+@click.option("--no-webui", is_flag=True, help="Leave Open WebUI out of the stack.")
+@click.option(
+    "--scope",
+    type=click.Choice(["user", "system"]),
+    help="user: services of your login; system: at boot for the whole machine (root).",
+)
+@click.option("--upgrade", is_flag=True, help="Also upgrade Ollama (brew), Open WebUI and vLLM.")
+@pass_app
+def up(
+    app: AppContext,
+    dry_run: bool,
+    yes: bool,
+    backend: str | None,
+    models: tuple[str, ...],
+    no_webui: bool,
+    scope: str | None,
+    upgrade: bool,
+) -> None:
+    """Install and start Ollama (or vLLM), the proxy and Open WebUI as services.
+
+    Prints the plan and asks once (--yes to skip the question); re-running finishes an
+    interrupted run and does nothing when everything is in place.
+
+    \b
+    Examples:
+      stackctl up                       # this machine's best fit, after asking
+      stackctl up --dry-run             # every step, command and file; no change
+      stackctl up --yes --model gemma3:12b --model llama3.2
+      sudo stackctl up --scope system   # a headless server: services at boot
+    """
+    from stackctl.plan import run_plan
+    from stackctl.probe import describe_host
+    from stackctl.setup import UpOptions, build_steps, resolve_context
+    from stackctl.setup.summary import summary_lines
+
+    options = UpOptions(
+        dry_run=dry_run,
+        yes=yes,
+        backend=backend,
+        models=models,
+        no_webui=no_webui,
+        scope=scope,
+        upgrade=upgrade,
+        stall_seconds=stall_seconds(),
+    )
+    ctx = resolve_context(app.config, app.config_path, options)
+    click.echo(f"stackctl up: {describe_host(ctx.facts)}")
+    click.echo(
+        f"  backend {ctx.backend}, {ctx.scope} scope, models {', '.join(ctx.models)}; "
+        f"config {ctx.config_path}"
+    )
+    steps = build_steps(ctx)
+    result = run_plan(steps, yes=yes, dry_run=dry_run)
+    if not result.dry_run:
+        for line in summary_lines(ctx):
+            click.echo(line)

@@ -1,0 +1,209 @@
+"""Steps every platform shares: the service account (system scope), directories, linger,
+and the secrets, generated once into files of mode 0600."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from stackctl import proc
+from stackctl import secrets as sec
+from stackctl.errors import StackctlError
+from stackctl.paths import SERVICE_ACCOUNT
+from stackctl.plan import Progress, Step
+from stackctl.setup.context import Context
+
+NOLOGIN = "/usr/sbin/nologin"
+
+
+# --- the dedicated account (Linux, system scope) ------------------------------------------
+
+
+def account_ids(name: str = SERVICE_ACCOUNT) -> tuple[int, int] | None:
+    """(uid, gid) of an account from `getent passwd`, or None when there is none."""
+    entry = proc.output(["getent", "passwd", name])
+    if not entry:
+        return None
+    fields = entry.splitlines()[0].split(":")
+    return (int(fields[2]), int(fields[3])) if len(fields) > 3 else None
+
+
+def account_step(ctx: Context) -> Step:
+    """Create the system account the services run as (like Ollama's installer does)."""
+    argv = [
+        "useradd", "--system", "--user-group", "--home-dir", str(ctx.paths.data_dir),
+        "--shell", NOLOGIN, SERVICE_ACCOUNT,
+    ]  # fmt: skip
+    return Step(
+        description=f"Create the system account '{SERVICE_ACCOUNT}' the services run as",
+        check=lambda: account_ids() is not None,
+        apply=lambda progress: proc.run(argv) and None,
+        commands=[shlex.join(argv)],
+    )
+
+
+# --- directories --------------------------------------------------------------------------
+
+
+def _directories(ctx: Context) -> dict[Path, int]:
+    """The directories the stack needs, with their modes (Open WebUI's holds people's chats)."""
+    paths = ctx.paths
+    wanted = {paths.data_dir: 0o755, paths.log_dir: 0o755}
+    if ctx.config.openwebui.enabled:
+        wanted[paths.openwebui_data] = 0o700
+    if ctx.backend == "vllm":
+        wanted[paths.hf_home] = 0o755
+    elif ctx.scope == "system":
+        wanted[paths.ollama_models] = 0o755
+    return wanted
+
+
+def directories_step(ctx: Context) -> Step:
+    """Create the data, log and model directories (kept by `down`, removed by `--purge`)."""
+    wanted = _directories(ctx)
+
+    def apply(progress: Progress) -> None:
+        for path, mode in wanted.items():
+            path.mkdir(parents=True, exist_ok=True, mode=mode)
+
+    return Step(
+        description="Create stackctl's data and log directories",
+        check=lambda: all(p.is_dir() for p in wanted),
+        apply=apply,
+        commands=[f"mkdir -p -m {mode:o} {p}" for p, mode in wanted.items()],
+    )
+
+
+def _owned_paths(ctx: Context) -> tuple[list[Path], list[Path]]:
+    """(trees, single paths) the service account must own: where the services write."""
+    trees = [p for p in _directories(ctx) if p not in (ctx.paths.data_dir,)]
+    single = [ctx.paths.data_dir]  # its home: vLLM and Open WebUI keep caches under $HOME
+    keys_file = ctx.config.proxy.api_keys_file
+    if keys_file:
+        single.append(Path(keys_file).expanduser())  # the proxy reads it as that account
+    return trees, single
+
+
+def ownership_step(ctx: Context) -> Step:
+    """Give the service account the directories its services write (system scope)."""
+    trees, single = _owned_paths(ctx)
+    owner = f"{SERVICE_ACCOUNT}:{SERVICE_ACCOUNT}"
+    commands = [["chown", "-R", owner, *map(str, trees)], ["chown", owner, *map(str, single)]]
+
+    def check() -> bool:
+        ids = account_ids()
+        if ids is None:
+            return False
+        for path in [*trees, *single]:
+            if not path.exists() or (path.stat().st_uid, path.stat().st_gid) != ids:
+                return False
+        return True
+
+    def apply(progress: Progress) -> None:
+        for argv in commands:
+            proc.run([a for a in argv if Path(a).exists() or not a.startswith("/")])
+
+    return Step(
+        description=f"Let '{SERVICE_ACCOUNT}' own the directories its services write",
+        check=check,
+        apply=apply,
+        commands=[shlex.join(argv) for argv in commands],
+    )
+
+
+# --- linger (Linux, user scope) -----------------------------------------------------------
+
+
+def linger_step(ctx: Context) -> Step:
+    """Keep user services running after logout (and start them at boot) on a headless box."""
+    from stackctl.probe import read_linger
+
+    user = ctx.facts.user
+    argv = ["loginctl", "enable-linger", user]
+    return Step(
+        description=f"Keep {user}'s services running after logout (systemd linger)",
+        check=lambda: read_linger(user) is True,
+        apply=lambda progress: proc.run(argv) and None,
+        commands=[shlex.join(argv)],
+        fix=f"ask an administrator to run `sudo loginctl enable-linger {user}`",
+    )
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def _wanted_secrets(ctx: Context) -> dict[str, str | None]:
+    """Secret name -> the value it must have (None: any, generated once when missing)."""
+    config = ctx.config
+    wanted: dict[str, str | None] = {}
+    if config.openwebui.enabled:
+        wanted[sec.WEBUI_SECRET_KEY] = None
+        if config.proxy.enabled:
+            keys = sec.proxy_api_keys(config)
+            # Open WebUI talks to the proxy with the proxy's first key when it has keys
+            wanted[sec.OPENWEBUI_PROXY_KEY] = keys[0] if keys else None
+        if config.openwebui.admin_email:
+            wanted[sec.WEBUI_ADMIN_PASSWORD] = None
+    token = os.environ.get(sec.HF_TOKEN, "").strip()
+    if ctx.backend == "vllm" and token:
+        wanted[sec.HF_TOKEN] = token  # given for this run: keep it for the service
+    return wanted
+
+
+def _needs_proxy_key_file(ctx: Context) -> bool:
+    proxy = ctx.config.proxy
+    return bool(proxy.enabled and proxy.api_keys_file and not sec.proxy_api_keys(ctx.config))
+
+
+def secrets_step(ctx: Context) -> Step:
+    """Generate each missing secret once; never replace one that exists (a new Open WebUI
+    key would log everyone out)."""
+    path = ctx.paths.secrets_file
+    files = [f"{path} (0600)"]
+    if _needs_proxy_key_file(ctx):
+        files.append(f"{Path(ctx.config.proxy.api_keys_file).expanduser()} (0600)")
+
+    def check() -> bool:
+        if _needs_proxy_key_file(ctx):
+            return False
+        stored = sec.read_env_file(path)
+        return all(
+            stored.get(name) and (value is None or stored[name] == value)
+            for name, value in _wanted_secrets(ctx).items()
+        )
+
+    def apply(progress: Progress) -> None:
+        if _needs_proxy_key_file(ctx):
+            sec.ensure_proxy_key(ctx.config)
+            progress.note(f"API key for apps written to {ctx.config.proxy.api_keys_file}")
+        stored = sec.read_env_file(path)
+        changed = False
+        for name, value in _wanted_secrets(ctx).items():
+            if value is None and not stored.get(name):
+                stored[name] = sec.new_token()
+                changed = True
+            elif value is not None and stored.get(name) != value:
+                stored[name] = value
+                changed = True
+        if changed:
+            sec.write_env_file(path, stored)
+            progress.note(f"secrets kept in {path} (mode 0600)")
+
+    return Step(
+        description="Generate the stack's secrets (once) into files only you can read",
+        check=check,
+        apply=apply,
+        files=files,
+    )
+
+
+def stored_hf_token(ctx: Context) -> str | None:
+    """HF_TOKEN for downloads: this run's environment, else the one kept in secrets.env."""
+    token = os.environ.get(sec.HF_TOKEN, "").strip()
+    if token:
+        return token
+    try:
+        return sec.read_env_file(ctx.paths.secrets_file).get(sec.HF_TOKEN) or None
+    except StackctlError:
+        return None

@@ -1,0 +1,194 @@
+"""What one `stackctl up` run works with: the config (with the flags applied), where things
+go, which backend and models, and the facts the host probe found.
+
+The flags of `up` (--backend, --model, --no-webui, --scope) shape a *new* stack.yaml. Once a
+stack.yaml exists it is the truth the services read too (the proxy runs with `--config`),
+so a flag that contradicts it is refused with the key to edit, rather than silently
+running a stack that `stackctl status` and the proxy would not agree with.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stackctl.config import Config, resolve_backend, resolve_scope
+from stackctl.errors import StackctlError
+from stackctl.paths import Paths, Platform, current_platform, is_root, paths_for
+
+if TYPE_CHECKING:
+    from stackctl.probe import HostFacts
+    from stackctl.services.base import ServiceManager
+    from stackctl.stack import Service
+
+
+OLLAMA_DEFAULT_PORT = 11434
+
+
+@dataclass
+class UpOptions:
+    """The flags of `stackctl up`."""
+
+    dry_run: bool = False
+    yes: bool = False
+    backend: str | None = None
+    models: tuple[str, ...] = ()
+    no_webui: bool = False
+    scope: str | None = None
+    upgrade: bool = False
+    stall_seconds: float = 60.0
+
+
+@dataclass
+class Context:
+    """Everything the steps of one run need, resolved once."""
+
+    config: Config
+    config_path: Path
+    config_exists: bool
+    platform: Platform
+    scope: str
+    backend: str
+    paths: Paths
+    models: list[str]
+    facts: HostFacts
+    options: UpOptions = field(default_factory=UpOptions)
+
+    @property
+    def services(self) -> list[Service]:
+        from stackctl.stack import stack_services
+
+        return stack_services(self.config, self.backend)
+
+    @functools.cached_property
+    def manager(self) -> ServiceManager:
+        from stackctl.services import manager_for
+
+        return manager_for(self.config, platform=self.platform, scope=self.scope)  # type: ignore[arg-type]
+
+    @property
+    def ollama_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.ollama.port}"
+
+    @property
+    def ollama_conflicts(self) -> list:
+        """Other Ollamas that would fight ours: they all serve on 11434, Ollama's default, so
+        they matter when our Ollama wants that port too."""
+        if self.backend != "ollama" or self.config.ollama.port != OLLAMA_DEFAULT_PORT:
+            return []
+        return list(self.facts.conflicts)
+
+
+def _refuse(path: Path, key: str, in_file: object, flag: str) -> StackctlError:
+    return StackctlError(
+        f"{path} says {key}: {in_file}, but {flag} was given: edit {key} in that file "
+        "(or drop the flag), then run `stackctl up` again"
+    )
+
+
+def _check_flags_agree(config: Config, path: Path, options: UpOptions, backend: str) -> None:
+    """A stack.yaml exists: refuse flags that contradict it (the module docstring says why)."""
+    if options.backend and options.backend != backend:
+        raise _refuse(path, "backend", backend, f"--backend {options.backend}")
+    if options.scope and options.scope != resolve_scope(config):
+        raise _refuse(path, "scope", resolve_scope(config), f"--scope {options.scope}")
+    if options.no_webui and config.openwebui.enabled:
+        raise _refuse(path, "openwebui.enabled", "true", "--no-webui")
+    if backend == "vllm" and options.models:
+        served = config.vllm.served_model_name
+        if list(options.models) not in ([served], [config.vllm.model]):
+            raise _refuse(path, "vllm.served_model_name", served, f"--model {options.models[0]}")
+
+
+def _apply_vllm_model(config: Config, name: str) -> None:
+    """Point vllm.model (a Hugging Face id) and served_model_name (an Ollama-style name) at
+    one model, so the same model id works on both backends."""
+    from stackctl.catalog import find
+
+    entry = find(name)
+    if entry is not None:
+        config.vllm.model, config.vllm.served_model_name = entry.hf_id, entry.served_name
+    elif "/" in name:
+        config.vllm.model = config.vllm.served_model_name = name
+    else:
+        raise StackctlError(
+            f"vLLM needs a Hugging Face model id, and {name} is not in stackctl's catalogue: "
+            "give the id, e.g. --model google/gemma-3-27b-it"
+        )
+
+
+def _new_config(config: Config, options: UpOptions, backend: str, scope: str) -> Config:
+    """The config a new stack.yaml will hold: the defaults with the flags applied."""
+    config = copy.deepcopy(config)
+    config.backend = backend  # type: ignore[assignment]
+    config.scope = scope  # type: ignore[assignment]
+    if options.no_webui:
+        config.openwebui.enabled = False
+    if backend == "vllm" and options.models:
+        _apply_vllm_model(config, options.models[0])
+    return config
+
+
+def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Context:
+    """Resolve platform, scope, backend, paths, models and host facts for one run."""
+    from stackctl.probe import probe
+
+    platform = current_platform()
+    exists = config.source is not None
+    backend = options.backend or resolve_backend(config, platform)
+    if backend == "vllm" and platform == "macos":
+        raise StackctlError(
+            "vLLM needs Linux with an NVIDIA GPU; on a Mac use --backend ollama (Metal)"
+        )
+    if backend == "vllm" and len(options.models) > 1:
+        raise StackctlError(
+            "vLLM serves one model per server: give one --model (or use --backend ollama)"
+        )
+    if exists:
+        _check_flags_agree(config, config_path, options, backend)
+    scope = options.scope or resolve_scope(config)
+    if scope == "system" and not is_root():
+        raise StackctlError(
+            "system scope installs services for the whole machine and needs root: "
+            "run `sudo stackctl up --scope system`"
+        )
+    if not exists:
+        config = _new_config(config, options, backend, scope)
+    paths = paths_for(platform, scope)  # type: ignore[arg-type]
+    facts = probe(config, paths)
+    if not exists and backend == "vllm" and not options.models:
+        from stackctl.catalog import recommend
+
+        fit = recommend(facts, "vllm")  # the largest that fits the GPU memory
+        config.vllm.model, config.vllm.served_model_name = fit.hf_id, fit.served_name
+    models = _models(config, options, backend, facts)
+    if not exists and backend == "ollama":
+        config.models = models  # what the new stack.yaml records
+    return Context(
+        config=config,
+        config_path=config_path,
+        config_exists=exists,
+        platform=platform,
+        scope=scope,
+        backend=backend,
+        paths=paths,
+        models=models,
+        facts=facts,
+        options=options,
+    )
+
+
+def _models(config: Config, options: UpOptions, backend: str, facts: HostFacts) -> list[str]:
+    """The models this run makes available: the flags, else the config, else what fits."""
+    if backend == "vllm":
+        return [config.vllm.served_model_name]
+    if options.models:
+        return list(dict.fromkeys([*(config.models or []), *options.models]))
+    if config.models is not None:
+        return list(config.models)
+    from stackctl.catalog import recommend
+
+    return [recommend(facts, "ollama").ollama]

@@ -1,0 +1,183 @@
+"""Linux steps: an installed Ollama (no NVIDIA GPU), or vLLM and its model (NVIDIA).
+
+Ollama on Linux: stackctl uses an `ollama` binary that is already installed and does not
+install one itself. The official one-liner (`install.sh`) also installs and starts its own
+`ollama.service` on port 11434, which would fight ours, so when none is found we print the
+manual install from Ollama's docs (docs/linux.mdx, "Manual install": the binary, nothing
+else) and stop.
+
+vLLM: its own venv (`uv pip install vllm --torch-backend=auto` picks the PyTorch build that
+matches the driver, shared/reference/vllm.md §3), then the model downloaded ahead into
+HF_HOME with huggingface_hub's CLI from that venv, so the service starts on a warm cache.
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+import re
+import shlex
+from pathlib import Path
+
+from stackctl import proc
+from stackctl.errors import CommandFailed, StackctlError
+from stackctl.plan import Progress, Step
+from stackctl.setup.common import stored_hf_token
+from stackctl.setup.context import Context
+
+# What `hf download` (or older huggingface-cli) prints for a gated repository
+GATED = re.compile(
+    r"Access denied\. This repository requires approval|GatedRepoError|Cannot access gated repo"
+    r"|401 Client Error|403 Client Error|restricted and you are not in the authorized list"
+)
+
+
+def ollama_install_command() -> str:
+    """The manual install from Ollama's Linux docs, for this machine's architecture."""
+    arch = "arm64" if _platform.machine() in ("aarch64", "arm64") else "amd64"
+    return f"curl -fsSL https://ollama.com/download/ollama-linux-{arch}.tar.zst | zstd -d | sudo tar x -C /usr"
+
+
+def require_ollama(ctx: Context) -> None:
+    """Stop with the install command when no ollama binary is installed."""
+    if not ctx.facts.ollama_path:
+        raise StackctlError(
+            "Ollama is not installed. Install the binary with Ollama's manual install "
+            f"(docs: https://ollama.com/download/linux):\n  {ollama_install_command()}\n"
+            "then run `stackctl up` again. (Ollama's install.sh also starts its own "
+            "ollama.service on port 11434; if you use it, stop that with "
+            "`sudo systemctl disable --now ollama`.)"
+        )
+    for conflict in ctx.ollama_conflicts:
+        raise StackctlError(
+            f"{conflict.detail}: stop it with `{conflict.stop_command}`, "
+            "then run `stackctl up` again"
+        )
+
+
+def require_nvidia(ctx: Context) -> None:
+    """vLLM needs a working NVIDIA driver (`nvidia-smi` lists the GPUs)."""
+    if ctx.facts.nvidia_error:
+        raise StackctlError(
+            f"nvidia-smi fails: {ctx.facts.nvidia_error}. Fix the NVIDIA driver (reboot after "
+            "installing it), or use --backend ollama"
+        )
+    if not ctx.facts.gpus:
+        raise StackctlError(
+            "backend vllm needs an NVIDIA GPU and driver: nvidia-smi found none. Install the "
+            "driver, or use --backend ollama"
+        )
+
+
+# --- vLLM ---------------------------------------------------------------------------------
+
+
+def vllm_commands(ctx: Context) -> tuple[list[str], list[str]]:
+    """The argv that creates vLLM's venv and the one that installs vLLM into it."""
+    venv = ctx.paths.vllm_venv
+    upgrade = ["--upgrade"] if ctx.options.upgrade else []
+    if ctx.facts.uv_path:
+        uv = ctx.facts.uv_path
+        return (
+            [uv, "venv", "--python", "3.12", str(venv)],
+            [uv, "pip", "install", "--python", str(venv / "bin/python"), *upgrade, "vllm",
+             "--torch-backend=auto"],
+        )  # fmt: skip
+    python = ctx.facts.python_for_openwebui or proc.which("python3") or "python3"
+    return [python, "-m", "venv", str(venv)], [str(venv / "bin/pip"), "install", *upgrade, "vllm"]
+
+
+def model_cached(hf_home: Path, repo: str) -> bool:
+    """True when the Hugging Face cache holds a complete snapshot of the repo.
+
+    The hub cache is `hub/models--<org>--<name>/` with `refs/main` naming a snapshot dir;
+    a download in progress leaves `*.incomplete` files in `blobs/`.
+    """
+    cache = hf_home / "hub" / ("models--" + repo.replace("/", "--"))
+    ref = cache / "refs" / "main"
+    if not ref.is_file():
+        return False
+    snapshot = cache / "snapshots" / ref.read_text().strip()
+    if not snapshot.is_dir() or not any(snapshot.iterdir()):
+        return False
+    return not any((cache / "blobs").glob("*.incomplete"))
+
+
+def download_argv(ctx: Context) -> list[str]:
+    """`hf download REPO` from vLLM's venv (`huggingface-cli` before huggingface_hub 0.34)."""
+    venv_bin = ctx.paths.vllm_venv / "bin"
+    cli = venv_bin / "hf"
+    if not cli.exists() and (venv_bin / "huggingface-cli").exists():
+        cli = venv_bin / "huggingface-cli"
+    return [str(cli), "download", ctx.config.vllm.model]
+
+
+def gated_message(ctx: Context, has_token: bool) -> str:
+    """What to do about a gated model (Gemma and Llama are gated on Hugging Face)."""
+    repo = ctx.config.vllm.model
+    page = f"https://huggingface.co/{repo}"
+    if has_token:
+        return (
+            f"{repo} is gated and the Hugging Face account of your HF_TOKEN has no access to "
+            f"it: accept the licence at {page} with that account, then run `stackctl up` again"
+        )
+    return (
+        f"{repo} is gated on Hugging Face: accept its licence at {page}, create a read token "
+        f"at https://huggingface.co/settings/tokens, then `export HF_TOKEN=hf_...` and run "
+        f"`stackctl up` again (the token is kept in {ctx.paths.secrets_file}, mode 0600)"
+    )
+
+
+def require_hf_token(ctx: Context) -> None:
+    """Fail before the long vLLM install when a catalogued gated model has no token at all."""
+    from stackctl.catalog import find
+
+    entry = find(ctx.config.vllm.model)
+    if entry is None or not entry.gated or stored_hf_token(ctx):
+        return
+    if model_cached(ctx.paths.hf_home, ctx.config.vllm.model):
+        return
+    raise StackctlError(gated_message(ctx, has_token=False))
+
+
+def vllm_steps(ctx: Context) -> list[Step]:
+    """vLLM's venv, vLLM, and its model in HF_HOME."""
+    require_nvidia(ctx)
+    venv = ctx.paths.vllm_venv
+    create, install = vllm_commands(ctx)
+    repo = ctx.config.vllm.model
+    hf_home = ctx.paths.hf_home
+
+    def download(progress: Progress) -> None:
+        token = stored_hf_token(ctx)
+        env = {"HF_HOME": str(hf_home), **({"HF_TOKEN": token} if token else {})}
+        try:
+            proc.stream(download_argv(ctx), on_line=progress.line, env=env)
+        except CommandFailed as exc:
+            if GATED.search(exc.stderr):
+                raise StackctlError(gated_message(ctx, has_token=bool(token))) from None
+            raise
+
+    download_cmd = f"HF_HOME={hf_home} {shlex.join(download_argv(ctx))}"
+    return [
+        Step(
+            description=f"Create vLLM's venv {venv}",
+            check=lambda: (venv / "bin/python").exists(),
+            apply=lambda progress: proc.stream(create, on_line=progress.line) and None,
+            commands=[shlex.join(create)],
+        ),
+        Step(
+            description="Install vLLM into its venv (several GB; takes minutes)",
+            check=lambda: not ctx.options.upgrade and (venv / "bin/vllm").exists(),
+            apply=lambda progress: proc.stream(install, on_line=progress.line) and None,
+            commands=[shlex.join(install)],
+            fix="check the network (PyPI and the PyTorch index)",
+        ),
+        Step(
+            description=f"Download {repo} into {hf_home} (served as "
+            f"{ctx.config.vllm.served_model_name})",
+            check=lambda: model_cached(hf_home, repo),
+            apply=download,
+            commands=[download_cmd],
+            fix="check the network and the disk space; the download resumes",
+        ),
+    ]

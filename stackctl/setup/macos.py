@@ -1,0 +1,81 @@
+"""macOS steps: Homebrew's Ollama (Metal), and stopping an Ollama that would fight ours.
+
+stackctl runs Ollama from its own LaunchAgent, not `brew services`: brew upgrades overwrite
+brew's plist and it sets env vars of its own (shared/reference/ollama.md §8.2-8.3). The
+Ollama.app and brew's service both serve on port 11434, so they are stopped (the plan
+lists that step, and `up` asks before applying the plan).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from stackctl import proc
+from stackctl.errors import StackctlError
+from stackctl.plan import Progress, Step
+from stackctl.setup.context import Context
+
+HOMEBREW_INSTALL = '/bin/bash -c "$(curl -fsSL https://raw.githubusercontent.com/Homebrew/install/HEAD/install.sh)"'
+
+
+def brew_ollama(ctx: Context) -> Path:
+    """Where Homebrew links the ollama binary."""
+    return Path(ctx.facts.brew_prefix or "/opt/homebrew", "bin", "ollama")
+
+
+def require_homebrew(ctx: Context) -> None:
+    """Stop with the official install command when there is no Homebrew (we never pipe a
+    script into a shell for the user)."""
+    if not ctx.facts.brew_prefix:
+        raise StackctlError(
+            "Homebrew is needed to install Ollama and was not found. Install it with the "
+            f"official command (see https://brew.sh):\n  {HOMEBREW_INSTALL}\n"
+            "then run `stackctl up` again"
+        )
+
+
+def ollama_steps(ctx: Context) -> list[Step]:
+    """`brew install ollama` when it is missing; `brew upgrade ollama` with --upgrade."""
+    require_homebrew(ctx)
+    binary = brew_ollama(ctx)
+    install = ["brew", "install", "ollama"]
+    steps = [
+        Step(
+            description="Install Ollama with Homebrew (Metal acceleration on Apple Silicon)",
+            check=binary.exists,
+            apply=lambda progress: proc.stream(install, on_line=progress.line) and None,
+            commands=[shlex.join(install)],
+        )
+    ]
+    if ctx.options.upgrade:
+        upgrade = ["brew", "upgrade", "ollama"]
+        steps.append(
+            Step(
+                description="Upgrade Ollama with Homebrew",
+                check=lambda: False,
+                apply=lambda progress: proc.stream(upgrade, on_line=progress.line) and None,
+                commands=[shlex.join(upgrade)],
+            )
+        )
+    return steps
+
+
+def conflict_steps(ctx: Context) -> list[Step]:
+    """One step per other Ollama the probe found running (Ollama.app, brew services)."""
+    steps = []
+    for conflict in ctx.ollama_conflicts:
+        argv = shlex.split(conflict.stop_command)
+
+        def apply(progress: Progress, argv: list[str] = argv) -> None:
+            proc.run(argv)
+
+        steps.append(
+            Step(
+                description=f"Stop {conflict.name}: {conflict.detail}",
+                check=lambda: False,  # the probe just saw it running
+                apply=apply,
+                commands=[conflict.stop_command],
+            )
+        )
+    return steps

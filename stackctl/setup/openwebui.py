@@ -1,0 +1,87 @@
+"""Open WebUI in its own venv: a Python 3.11 or 3.12, the venv, `pip install open-webui`.
+
+Open WebUI pins many dependencies exactly and supports only Python 3.11 and 3.12
+(shared/reference/openwebui.md §1), so it gets a venv of its own under stackctl's data dir.
+The install takes minutes (torch and friends): its output is shown as progress.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from stackctl import proc
+from stackctl.errors import StackctlError
+from stackctl.plan import Step
+from stackctl.setup.context import Context
+
+PACKAGE = "open-webui"
+BREW_PYTHON = "python@3.12"
+
+
+def brew_python(ctx: Context) -> str:
+    """Where `brew install python@3.12` puts its interpreter."""
+    return str(Path(ctx.facts.brew_prefix or "/opt/homebrew", "opt", BREW_PYTHON, "bin/python3.12"))
+
+
+def python_for_openwebui(ctx: Context) -> tuple[str | None, list[Step]]:
+    """The interpreter for the venv (None: uv makes the venv) and the steps to get one."""
+    if ctx.facts.python_for_openwebui:
+        return ctx.facts.python_for_openwebui, []
+    if ctx.platform == "macos":
+        argv = ["brew", "install", BREW_PYTHON]
+        step = Step(
+            description="Install Python 3.12 with Homebrew (Open WebUI needs 3.11 or 3.12)",
+            check=lambda: Path(brew_python(ctx)).is_file(),
+            apply=lambda progress: proc.stream(argv, on_line=progress.line) and None,
+            commands=[shlex.join(argv)],
+        )
+        return brew_python(ctx), [step]
+    if ctx.facts.uv_path:
+        return None, []
+    raise StackctlError(
+        "Open WebUI needs Python 3.11 or 3.12 and none was found: install one (Debian/Ubuntu: "
+        "`sudo apt install python3.11-venv`) or uv (https://docs.astral.sh/uv/), "
+        "then run `stackctl up` again; or skip the web UI with --no-webui"
+    )
+
+
+def venv_commands(ctx: Context, python: str | None) -> tuple[list[str], list[str]]:
+    """The argv that creates the venv and the one that installs Open WebUI into it."""
+    venv = ctx.paths.openwebui_venv
+    upgrade = ["--upgrade"] if ctx.options.upgrade else []
+    if python is None:  # no suitable Python here, but uv fetches one
+        uv = ctx.facts.uv_path or "uv"
+        return (
+            [uv, "venv", "--python", "3.12", str(venv)],
+            [uv, "pip", "install", "--python", str(venv / "bin/python"), *upgrade, PACKAGE],
+        )
+    return [python, "-m", "venv", str(venv)], [str(venv / "bin/pip"), "install", *upgrade, PACKAGE]
+
+
+def openwebui_steps(ctx: Context) -> list[Step]:
+    """Python (when missing), the venv, and Open WebUI in it."""
+    venv = ctx.paths.openwebui_venv
+    python, steps = python_for_openwebui(ctx)
+    create, install = venv_commands(ctx, python)
+    steps.append(
+        Step(
+            description=f"Create Open WebUI's venv {venv}",
+            # pip is the last thing `-m venv` writes: a venv without it was interrupted
+            check=lambda: (
+                (venv / "bin/python").exists() and (python is None or (venv / "bin/pip").exists())
+            ),
+            apply=lambda progress: proc.stream(create, on_line=progress.line) and None,
+            commands=[shlex.join(create)],
+        )
+    )
+    steps.append(
+        Step(
+            description="Install Open WebUI into its venv (pip; takes a few minutes)",
+            check=lambda: not ctx.options.upgrade and (venv / "bin/open-webui").exists(),
+            apply=lambda progress: proc.stream(install, on_line=progress.line) and None,
+            commands=[shlex.join(install)],
+            fix="check the network (pip downloads from PyPI)",
+        )
+    )
+    return steps

@@ -1,0 +1,207 @@
+"""The running stack: units written and loaded, health awaited, models pulled."""
+
+from __future__ import annotations
+
+import os
+
+from stackctl import health
+from stackctl.errors import StackctlError
+from stackctl.plan import Progress, Step
+from stackctl.setup.context import Context
+
+
+def render(ctx: Context, *, preview: bool = False) -> list:
+    """The units for this stack on this machine (rendered fresh: binaries may be new).
+
+    `preview` never fails on what an earlier step installs (for the plan's file list)."""
+    from stackctl.services.inputs import inputs_for_host
+    from stackctl.services.render import render_units
+
+    inputs = inputs_for_host(
+        ctx.config,
+        ctx.config_path,
+        platform=ctx.platform,  # type: ignore[arg-type]
+        scope=ctx.scope,  # type: ignore[arg-type]
+        preview=preview,
+    )
+    return render_units(ctx.config, inputs)
+
+
+def _units_in_place(ctx: Context) -> bool:
+    """Every unit on disk as we would write it, and every service running."""
+    try:
+        units = render(ctx)
+    except StackctlError:
+        return False  # e.g. ollama not installed yet: the install step comes first
+    for unit in units:
+        path = ctx.paths.unit_dir / unit.filename
+        try:
+            if path.read_text(encoding="utf-8") != unit.content:
+                return False
+        except OSError:
+            return False
+    names = [s.name for s in ctx.services]
+    states = ctx.manager.status(names)
+    return all(state.state == "active" for state in states)
+
+
+def units_step(ctx: Context) -> Step:
+    """Write the units, load and start them (a changed unit restarts only its service)."""
+    names = [s.name for s in ctx.services]
+
+    def apply(progress: Progress) -> None:
+        report = ctx.manager.install(render(ctx))
+        for original, copy in report.backed_up:
+            progress.note(f"{original} was edited by hand: saved a copy as {copy}")
+        for path in report.written:
+            progress.note(f"wrote {path}")
+
+    unit_files = _planned_unit_files(ctx)
+    return Step(
+        description="Write the service units and start " + ", ".join(names),
+        check=lambda: _units_in_place(ctx),
+        apply=apply,
+        commands=_manager_commands(ctx, names),
+        files=unit_files,
+        fix="`stackctl units diff` shows what differs; `stackctl logs` shows why a service stopped",
+    )
+
+
+def _planned_unit_files(ctx: Context) -> list[str]:
+    units = render(ctx, preview=True)
+    return [f"{ctx.paths.unit_dir / u.filename} ({'0600' if u.secret else '0644'})" for u in units]
+
+
+def _manager_commands(ctx: Context, names: list[str]) -> list[str]:
+    """What loading the units runs, for --dry-run."""
+    from stackctl.services.names import launchd_label, systemd_unit
+
+    if ctx.platform == "macos":
+        domain = "system" if ctx.scope == "system" else f"gui/{os.getuid()}"
+        return [
+            f"launchctl bootstrap {domain} {ctx.paths.unit_dir / (launchd_label(n) + '.plist')}"
+            for n in names
+        ]
+    flag = "" if ctx.scope == "system" else " --user"
+    units = " ".join(systemd_unit(n) for n in [*names, "target"])
+    return [f"systemctl{flag} daemon-reload", f"systemctl{flag} enable --now {units}"]
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+def _proxy_key(ctx: Context) -> str | None:
+    from stackctl.secrets import proxy_api_keys
+
+    keys = proxy_api_keys(ctx.config)
+    return keys[0] if keys else None
+
+
+def _expected_model(ctx: Context, service: str) -> str | None:
+    return ctx.config.vllm.served_model_name if service == "vllm" else None
+
+
+def _all_healthy(ctx: Context) -> bool:
+    results = health.check_all(ctx.services, timeout=2.0, api_key=_proxy_key(ctx))
+    return all(h.ok and (_expected_model(ctx, h.service) in (None, *h.models)) for h in results)
+
+
+CRASH_LOOP = 3  # restarts during one wait: the service keeps crashing, waiting will not help
+
+
+def _failed_for_good(ctx: Context, service: str):
+    """A callback telling the wait to stop early: the manager gave the service up, or it
+    keeps crashing (Restart=always / KeepAlive restart it forever)."""
+    first = ctx.manager.status([service])
+    restarts_before = (first[0].restarts or 0) if first else 0
+
+    def gave_up() -> str | None:
+        states = ctx.manager.status([service])
+        if not states:
+            return None
+        state = states[0]
+        if state.state == "failed":
+            return f"its service failed ({state.result or state.sub_state})"
+        restarts = (state.restarts or 0) - restarts_before
+        if restarts >= CRASH_LOOP:
+            return f"it keeps crashing (restarted {restarts} times while waiting)"
+        return None
+
+    return gave_up
+
+
+def _not_healthy_message(ctx: Context, error: health.NotHealthy) -> str:
+    name = error.health.service
+    waited = f"{error.waited:.0f}s"
+    head = f"{health.label(name)} did not become healthy in {waited}"
+    if error.reason:
+        head = f"{health.label(name)} stopped: {error.reason}"
+    lines = [f"{head} (last answer: {error.health.detail} at {error.health.url})"]
+    try:
+        log = ctx.manager.logs(name, lines=15)
+    except StackctlError:
+        log = None
+    if log:
+        lines.append("  its last log lines:")
+        lines += [f"    {line}" for line in log.strip().splitlines()[-15:]]
+    lines.append(f"  see `stackctl logs {name}` and `stackctl status`")
+    return "\n".join(lines)
+
+
+def health_step(ctx: Context) -> Step:
+    """Wait for each service in start order, each with a budget that fits it."""
+
+    def apply(progress: Progress) -> None:
+        for service in ctx.services:
+            try:
+                result = health.wait_healthy(
+                    service,
+                    api_key=_proxy_key(ctx),
+                    report=progress.line,
+                    gave_up=_failed_for_good(ctx, service.name),
+                    expect_model=_expected_model(ctx, service.name),
+                )
+            except health.NotHealthy as exc:
+                raise StackctlError(_not_healthy_message(ctx, exc)) from None
+            progress.note(
+                f"{health.label(service.name)} is healthy at {service.url} "
+                f"({result.latency_ms:.0f} ms)"
+            )
+
+    return Step(
+        description="Wait until every service answers its health check",
+        check=lambda: _all_healthy(ctx),
+        apply=apply,
+        commands=[f"GET {s.url}{health.HEALTH_PATHS[s.name]}" for s in ctx.services],
+    )
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+def _missing_models(ctx: Context) -> list[str]:
+    from stackctl.pull import has_model, installed_models
+
+    names = installed_models(ctx.ollama_url, timeout=2.0)
+    if names is None:
+        return list(ctx.models)
+    return [m for m in ctx.models if not has_model(names, m)]
+
+
+def pull_step(ctx: Context) -> Step:
+    """Pull the models Ollama does not have yet (a re-run resumes a partial download)."""
+
+    def apply(progress: Progress) -> None:
+        from stackctl.pull import pull_with_bar
+
+        progress.end_line()
+        for model in _missing_models(ctx):
+            pull_with_bar(ctx.ollama_url, model, stall_seconds=ctx.options.stall_seconds)
+
+    return Step(
+        description="Pull " + ", ".join(ctx.models) + " into Ollama",
+        check=lambda: not _missing_models(ctx),
+        apply=apply,
+        commands=[f"POST {ctx.ollama_url}/api/pull {{model: {m}}}" for m in ctx.models],
+        fix="`stackctl pull MODEL` resumes a download",
+    )

@@ -1,0 +1,107 @@
+"""`stackctl down`: remove the units stackctl installed; with --purge, its data too.
+
+Plain `down` touches nothing but stackctl's own units (the service manager's record of what
+it wrote says which). `--purge` deletes what stackctl created: config, secrets, venvs, Open
+WebUI's data, downloaded Hugging Face weights, logs, and in system scope its Ollama models
+and account. Ollama's own model store of a user (`~/.ollama/models`) is never deleted: any
+other Ollama on the machine shares it (`ollama rm` removes models one by one).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from stackctl import proc
+from stackctl.config import Config
+from stackctl.paths import SERVICE_ACCOUNT, Paths
+
+
+@dataclass
+class PurgeItem:
+    """Something --purge deletes: where, what it is, and how big."""
+
+    path: Path
+    what: str
+    size_bytes: int
+
+
+def _size(path: Path) -> int:
+    if path.is_file() or path.is_symlink():
+        return path.lstat().st_size
+    total = 0
+    for item in path.rglob("*"):
+        try:
+            if item.is_file() and not item.is_symlink():
+                total += item.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def purge_items(config: Config, config_path: Path, paths: Paths) -> list[PurgeItem]:
+    """What --purge would delete, most valuable first; only paths that exist."""
+    candidates: list[tuple[Path, str]] = [
+        (paths.openwebui_data, "Open WebUI's data: accounts, chats, uploads"),
+        (paths.hf_home, "Hugging Face models downloaded for vLLM"),
+    ]
+    if paths.scope == "system":
+        candidates.append((paths.ollama_models, "Ollama models of the system stack"))
+    candidates += [
+        (paths.openwebui_venv, "Open WebUI's venv"),
+        (paths.vllm_venv, "vLLM's venv"),
+        (config_path, "the config file"),
+        (paths.secrets_file, "the secrets file"),
+        (paths.proxy_keys_file, "the proxy's API keys"),
+    ]
+    if config.proxy.api_keys_file:
+        candidates.append((Path(config.proxy.api_keys_file).expanduser(), "the proxy's API keys"))
+    candidates += [
+        (paths.data_dir, "stackctl's data dir (unit records, backups)"),
+        (paths.log_dir, "stackctl's logs"),
+    ]
+    items: list[PurgeItem] = []
+    seen: set[Path] = set()
+    for path, what in candidates:
+        if path in seen or not (path.exists() or path.is_symlink()):
+            continue
+        seen.add(path)
+        items.append(PurgeItem(path, what, _size(path)))
+    return items
+
+
+def kept_notes(paths: Paths) -> list[str]:
+    """What --purge leaves on purpose, and how to remove it by hand."""
+    notes = []
+    if paths.scope == "user" and paths.ollama_models.exists():
+        notes.append(
+            f"kept {paths.ollama_models}: Ollama's own model store, shared with any other "
+            "Ollama here (remove models with `ollama rm MODEL`)"
+        )
+    return notes
+
+
+def delete(items: list[PurgeItem]) -> None:
+    """Delete each item (directories whole); a path already gone is fine."""
+    for item in items:
+        path = item.path
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=False)
+        else:
+            path.unlink(missing_ok=True)
+    for item in items:  # the config dir, once emptied of what we wrote
+        parent = item.path.parent
+        if parent.name == "stackctl" and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
+def remove_account(paths: Paths) -> str | None:
+    """System scope on Linux: delete the service account `up` created. Returns the command."""
+    if paths.scope != "system" or paths.platform != "linux":
+        return None
+    if not proc.output(["getent", "passwd", SERVICE_ACCOUNT]):
+        return None
+    argv = ["userdel", SERVICE_ACCOUNT]
+    proc.run(argv)
+    return " ".join(argv)

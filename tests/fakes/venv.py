@@ -1,0 +1,68 @@
+"""Fake virtual environments for the fake `python3.x -m venv`, `uv venv` and `pip install`.
+
+A fake venv holds small wrapper scripts (`bin/python`, `bin/pip`, later `bin/open-webui`...)
+that exec the fake of the same job in the fakes' bin directory with FAKE_VENV set, so every
+call is still recorded in the one calls.jsonl (with the path it was called by) and the fake
+knows which venv it acts on.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+PYTHON_VERSIONS = {"python3.11": "3.11.9", "python3.12": "3.12.4"}
+
+
+def fakes_bin() -> Path:
+    """The directory of the installed fakes (this call's own script lives there)."""
+    return Path(sys.argv[0]).resolve().parent
+
+
+def current_venv() -> Path | None:
+    """The venv a wrapper called us from, or None when called directly from PATH."""
+    value = os.environ.get("FAKE_VENV")
+    return Path(value) if value else None
+
+
+def called_as() -> str:
+    """The path this fake was invoked by: the venv wrapper's path, or the fake itself."""
+    return os.environ.get("FAKE_EXE") or sys.argv[0]
+
+
+def add_wrapper(venv: Path, name: str, target: str) -> Path:
+    """Write `<venv>/bin/<name>`, which runs the fake `target` for this venv."""
+    fake = fakes_bin() / target
+    script = venv / "bin" / name
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        f"os.environ['FAKE_VENV'] = {str(venv)!r}\n"
+        f"os.environ['FAKE_EXE'] = {str(script)!r}\n"
+        f"os.execv({str(fake)!r}, [{str(fake)!r}, *sys.argv[1:]])\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return script
+
+
+def make_venv(venv: Path, python: str) -> None:
+    """What `python -m venv DIR` leaves behind: pyvenv.cfg, bin/python, bin/pip."""
+    version = PYTHON_VERSIONS.get(python, "3.12.4")
+    venv.mkdir(parents=True, exist_ok=True)
+    (venv / "pyvenv.cfg").write_text(f"home = {fakes_bin()}\nversion = {version}\n")
+    add_wrapper(venv, "python", python)
+    add_wrapper(venv, "python3", python)
+    add_wrapper(venv, "pip", "pip")
+
+
+def install_package(venv: Path, package: str) -> None:
+    """The console scripts a package leaves in a venv (the ones stackctl runs)."""
+    name = package.split("==")[0].split(">")[0].split("[")[0].lower()
+    if name == "open-webui":
+        add_wrapper(venv, "open-webui", "open-webui")
+    elif name == "vllm":
+        add_wrapper(venv, "vllm", "vllm")
+        add_wrapper(venv, "hf", "hf")  # huggingface_hub, a dependency of vLLM
