@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from stackctl import proc
+from stackctl.errors import CommandFailed, StackctlError
 from stackctl.paths import Paths
 from stackctl.services import state
 from stackctl.services.base import Drift, InstallReport, ServiceState, Unit
@@ -38,10 +39,15 @@ class SystemdManager:
         self.unit_dir = paths.unit_dir
         self._scope_flag = ["--user"] if paths.scope == "user" else []
 
-    def _systemctl(self, *args: str, check: bool = True) -> proc.Result:
-        return proc.run(
-            ["systemctl", *self._scope_flag, *args],
-            check=check,
+    def _systemctl(self, *args: str, check: bool = True, env: dict | None = None) -> proc.Result:
+        result = proc.run(["systemctl", *self._scope_flag, *args], check=False, env=env)
+        if result.ok or not check:
+            return result
+        unreachable(self.scope, result)
+        raise CommandFailed(
+            result.argv,
+            result.code,
+            result.stderr,
             hint="`stackctl logs SERVICE` shows what the service printed before it failed",
         )
 
@@ -168,10 +174,7 @@ class SystemdManager:
         if not names:
             return {}
         # TZ=UTC: timestamps are printed in the caller's zone, and only UTC parses reliably.
-        result = proc.run(
-            ["systemctl", *self._scope_flag, "show", "-p", ",".join(properties), *names],
-            env={"TZ": "UTC"},
-        )
+        result = self._systemctl("show", "-p", ",".join(properties), *names, env={"TZ": "UTC"})
         blocks = [b for b in result.stdout.strip().split("\n\n") if b.strip()]
         parsed = [
             dict(line.split("=", 1) for line in b.splitlines() if "=" in line) for b in blocks
@@ -211,6 +214,22 @@ class SystemdManager:
 
     def drift(self) -> list[Drift]:
         return state.drift(state.UnitRecord(self.paths))
+
+
+def unreachable(scope: str, result: proc.Result) -> None:
+    """Raise a StackctlError saying what to do when systemctl cannot reach its manager."""
+    reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+    if "Failed to connect to bus" not in reason and "not been booted with systemd" not in reason:
+        return
+    if scope == "user":
+        raise StackctlError(
+            f"cannot reach your systemd user manager ({reason}): run stackctl in a login "
+            "session, or keep the manager running without one with `sudo loginctl "
+            "enable-linger $USER`; on a headless server use `scope: system`"
+        )
+    raise StackctlError(
+        f"cannot reach systemd ({reason}): the Linux services need systemd as the init system"
+    )
 
 
 def parse_state(service: str, unit: str, props: dict[str, str]) -> ServiceState:
