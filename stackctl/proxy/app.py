@@ -350,19 +350,24 @@ def create_app(
         Path("/health", Endpoint(proxy.health), methods=["GET", "HEAD"]),
         Path("/metrics", Endpoint(proxy.prometheus), methods=["GET"]),
     ]
+    fast_routes = {}
     for prefix in ("/v1", ""):
+        for kind in (CHAT, COMPLETION, EMBEDDING):
+            endpoint = fast_routes[("POST", prefix + kind.openai_path)] = proxy.handler(kind)
+            routes.append(Path(prefix + kind.openai_path, endpoint, methods=["POST"]))
         routes += [
-            Path(f"{prefix}/chat/completions", proxy.handler(CHAT), methods=["POST"]),
-            Path(f"{prefix}/completions", proxy.handler(COMPLETION), methods=["POST"]),
-            Path(f"{prefix}/embeddings", proxy.handler(EMBEDDING), methods=["POST"]),
             Path(f"{prefix}/models", Endpoint(proxy.models), methods=["GET"]),
             Path(f"{prefix}/models/{{model:path}}", Endpoint(proxy.models), methods=["GET"]),
         ]
+    gate = Middleware(
+        Gate,
+        api_keys=api_keys,
+        cors_origins=list(config.proxy.cors_origins),
+        fast_routes=fast_routes,
+    )
     app = Starlette(
         routes=routes,
-        middleware=[
-            Middleware(Gate, api_keys=api_keys, cors_origins=list(config.proxy.cors_origins))
-        ],
+        middleware=[gate],
         exception_handlers=_error_handlers(),
         lifespan=proxy.lifespan,
     )

@@ -84,6 +84,7 @@ def serve(config: Any, host: str, port: int) -> None:
         access_log=False,  # request lines would be noise at thousands a second; /metrics counts
         log_level="warning",
         server_header=False,
+        proxy_headers=False,  # no X-Forwarded-For rewriting: clients are who they are
         timeout_graceful_shutdown=5,
         **options,
     )
