@@ -23,7 +23,7 @@ from stackctl.proxy import relay, responses, schemas, translate
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.gate import Gate
 from stackctl.proxy.metrics import Metrics
-from stackctl.proxy.models import ModelRegistry, Route
+from stackctl.proxy.models import LIST_TIMEOUT, ModelRegistry, Route
 from stackctl.proxy.upstream import Backend, Upstream
 from stackctl.proxy.validate import parse_body, require_model
 
@@ -90,7 +90,11 @@ class Proxy:
         self.backends = backends
         self.upstream = Upstream(proxy.connect_timeout, proxy.read_timeout)
         self.registry = ModelRegistry(
-            backends, proxy.aliases, self.upstream, proxy.models_cache_seconds
+            backends,
+            proxy.aliases,
+            self.upstream,
+            proxy.models_cache_seconds,
+            list_timeout=min(LIST_TIMEOUT, proxy.read_timeout),
         )
         self.metrics = Metrics()
         self.pins: dict[str, dict[str, Any]] = {
@@ -185,21 +189,21 @@ class Proxy:
         reply = await self.upstream.call(backend, "POST", kind.openai_path, raw)
         if not 200 <= reply.status < 300:
             raise relay.backend_error(backend, reply.status, reply.body)
-        data = reply.body
-        if route.model != requested:
-            data = self._rename(data, requested)
+        data = self._answered(reply.body, requested, rename=route.model != requested)
         await relay.send_bytes(send, reply.status, data, reply.content_type.encode() or relay.JSON)
         return reply.status
 
-    def _rename(self, data: bytes, requested: str) -> bytes:
-        """Answer with the model name the client asked for (the alias)."""
+    def _answered(self, data: bytes, requested: str, *, rename: bool) -> bytes:
+        """Count the tokens of a passed-through answer; give it the alias the client used."""
         try:
             reply = json.loads(data)
         except ValueError:
             return data
-        if isinstance(reply, dict) and "model" in reply:
+        if not isinstance(reply, dict):
+            return data
+        self.metrics.count_tokens(requested, reply.get("usage"))
+        if rename and "model" in reply:
             reply["model"] = requested
-            self.metrics.count_tokens(requested, reply.get("usage"))
             return json.dumps(reply).encode()
         return data
 
