@@ -137,8 +137,11 @@ def _failure(number: int, total: int, step: Step, exc: Exception) -> StepFailed:
         hint = fix or ""
         lines.append(f"  fix: {hint + '; then ' if hint else ''}{AGAIN}")
         return StepFailed("\n".join(lines))
-    message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
-    lines = [head, f"  {message}"]
+    if isinstance(exc, click.ClickException):
+        message, fix = exc.format_message(), ""  # our own error already says what to do
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    lines = [head, *(f"  {line}" for line in message.splitlines())]
     if fix:
         lines.append(f"  fix: {fix}")
     if "stackctl up" not in message and "stackctl up" not in fix:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 
 from stackctl import health
 from stackctl.errors import StackctlError
@@ -78,10 +79,12 @@ def _manager_commands(ctx: Context, names: list[str]) -> list[str]:
 
     if ctx.platform == "macos":
         domain = "system" if ctx.scope == "system" else f"gui/{os.getuid()}"
-        return [
-            f"launchctl bootstrap {domain} {ctx.paths.unit_dir / (launchd_label(n) + '.plist')}"
-            for n in names
-        ]
+        commands = []
+        for name in names:
+            plist = ctx.paths.unit_dir / (launchd_label(name) + ".plist")
+            commands.append(f"launchctl enable {domain}/{launchd_label(name)}")
+            commands.append(shlex.join(["launchctl", "bootstrap", domain, str(plist)]))
+        return commands
     flag = "" if ctx.scope == "system" else " --user"
     units = " ".join(systemd_unit(n) for n in [*names, "target"])
     return [f"systemctl{flag} daemon-reload", f"systemctl{flag} enable --now {units}"]

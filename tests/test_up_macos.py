@@ -1,0 +1,307 @@
+"""`stackctl up` on a Mac (STACKCTL_PLATFORM=macos), with fake brew, launchctl, sw_vers, sysctl
+and python: the exact commands, the plists it loads, and the conflict and missing-tool paths.
+
+Fake launchctl does not run programs, so the applied plans find the services already
+answering: an in-process fake Ollama, an OpenAI-compatible fake standing in for the proxy,
+and the fake Open WebUI, on the ports the config names (what launchd would have started).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import plistlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stackctl.secrets import read_env_file
+from tests.conftest import FakeBin
+from tests.fakes.ollama_api import FakeOllama
+from tests.fakes.openai_backend import FakeOpenAIBackend
+
+UID = os.getuid()
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.fixture
+def mac(fake_bin: FakeBin, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeBin:
+    """A 16 GB Apple M2 with Homebrew (no Ollama yet) and nothing but the fakes on PATH."""
+    monkeypatch.setenv("STACKCTL_PLATFORM", "macos")
+    fake_bin.remove("ollama")  # not installed: brew installs it
+    fake_bin.remove("nvidia-smi")
+    fake_bin.scenario(brew_prefix=str(tmp_path / "homebrew"))
+    monkeypatch.setenv("PATH", str(fake_bin.bin))  # no real python3.x from this machine
+    # The probe spots a running Ollama.app by its command line; another program's test on this
+    # machine may run one, so this Mac has none unless a test says otherwise.
+    monkeypatch.setattr("stackctl.probe_processes._ollama_app_pid", lambda: None)
+    return fake_bin
+
+
+def support(home: Path) -> Path:
+    return home / "Library/Application Support/stackctl"
+
+
+def launchctl_changes(fake_bin: FakeBin) -> list[list[str]]:
+    return [c for c in fake_bin.calls("launchctl") if c[1] != "print"]
+
+
+def brew_changes(fake_bin: FakeBin) -> list[list[str]]:
+    return [
+        c
+        for c in fake_bin.calls("brew")
+        if c[1] in ("install", "upgrade", "services") and c[2] != "list"
+    ]
+
+
+def test_dry_run_lists_every_step_command_and_file(
+    mac: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    mac.scenario(brew_services={"ollama": "started"})
+    result = stackctl("up", "--dry-run")
+    assert result.code == 0, result.err
+    base = support(isolated_home)
+    venv = base / "venvs/openwebui"
+    agents = isolated_home / "Library/LaunchAgents"
+    python = mac.bin / "python3.11"
+    assert result.out.splitlines() == [
+        "stackctl up: macOS 14.5 on Apple M2 (arm64), 16 GB unified memory (Metal)",
+        f"  backend ollama, user scope, models gemma3:12b; config {base}/stack.yaml",
+        "Plan: 10 steps, 10 to do",
+        f"   1. [todo] Write the config file {base}/stack.yaml",
+        f"         writes {base}/stack.yaml (0644)",
+        "   2. [todo] Install Ollama with Homebrew (Metal acceleration on Apple Silicon)",
+        "         $ brew install ollama",
+        "   3. [todo] Stop homebrew.mxcl.ollama: Homebrew's ollama service (brew services) is "
+        "running; it serves on port 11434 and restarts at login",
+        "         $ brew services stop ollama",
+        "   4. [todo] Create stackctl's data and log directories",
+        f"         $ mkdir -p -m 755 {base}",
+        f"         $ mkdir -p -m 755 {isolated_home}/Library/Logs/stackctl",
+        f"         $ mkdir -p -m 700 {base}/openwebui",
+        "   5. [todo] Generate the stack's secrets (once) into files only you can read",
+        f"         writes {base}/secrets.env (0600)",
+        f"   6. [todo] Create Open WebUI's venv {venv}",
+        f"         $ {python} -m venv '{venv}'",
+        "   7. [todo] Install Open WebUI into its venv (pip; takes a few minutes)",
+        f"         $ '{venv}/bin/pip' install open-webui",
+        "   8. [todo] Write the service units and start ollama, proxy, openwebui",
+        f"         $ launchctl enable gui/{UID}/dev.stackctl.ollama",
+        f"         $ launchctl bootstrap gui/{UID} {agents}/dev.stackctl.ollama.plist",
+        f"         $ launchctl enable gui/{UID}/dev.stackctl.proxy",
+        f"         $ launchctl bootstrap gui/{UID} {agents}/dev.stackctl.proxy.plist",
+        f"         $ launchctl enable gui/{UID}/dev.stackctl.openwebui",
+        f"         $ launchctl bootstrap gui/{UID} {agents}/dev.stackctl.openwebui.plist",
+        f"         writes {agents}/dev.stackctl.ollama.plist (0644)",
+        f"         writes {agents}/dev.stackctl.proxy.plist (0644)",
+        f"         writes {agents}/dev.stackctl.openwebui.plist (0600)",
+        "   9. [todo] Wait until every service answers its health check",
+        "         $ GET http://127.0.0.1:11434/api/tags",
+        "         $ GET http://127.0.0.1:4000/v1/models",
+        "         $ GET http://127.0.0.1:3000/health",
+        "  10. [todo] Pull gemma3:12b into Ollama",
+        "         $ POST http://127.0.0.1:11434/api/pull {model: gemma3:12b}",
+        "Dry run: nothing was changed.",
+    ]
+    assert not base.exists() and not agents.exists()
+    assert brew_changes(mac) == [] and launchctl_changes(mac) == []
+
+
+def test_no_homebrew_prints_the_official_install_and_stops(
+    mac: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    mac.remove("brew")
+    result = stackctl("up", "--yes")
+    assert result.code == 1
+    assert result.err == (
+        "Error: Homebrew is needed to install Ollama and was not found. Install it with the "
+        "official command (see https://brew.sh):\n"
+        '  /bin/bash -c "$(curl -fsSL https://raw.githubusercontent.com/Homebrew/install/HEAD/install.sh)"\n'
+        "then run `stackctl up` again\n"
+    )
+    assert not support(isolated_home).exists()
+
+
+def test_vllm_on_a_mac_is_refused(mac: FakeBin, stackctl) -> None:
+    result = stackctl("up", "--backend", "vllm", "--dry-run")
+    assert result.code == 1
+    assert result.err == (
+        "Error: vLLM needs Linux with an NVIDIA GPU; on a Mac use --backend ollama (Metal)\n"
+    )
+
+
+@pytest.fixture
+def running_services(mac: FakeBin, isolated_home: Path, tmp_path: Path) -> Iterator[dict]:
+    """stack.yaml on free ports, and services answering there as launchd would run them."""
+    ollama_port, proxy_port, webui_port = free_ports(3)
+    config = support(isolated_home) / "stack.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        "models: [gemma3:1b]\n"
+        f"ollama: {{port: {ollama_port}}}\nproxy: {{port: {proxy_port}}}\n"
+        f"openwebui: {{port: {webui_port}}}\n"
+    )
+    ollama = FakeOllama(tmp_path / "ollama-state", port=ollama_port).start()
+    proxy = FakeOpenAIBackend(["gemma3:1b"])
+    proxy.server.port = proxy_port
+    proxy.start()
+    webui = subprocess.Popen(
+        [str(mac.bin / "open-webui"), "serve", "--host", "127.0.0.1", "--port", str(webui_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", webui_port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield {"ollama": ollama, "ports": (ollama_port, proxy_port, webui_port), "config": config}
+    webui.terminate()
+    webui.wait()
+    proxy.stop()
+    ollama.stop()
+
+
+def read_plist(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        return plistlib.load(fh)
+
+
+def test_up_installs_ollama_loads_plists_and_pulls(
+    mac: FakeBin, isolated_home: Path, running_services: dict, stackctl
+) -> None:
+    ollama_port, proxy_port, webui_port = running_services["ports"]
+    prefix = Path(json.loads((mac.state / "scenario.json").read_text())["brew_prefix"])
+    result = stackctl("up", "--yes")
+    assert result.code == 0, result.out + result.err
+    base = support(isolated_home)
+    venv = base / "venvs/openwebui"
+    agents = isolated_home / "Library/LaunchAgents"
+
+    assert brew_changes(mac) == [["brew", "install", "ollama"]]
+    assert [c for c in mac.calls("python3.11") if c[1] == "-m"] == [
+        ["python3.11", "-m", "venv", str(venv)]
+    ]
+    assert mac.calls("pip") == [["pip", "install", "open-webui"]]
+    domain = f"gui/{UID}"
+    assert launchctl_changes(mac) == [
+        ["launchctl", "enable", f"{domain}/dev.stackctl.ollama"],
+        ["launchctl", "bootstrap", domain, str(agents / "dev.stackctl.ollama.plist")],
+        ["launchctl", "enable", f"{domain}/dev.stackctl.proxy"],
+        ["launchctl", "bootstrap", domain, str(agents / "dev.stackctl.proxy.plist")],
+        ["launchctl", "enable", f"{domain}/dev.stackctl.openwebui"],
+        ["launchctl", "bootstrap", domain, str(agents / "dev.stackctl.openwebui.plist")],
+    ]
+
+    ollama = read_plist(agents / "dev.stackctl.ollama.plist")
+    assert ollama["Label"] == "dev.stackctl.ollama"
+    assert ollama["ProgramArguments"] == [str(prefix / "bin/ollama"), "serve"]
+    assert ollama["EnvironmentVariables"]["OLLAMA_HOST"] == f"127.0.0.1:{ollama_port}"
+    assert ollama["RunAtLoad"] is True and ollama["KeepAlive"] is True
+    assert ollama["StandardOutPath"] == str(isolated_home / "Library/Logs/stackctl/ollama.log")
+    proxy = read_plist(agents / "dev.stackctl.proxy.plist")
+    assert proxy["ProgramArguments"][1:] == [
+        "-m", "stackctl", "--config", str(running_services["config"]), "proxy", "serve"
+    ]  # fmt: skip
+    webui_path = agents / "dev.stackctl.openwebui.plist"
+    webui = read_plist(webui_path)
+    assert webui["ProgramArguments"] == [
+        str(venv / "bin/open-webui"), "serve", "--host", "127.0.0.1", "--port", str(webui_port)
+    ]  # fmt: skip
+    secrets = read_env_file(base / "secrets.env")
+    env = webui["EnvironmentVariables"]
+    assert env["WEBUI_SECRET_KEY"] == secrets["WEBUI_SECRET_KEY"]  # launchd has no env file
+    assert env["OPENAI_API_BASE_URLS"] == f"http://127.0.0.1:{proxy_port}/v1"
+    assert env["DATA_DIR"] == str(base / "openwebui")
+    assert webui_path.stat().st_mode & 0o777 == 0o600
+    assert (base / "secrets.env").stat().st_mode & 0o777 == 0o600
+
+    assert [r["body"]["model"] for r in running_services["ollama"].requests("/api/pull")] == [
+        "gemma3:1b"
+    ]
+    assert result.out.splitlines()[-6:-2] == [
+        f"  Open WebUI:       http://127.0.0.1:{webui_port}",
+        "    the first account you create becomes its admin",
+        f"  OpenAI base URL:  http://127.0.0.1:{proxy_port}/v1",
+        "  API key:          any (the proxy listens on 127.0.0.1 only and needs none)",
+    ]
+
+    mac.clear_calls()
+    again = stackctl("up", "--yes")
+    assert again.code == 0 and "Everything is in place: nothing to do." in again.out
+    assert brew_changes(mac) == [] and launchctl_changes(mac) == [] and mac.calls("pip") == []
+
+
+def test_missing_python_is_installed_with_brew(
+    mac: FakeBin, isolated_home: Path, running_services: dict, stackctl
+) -> None:
+    mac.remove("python3.11")
+    mac.remove("python3.12")
+    prefix = Path(json.loads((mac.state / "scenario.json").read_text())["brew_prefix"])
+    result = stackctl("up", "--yes")
+    assert result.code == 0, result.out + result.err
+    assert "Install Python 3.12 with Homebrew (Open WebUI needs 3.11 or 3.12)" in result.out
+    assert brew_changes(mac) == [["brew", "install", "ollama"], ["brew", "install", "python@3.12"]]
+    venv = support(isolated_home) / "venvs/openwebui"
+    created = [c for c in mac.calls("python3.12") if c[1] == "-m"]
+    assert created == [["python3.12", "-m", "venv", str(venv)]]
+    exe = [
+        json.loads(line)["exe"]
+        for line in (mac.state / "calls.jsonl").read_text().splitlines()
+        if json.loads(line)["name"] == "python3.12" and json.loads(line)["argv"][:1] == ["-m"]
+    ]
+    assert exe == [str(prefix / "opt/python@3.12/bin/python3.12")]
+
+
+def test_a_brew_failure_names_the_step_command_and_output(
+    mac: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    mac.scenario(brew_fail={"install ollama": "Error: Cannot download: network is unreachable"})
+    result = stackctl("up", "--yes")
+    assert result.code == 1
+    assert result.err == (
+        "Error: step 2/9 failed: Install Ollama with Homebrew (Metal acceleration on Apple Silicon)\n"
+        "  command: brew install ollama (exit code 1)\n"
+        "    Error: Cannot download: network is unreachable\n"
+        "  fix: run `stackctl up` again to finish (steps already done are kept)\n"
+    )
+    assert (support(isolated_home) / "stack.yaml").exists()  # step 1 stays done
+
+
+def test_conflicting_ollamas_are_stopped_by_their_steps(
+    mac: FakeBin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stackctl.config import Config
+    from stackctl.plan import Progress
+    from stackctl.setup import UpOptions, resolve_context
+    from stackctl.setup.macos import conflict_steps
+
+    monkeypatch.setattr("stackctl.probe_processes._ollama_app_pid", lambda: 512)
+    mac.scenario(brew_services={"ollama": "started"})
+    ctx = resolve_context(Config(), Path("/nonexistent/stack.yaml"), UpOptions(yes=True))
+    steps = conflict_steps(ctx)
+    assert [(s.description.split(":")[0], s.commands) for s in steps] == [
+        ("Stop Ollama.app", ["osascript -e 'quit app \"Ollama\"'"]),
+        ("Stop homebrew.mxcl.ollama", ["brew services stop ollama"]),
+    ]
+    steps[1].apply(Progress(terminal=False))
+    assert mac.calls("brew")[-1] == ["brew", "services", "stop", "ollama"]
+    scenario = json.loads((mac.state / "scenario.json").read_text())
+    assert scenario["brew_services"] == {"ollama": "none"}
+    ctx.config.ollama.port = 11500  # our Ollama elsewhere: theirs on 11434 is no conflict
+    assert conflict_steps(ctx) == []
