@@ -114,7 +114,9 @@ def print_plan(steps: Sequence[Step], done: Sequence[bool], *, detail: bool) -> 
                 click.echo(f"  {'':>{width}}     writes {path}")
 
 
-def confirm(question: str, *, yes: bool, what: str = "the plan above") -> None:
+def confirm(
+    question: str, *, yes: bool, what: str = "the plan above", default: bool = True
+) -> None:
     """Ask once (unless --yes); with no terminal on stdin, refuse instead of guessing."""
     if yes:
         return
@@ -123,7 +125,7 @@ def confirm(question: str, *, yes: bool, what: str = "the plan above") -> None:
             f"stdin is not a terminal, so stackctl cannot ask before changing this machine: "
             f"re-run with --yes to apply {what}"
         )
-    click.confirm(question, default=True, abort=True)
+    click.confirm(question, default=default, abort=True)
 
 
 def _failure(number: int, total: int, step: Step, exc: Exception) -> StepFailed:

@@ -246,6 +246,16 @@ def test_up_installs_ollama_loads_plists_and_pulls(
     assert again.code == 0 and "Everything is in place: nothing to do." in again.out
     assert brew_changes(mac) == [] and launchctl_changes(mac) == [] and mac.calls("pip") == []
 
+    down = stackctl("down")
+    assert down.code == 0, down.err
+    assert launchctl_changes(mac) == [
+        ["launchctl", "bootout", f"{domain}/dev.stackctl.openwebui"],
+        ["launchctl", "bootout", f"{domain}/dev.stackctl.proxy"],
+        ["launchctl", "bootout", f"{domain}/dev.stackctl.ollama"],
+    ]
+    assert sorted(agents.iterdir()) == []
+    assert (venv / "bin/open-webui").exists() and (base / "secrets.env").exists()
+
 
 def test_missing_python_is_installed_with_brew(
     mac: FakeBin, isolated_home: Path, running_services: dict, stackctl

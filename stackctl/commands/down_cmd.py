@@ -53,7 +53,12 @@ def down(app: AppContext, purge: bool, yes: bool) -> None:
         click.echo("--purge deletes:")
         for item in items:
             click.echo(f"  {item.path}  ({item.what}, {human_bytes(item.size_bytes)})")
-        confirm("Delete all of this for good?", yes=yes, what="--purge (it deletes the above)")
+        confirm(
+            "Delete all of this for good?",
+            yes=yes,
+            what="--purge (it deletes the above)",
+            default=False,
+        )
         teardown.delete(items)
         click.echo(f"Deleted {len(items)} items.")
     command = teardown.remove_account(paths)

@@ -138,7 +138,8 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
 
     platform = current_platform()
     exists = config.source is not None
-    backend = options.backend or resolve_backend(config, platform)
+    configured_backend = resolve_backend(config, platform)
+    backend = options.backend or configured_backend
     if backend == "vllm" and platform == "macos":
         raise StackctlError(
             "vLLM needs Linux with an NVIDIA GPU; on a Mac use --backend ollama (Metal)"
@@ -148,7 +149,7 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
             "vLLM serves one model per server: give one --model (or use --backend ollama)"
         )
     if exists:
-        _check_flags_agree(config, config_path, options, backend)
+        _check_flags_agree(config, config_path, options, configured_backend)
     scope = options.scope or resolve_scope(config)
     if scope == "system" and not is_root():
         raise StackctlError(

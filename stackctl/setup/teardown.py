@@ -68,6 +68,9 @@ def purge_items(config: Config, config_path: Path, paths: Paths) -> list[PurgeIt
             continue
         seen.add(path)
         items.append(PurgeItem(path, what, _size(path)))
+    for item in items:  # a directory's size without what is listed inside it (no double count)
+        inside = [o for o in items if o is not item and o.path.is_relative_to(item.path)]
+        item.size_bytes -= sum(o.size_bytes for o in inside)
     return items
 
 

@@ -1,0 +1,200 @@
+"""`stackctl up` plans on Linux: flags vs an existing stack.yaml, the stack.yaml it writes,
+system scope (account, ownership, /etc and /var/lib paths), a missing Ollama, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stackctl.config import Config, load
+from stackctl.plan import Progress
+from stackctl.secrets import read_env_file
+from stackctl.setup import UpOptions, build_steps, resolve_context
+from stackctl.setup.common import account_step, ownership_step, secrets_step
+from stackctl.setup.configfile import config_text
+from stackctl.setup.summary import summary_lines
+from tests.conftest import FakeBin
+
+
+@pytest.fixture
+def cpu_box(fake_bin: FakeBin) -> FakeBin:
+    """Linux, no NVIDIA GPU, an installed ollama, linger on."""
+    fake_bin.remove("nvidia-smi")
+    fake_bin.scenario(linger="yes")
+    return fake_bin
+
+
+def config_file(home: Path, text: str) -> Path:
+    path = home / ".config/stackctl/stack.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_a_flag_that_contradicts_stack_yaml_is_refused(
+    cpu_box: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    path = config_file(isolated_home, "backend: ollama\n")
+    result = stackctl("up", "--backend", "vllm", "--dry-run")
+    assert result.code == 1
+    assert result.err == (
+        f"Error: {path} says backend: ollama, but --backend vllm was given: edit backend in "
+        "that file (or drop the flag), then run `stackctl up` again\n"
+    )
+    result = stackctl("up", "--no-webui", "--dry-run")
+    assert result.err == (
+        f"Error: {path} says openwebui.enabled: true, but --no-webui was given: edit "
+        "openwebui.enabled in that file (or drop the flag), then run `stackctl up` again\n"
+    )
+
+
+def test_system_scope_needs_root(cpu_box: FakeBin, stackctl) -> None:
+    result = stackctl("up", "--scope", "system", "--dry-run")
+    assert result.code == 1
+    assert result.err == (
+        "Error: system scope installs services for the whole machine and needs root: "
+        "run `sudo stackctl up --scope system`\n"
+    )
+
+
+def test_the_new_stack_yaml_records_the_flags(cpu_box: FakeBin, isolated_home: Path) -> None:
+    path = isolated_home / ".config/stackctl/stack.yaml"
+    options = UpOptions(models=("llama3.2", "gemma3:1b"), no_webui=True)
+    ctx = resolve_context(Config(), path, options)
+    assert ctx.models == ["llama3.2", "gemma3:1b"]
+    text = config_text(ctx)
+    data = yaml.safe_load(text)
+    assert data["backend"] == "ollama" and data["scope"] == "user"
+    assert data["models"] == ["llama3.2", "gemma3:1b"]
+    assert data["openwebui"]["enabled"] is False
+    assert text.startswith("# stackctl config: the whole stack in one file.")
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    assert load(path).openwebui.enabled is False
+
+
+def test_more_models_for_an_existing_config_are_pulled_too(
+    cpu_box: FakeBin, isolated_home: Path
+) -> None:
+    path = config_file(isolated_home, "models: [gemma3:1b]\n")
+    ctx = resolve_context(load(path), path, UpOptions(models=("qwen3:0.6b",)))
+    assert ctx.models == ["gemma3:1b", "qwen3:0.6b"]
+
+
+def test_no_ollama_on_linux_prints_the_manual_install_and_stops(
+    cpu_box: FakeBin, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, stackctl
+) -> None:
+    cpu_box.remove("ollama")
+    monkeypatch.setenv("PATH", str(cpu_box.bin))  # no other ollama on this machine's PATH
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    result = stackctl("up", "--yes")
+    assert result.code == 1
+    assert result.err == (
+        "Error: Ollama is not installed. Install the binary with Ollama's manual install "
+        "(docs: https://ollama.com/download/linux):\n"
+        "  curl -fsSL https://ollama.com/download/ollama-linux-amd64.tar.zst | zstd -d | "
+        "sudo tar x -C /usr\n"
+        "then run `stackctl up` again. (Ollama's install.sh also starts its own "
+        "ollama.service on port 11434; if you use it, stop that with "
+        "`sudo systemctl disable --now ollama`.)\n"
+    )
+    assert not (isolated_home / ".config/stackctl").exists()
+
+
+def test_linger_off_adds_the_enable_linger_step(cpu_box: FakeBin, isolated_home: Path) -> None:
+    cpu_box.scenario(linger="no")
+    ctx = resolve_context(Config(), isolated_home / "stack.yaml", UpOptions())
+    steps = {s.description: s for s in build_steps(ctx)}
+    user = ctx.facts.user
+    step = steps[f"Keep {user}'s services running after logout (systemd linger)"]
+    assert step.commands == [f"loginctl enable-linger {user}"] and not step.check()
+    step.apply(Progress(terminal=False))
+    assert step.check() and ["loginctl", "enable-linger", user] in cpu_box.calls("loginctl")
+
+
+def test_system_scope_plan(
+    cpu_box: FakeBin, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, stackctl
+) -> None:
+    monkeypatch.setenv("STACKCTL_AS_ROOT", "1")
+    result = stackctl("up", "--dry-run")
+    assert result.code == 0, result.err
+    data = isolated_home / "var/lib/stackctl"
+    units = isolated_home / "etc/systemd/system"
+    out = result.out
+    assert "backend ollama, system scope" in out
+    assert f"config {isolated_home}/etc/stackctl/stack.yaml" in out
+    assert (
+        f"$ useradd --system --user-group --home-dir {data} --shell /usr/sbin/nologin stackctl"
+        in out
+    )
+    assert f"$ mkdir -p -m 755 {data}/ollama/models" in out
+    assert (
+        f"$ chown -R stackctl:stackctl {isolated_home}/var/log/stackctl {data}/openwebui "
+        f"{data}/ollama/models" in out
+    )
+    assert f"$ chown stackctl:stackctl {data}" in out
+    assert "$ systemctl daemon-reload" in out
+    assert (
+        "$ systemctl enable --now stackctl-ollama.service stackctl-proxy.service "
+        "stackctl-openwebui.service stackctl.target" in out
+    )
+    assert f"writes {units}/stackctl-ollama.service (0644)" in out
+    assert "linger" not in out  # system services start at boot without it
+
+
+def test_system_scope_account_and_ownership_steps(
+    cpu_box: FakeBin, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STACKCTL_AS_ROOT", "1")
+    ctx = resolve_context(Config(), isolated_home / "etc/stackctl/stack.yaml", UpOptions())
+    account = account_step(ctx)
+    assert not account.check()
+    account.apply(Progress(terminal=False))
+    assert account.check()
+    data = str(isolated_home / "var/lib/stackctl")
+    assert cpu_box.calls("useradd") == [
+        ["useradd", "--system", "--user-group", "--home-dir", data, "--shell",
+         "/usr/sbin/nologin", "stackctl"]
+    ]  # fmt: skip
+    for directory in (isolated_home / "var/log/stackctl", Path(data) / "openwebui"):
+        directory.mkdir(parents=True)
+    owner = ownership_step(ctx)
+    owner.apply(Progress(terminal=False))
+    assert cpu_box.calls("chown") == [
+        ["chown", "-R", "stackctl:stackctl", str(isolated_home / "var/log/stackctl"),
+         f"{data}/openwebui"],
+        ["chown", "stackctl:stackctl", data],
+    ]  # fmt: skip
+
+
+def test_secrets_are_generated_once_and_exposed_keys_go_to_the_key_file(
+    cpu_box: FakeBin, isolated_home: Path
+) -> None:
+    keys = isolated_home / "proxy-keys"
+    path = config_file(
+        isolated_home,
+        f"expose: true\nproxy: {{api_keys_file: {keys}}}\n"
+        "openwebui: {admin_email: admin@example.com}\n",
+    )
+    ctx = resolve_context(load(path), path, UpOptions())
+    step = secrets_step(ctx)
+    assert not step.check()
+    step.apply(Progress(terminal=False))
+    assert step.check()
+    secrets = read_env_file(ctx.paths.secrets_file)
+    key = keys.read_text().splitlines()[1]
+    assert key.startswith("sk-stackctl-") and keys.stat().st_mode & 0o777 == 0o600
+    assert secrets["OPENAI_API_KEYS"] == key  # Open WebUI uses the proxy's own key
+    assert set(secrets) == {"WEBUI_SECRET_KEY", "OPENAI_API_KEYS", "WEBUI_ADMIN_PASSWORD"}
+    before = ctx.paths.secrets_file.read_text()
+    step.apply(Progress(terminal=False))
+    assert ctx.paths.secrets_file.read_text() == before  # never regenerated
+
+    lines = summary_lines(ctx)
+    assert "  API key:          the first key in " + str(keys) + " (mode 0600)" in lines
+    assert (
+        "    first admin admin@example.com; its password is WEBUI_ADMIN_PASSWORD in "
+        f"{ctx.paths.secrets_file}" in lines
+    )
