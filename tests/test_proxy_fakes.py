@@ -234,7 +234,8 @@ def test_slow_stream_logs_a_cancelled_request(ollama):
     ollama.install("slow:latest")
     body = {"model": "slow", "messages": [{"role": "user", "content": "go"}]}
     with httpx.stream("POST", ollama.url + "/api/chat", json=body) as reply:
-        first = json.loads(next(reply.iter_lines()))
+        lines = reply.iter_lines()  # kept: a dropped iterator closes the connection
+        first = json.loads(next(lines))
         assert first["message"]["content"] == "tick "
         assert ollama.requests("/api/chat")[-1]["outcome"] == "running"
     deadline = time.monotonic() + 10
