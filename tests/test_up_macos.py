@@ -315,3 +315,21 @@ def test_conflicting_ollamas_are_stopped_by_their_steps(
     assert scenario["brew_services"] == {"ollama": "none"}
     ctx.config.ollama.port = 11500  # our Ollama elsewhere: theirs on 11434 is no conflict
     assert conflict_steps(ctx) == []
+
+
+def test_upgrade_upgrades_ollama_and_open_webui(
+    mac: FakeBin, isolated_home: Path, running_services: dict, stackctl
+) -> None:
+    assert stackctl("up", "--yes").code == 0
+    mac.clear_calls()
+    result = stackctl("up", "--yes", "--upgrade")
+    assert result.code == 0, result.out + result.err
+    assert brew_changes(mac) == [["brew", "upgrade", "ollama"]]
+    assert mac.calls("pip") == [["pip", "install", "--upgrade", "open-webui"]]
+    assert "Plan: 11 steps, 3 to do" in result.out
+    assert "[3/11] Upgrade Ollama with Homebrew\n" in result.out
+    domain = f"gui/{UID}"
+    assert launchctl_changes(mac) == [
+        ["launchctl", "kickstart", "-k", f"{domain}/dev.stackctl.ollama"],
+        ["launchctl", "kickstart", "-k", f"{domain}/dev.stackctl.openwebui"],
+    ]

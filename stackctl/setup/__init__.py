@@ -9,7 +9,8 @@
 2. system scope on Linux: the `stackctl` account; directories (owned by it);
 3. user scope on Linux: linger, so the services outlive the login session;
 4. the secrets (0600), Open WebUI's Python, venv and package;
-5. the units, loaded and started; every service healthy; the models pulled (Ollama).
+5. the units, loaded and started (with --upgrade, the upgraded services restarted); every
+   service healthy; the models pulled (Ollama).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def build_steps(ctx: Context) -> list[Step]:
     if system_linux:
         steps.append(common.ownership_step(ctx))
     steps.append(services.units_step(ctx))
+    if ctx.options.upgrade and services.upgraded_services(ctx):
+        steps.append(services.restart_step(ctx))
     steps.append(services.health_step(ctx))
     if ctx.backend == "ollama" and ctx.models:
         steps.append(services.pull_step(ctx))

@@ -90,6 +90,24 @@ def _manager_commands(ctx: Context, names: list[str]) -> list[str]:
     return [f"systemctl{flag} daemon-reload", f"systemctl{flag} enable --now {units}"]
 
 
+def upgraded_services(ctx: Context) -> list[str]:
+    """The services whose software `--upgrade` replaces (Linux's ollama is not ours to upgrade)."""
+    names = [s.name for s in ctx.services]
+    upgraded = {"openwebui", "vllm"} | ({"ollama"} if ctx.platform == "macos" else set())
+    return [name for name in names if name in upgraded]
+
+
+def restart_step(ctx: Context) -> Step:
+    """After --upgrade: running services still run the old code until restarted."""
+    names = upgraded_services(ctx)
+    return Step(
+        description="Restart " + ", ".join(names) + " so the upgrades take effect",
+        check=lambda: False,
+        apply=lambda progress: ctx.manager.restart(names) and None,
+        commands=[f"stackctl restart {' '.join(names)}"],
+    )
+
+
 # --- health -------------------------------------------------------------------------------
 
 
