@@ -91,6 +91,17 @@ class Interrupted(StackctlError):
     exit_code = 130
 
 
+def runs(argv: Sequence[str], *, env: dict[str, str] | None = None) -> Callable[[Progress], None]:
+    """An `apply` that runs one command, its output shown as progress."""
+
+    def apply(progress: Progress) -> None:
+        from stackctl import proc
+
+        proc.stream(argv, on_line=progress.line, env=env)
+
+    return apply
+
+
 def stdin_is_terminal() -> bool:
     """True when a person can answer a question on stdin."""
     return sys.stdin.isatty()

@@ -11,7 +11,7 @@ from stackctl import proc
 from stackctl import secrets as sec
 from stackctl.errors import StackctlError
 from stackctl.paths import SERVICE_ACCOUNT
-from stackctl.plan import Progress, Step
+from stackctl.plan import Progress, Step, runs
 from stackctl.setup.context import Context
 
 NOLOGIN = "/usr/sbin/nologin"
@@ -38,7 +38,7 @@ def account_step(ctx: Context) -> Step:
     return Step(
         description=f"Create the system account '{SERVICE_ACCOUNT}' the services run as",
         check=lambda: account_ids() is not None,
-        apply=lambda progress: proc.run(argv) and None,
+        apply=runs(argv),
         commands=[shlex.join(argv)],
     )
 
@@ -89,7 +89,12 @@ def ownership_step(ctx: Context) -> Step:
     """Give the service account the directories its services write (system scope)."""
     trees, single = _owned_paths(ctx)
     owner = f"{SERVICE_ACCOUNT}:{SERVICE_ACCOUNT}"
-    commands = [["chown", "-R", owner, *map(str, trees)], ["chown", owner, *map(str, single)]]
+
+    def commands(existing_only: bool) -> list[list[str]]:
+        keep = (lambda p: p.exists()) if existing_only else (lambda p: True)
+        argvs = [["chown", "-R", owner, *(str(p) for p in trees if keep(p))]]
+        argvs.append(["chown", owner, *(str(p) for p in single if keep(p))])
+        return [argv for argv in argvs if argv[-1] != owner]  # nothing to chown: no command
 
     def check() -> bool:
         ids = account_ids()
@@ -101,14 +106,14 @@ def ownership_step(ctx: Context) -> Step:
         return True
 
     def apply(progress: Progress) -> None:
-        for argv in commands:
-            proc.run([a for a in argv if Path(a).exists() or not a.startswith("/")])
+        for argv in commands(existing_only=True):
+            proc.run(argv)
 
     return Step(
         description=f"Let '{SERVICE_ACCOUNT}' own the directories its services write",
         check=check,
         apply=apply,
-        commands=[shlex.join(argv) for argv in commands],
+        commands=[shlex.join(argv) for argv in commands(existing_only=False)],
     )
 
 
@@ -124,7 +129,7 @@ def linger_step(ctx: Context) -> Step:
     return Step(
         description=f"Keep {user}'s services running after logout (systemd linger)",
         check=lambda: read_linger(user) is True,
-        apply=lambda progress: proc.run(argv) and None,
+        apply=runs(argv),
         commands=[shlex.join(argv)],
         fix=f"ask an administrator to run `sudo loginctl enable-linger {user}`",
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from stackctl import proc
 from stackctl.errors import CommandFailed, StackctlError
-from stackctl.plan import Progress, Step
+from stackctl.plan import Progress, Step, runs
 from stackctl.setup.common import stored_hf_token
 from stackctl.setup.context import Context
 
@@ -162,13 +162,13 @@ def vllm_steps(ctx: Context) -> list[Step]:
         Step(
             description=f"Create vLLM's venv {venv}",
             check=lambda: (venv / "bin/python").exists(),
-            apply=lambda progress: proc.stream(create, on_line=progress.line) and None,
+            apply=runs(create),
             commands=[shlex.join(create)],
         ),
         Step(
             description="Install vLLM into its venv (several GB; takes minutes)",
             check=lambda: not ctx.options.upgrade and (venv / "bin/vllm").exists(),
-            apply=lambda progress: proc.stream(install, on_line=progress.line) and None,
+            apply=runs(install),
             commands=[shlex.join(install)],
             fix="check the network (PyPI and the PyTorch index)",
         ),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from stackctl import proc
 from stackctl.errors import StackctlError
-from stackctl.plan import Progress, Step
+from stackctl.plan import Progress, Step, runs
 from stackctl.setup.context import Context
 
 HOMEBREW_INSTALL = '/bin/bash -c "$(curl -fsSL https://raw.githubusercontent.com/Homebrew/install/HEAD/install.sh)"'
@@ -44,7 +44,7 @@ def ollama_steps(ctx: Context) -> list[Step]:
         Step(
             description="Install Ollama with Homebrew (Metal acceleration on Apple Silicon)",
             check=binary.exists,
-            apply=lambda progress: proc.stream(install, on_line=progress.line) and None,
+            apply=runs(install),
             commands=[shlex.join(install)],
         )
     ]
@@ -54,7 +54,7 @@ def ollama_steps(ctx: Context) -> list[Step]:
             Step(
                 description="Upgrade Ollama with Homebrew",
                 check=lambda: False,
-                apply=lambda progress: proc.stream(upgrade, on_line=progress.line) and None,
+                apply=runs(upgrade),
                 commands=[shlex.join(upgrade)],
             )
         )

@@ -10,9 +10,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from stackctl import proc
 from stackctl.errors import StackctlError
-from stackctl.plan import Step
+from stackctl.plan import Step, runs
 from stackctl.setup.context import Context
 
 PACKAGE = "open-webui"
@@ -33,7 +32,7 @@ def python_for_openwebui(ctx: Context) -> tuple[str | None, list[Step]]:
         step = Step(
             description="Install Python 3.12 with Homebrew (Open WebUI needs 3.11 or 3.12)",
             check=lambda: Path(brew_python(ctx)).is_file(),
-            apply=lambda progress: proc.stream(argv, on_line=progress.line) and None,
+            apply=runs(argv),
             commands=[shlex.join(argv)],
         )
         return brew_python(ctx), [step]
@@ -71,7 +70,7 @@ def openwebui_steps(ctx: Context) -> list[Step]:
             check=lambda: (
                 (venv / "bin/python").exists() and (python is None or (venv / "bin/pip").exists())
             ),
-            apply=lambda progress: proc.stream(create, on_line=progress.line) and None,
+            apply=runs(create),
             commands=[shlex.join(create)],
         )
     )
@@ -79,7 +78,7 @@ def openwebui_steps(ctx: Context) -> list[Step]:
         Step(
             description="Install Open WebUI into its venv (pip; takes a few minutes)",
             check=lambda: not ctx.options.upgrade and (venv / "bin/open-webui").exists(),
-            apply=lambda progress: proc.stream(install, on_line=progress.line) and None,
+            apply=runs(install),
             commands=[shlex.join(install)],
             fix="check the network (pip downloads from PyPI)",
         )

@@ -100,10 +100,14 @@ def upgraded_services(ctx: Context) -> list[str]:
 def restart_step(ctx: Context) -> Step:
     """After --upgrade: running services still run the old code until restarted."""
     names = upgraded_services(ctx)
+
+    def apply(progress: Progress) -> None:
+        ctx.manager.restart(names)
+
     return Step(
         description="Restart " + ", ".join(names) + " so the upgrades take effect",
         check=lambda: False,
-        apply=lambda progress: ctx.manager.restart(names) and None,
+        apply=apply,
         commands=[f"stackctl restart {' '.join(names)}"],
     )
 
