@@ -144,8 +144,12 @@ def test_vllm_on_a_mac_is_refused(mac: FakeBin, stackctl) -> None:
 
 
 @pytest.fixture
-def running_services(mac: FakeBin, isolated_home: Path, tmp_path: Path) -> Iterator[dict]:
+def running_services(
+    mac: FakeBin, isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict]:
     """stack.yaml on free ports, and services answering there as launchd would run them."""
+    # they stand for launchd's jobs: the probe must take them for stackctl's own
+    monkeypatch.setattr("stackctl.probe_processes.owned_by_stackctl", lambda *args: True)
     ollama_port, proxy_port, webui_port = free_ports(3)
     config = support(isolated_home) / "stack.yaml"
     config.parent.mkdir(parents=True)

@@ -3,6 +3,7 @@ system scope (account, ownership, /etc and /var/lib paths), a missing Ollama, se
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -197,4 +198,23 @@ def test_secrets_are_generated_once_and_exposed_keys_go_to_the_key_file(
     assert (
         "    first admin admin@example.com; its password is WEBUI_ADMIN_PASSWORD in "
         f"{ctx.paths.secrets_file}" in lines
+    )
+
+
+def test_a_port_taken_by_another_program_stops_the_plan(
+    cpu_box: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        path = config_file(isolated_home, f"openwebui: {{port: {port}}}\n")
+        result = stackctl("up", "--dry-run")
+    assert result.code == 1
+    assert result.err.startswith(f"Error: port {port} (openwebui) is taken by ")
+    assert result.err.endswith(
+        f"(pid {os.getpid()}): stop it, or give openwebui.port another port in {path}, "
+        "then run `stackctl up` again\n"
     )

@@ -35,6 +35,7 @@ def build_steps(ctx: Context) -> list[Step]:
     else:
         linux.require_nvidia(ctx)
         linux.require_hf_token(ctx)
+    common.require_free_ports(ctx)
     system_linux = ctx.scope == "system" and ctx.platform == "linux"
     if system_linux:
         steps.append(common.account_step(ctx))

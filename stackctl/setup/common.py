@@ -17,6 +17,26 @@ from stackctl.setup.context import Context
 NOLOGIN = "/usr/sbin/nologin"
 
 
+# --- ports --------------------------------------------------------------------------------
+
+
+def require_free_ports(ctx: Context) -> None:
+    """Stop before changing anything when another program holds a port of the stack (the
+    service would crash-loop on "address already in use"). Our own running services are
+    fine, and so is another Ollama a step of this plan stops."""
+    for service in ctx.services:
+        holder = ctx.facts.ports.get(service.port)
+        if holder is None or holder.ours:
+            continue
+        if service.name == "ollama" and ctx.ollama_conflicts:
+            continue  # Ollama.app or brew's service: stopped by a step of the plan
+        who = f"{holder.name} (pid {holder.pid})" if holder.pid else "another user's process"
+        raise StackctlError(
+            f"port {service.port} ({service.name}) is taken by {who}: stop it, or give "
+            f"{service.name}.port another port in {ctx.config_path}, then run `stackctl up` again"
+        )
+
+
 # --- the dedicated account (Linux, system scope) ------------------------------------------
 
 
