@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stackctl.config.model import Config
-from stackctl.proxy import responses, schemas, translate
+from stackctl.proxy import codec, responses, schemas, translate
 from stackctl.proxy.app import create_app
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.upstream import Backend
@@ -59,7 +59,7 @@ def check_and_translate(kind: str, body: dict) -> None:
     try:
         CHECK[kind](body)
         native = TRANSLATE[kind](body, "gemma3:1b", {"num_ctx": 4096})
-        json.dumps(native, allow_nan=False)
+        codec.dumps(native)
     except OpenAIError as error:
         assert 400 <= error.status < 500
         assert isinstance(error.message, str) and error.message
@@ -196,10 +196,10 @@ def test_bad_tool_call_arguments_name_the_field():
 
 def test_chat_stream_translation_is_exact_sse():
     stream = responses.ChatStream("m", include_usage=False)
-    head = f'data: {{"id": "{stream.id}", "object": "chat.completion.chunk", "created": '
+    head = f'data: {{"id":"{stream.id}","object":"chat.completion.chunk","created":'
     first = stream.start().decode()
     assert first.startswith(head) and first.endswith(
-        ', "model": "m","choices":[{"index":0,"delta":{"role": "assistant", "content": ""},"logprobs":null,"finish_reason":null}]}\n\n'
+        ',"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
     )
     last = stream.feed(
         {"message": {"content": ""}, "done": True, "done_reason": "length", "eval_count": 3}

@@ -11,7 +11,6 @@ request unaltered to an OpenAI-compatible backend or translates it for Ollama.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from stackctl.proxy import relay, responses, schemas, translate
+from stackctl.proxy import codec, relay, responses, schemas, translate
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.gate import Gate
 from stackctl.proxy.metrics import Metrics
@@ -145,6 +144,8 @@ class Proxy:
                 status = await self.passthrough(kind, route, body, raw, requested, receive, send)
             else:
                 status = await self.translated(kind, route, body, requested, receive, send)
+        except relay.ClientGone:
+            status = 499  # nginx's "client closed request", for the metrics only
         except OpenAIError as error:
             status = error.status
             if error.status >= 502:
@@ -177,7 +178,7 @@ class Proxy:
         backend = route.backend
         if route.model != requested or not raw:
             body = {**body, "model": route.model}
-            raw = json.dumps(body).encode()
+            raw = codec.dumps(body)
         if kind.streams and body.get("stream") is True:
             self.metrics.streams_in_flight += 1
             try:
@@ -196,15 +197,15 @@ class Proxy:
     def _answered(self, data: bytes, requested: str, *, rename: bool) -> bytes:
         """Count the tokens of a passed-through answer; give it the alias the client used."""
         try:
-            reply = json.loads(data)
-        except ValueError:
+            reply = codec.loads(data)
+        except codec.JSONDecodeError:
             return data
         if not isinstance(reply, dict):
             return data
         self.metrics.count_tokens(requested, reply.get("usage"))
         if rename and "model" in reply:
             reply["model"] = requested
-            return json.dumps(reply).encode()
+            return codec.dumps(reply)
         return data
 
     async def translated(
@@ -224,18 +225,16 @@ class Proxy:
                 translator = responses.CompletionStream(requested, include_usage, self._echo(body))
             self.metrics.streams_in_flight += 1
             try:
-                await relay.stream(self.upstream, backend, kind.ollama_path, json.dumps(native).encode(), receive, send,
+                await relay.stream(self.upstream, backend, kind.ollama_path, codec.dumps(native), receive, send,
                                    lambda response: relay.relay_ndjson(self.upstream, backend, response, send, translator))  # fmt: skip
             finally:
                 self.metrics.streams_in_flight -= 1
             return 200
-        reply = await self.upstream.call(
-            backend, "POST", kind.ollama_path, json.dumps(native).encode()
-        )
+        reply = await self.upstream.call(backend, "POST", kind.ollama_path, codec.dumps(native))
         if reply.status != 200:
             raise relay.backend_error(backend, reply.status, reply.body)
         try:
-            result = json.loads(reply.body)
+            result = codec.loads(reply.body)
             if not isinstance(result, dict):
                 raise ValueError
         except ValueError:
@@ -255,7 +254,7 @@ class Proxy:
                 result, requested, body.get("encoding_format"), body.get("dimensions")
             )
         self.metrics.count_tokens(requested, answer.get("usage"))
-        await relay.send_bytes(send, 200, json.dumps(answer).encode())
+        await relay.send_bytes(send, 200, codec.dumps(answer))
         return 200
 
     @staticmethod
@@ -276,7 +275,7 @@ class Proxy:
                 payload: dict[str, Any] = await self.registry.card(params["model"])
             else:
                 payload = {"object": "list", "data": await self.registry.cards()}
-            await relay.send_bytes(send, 200, json.dumps(payload).encode())
+            await relay.send_bytes(send, 200, codec.dumps(payload))
         except OpenAIError as error:
             status = error.status
             await relay.send_bytes(send, error.status, error.to_json())
@@ -288,7 +287,7 @@ class Proxy:
         connections = await self.registry.health()
         healthy = all(c["reachable"] for c in connections)
         payload = {"status": "ok" if healthy else "degraded", "connections": connections}
-        await relay.send_bytes(send, 200, json.dumps(payload).encode())
+        await relay.send_bytes(send, 200, codec.dumps(payload))
 
     async def prometheus(self, scope: dict, receive: Any, send: Any) -> None:
         body = self.metrics.render().encode()

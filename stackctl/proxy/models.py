@@ -10,13 +10,13 @@ alias resolution; an id two connections serve goes to the first one listed.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from stackctl.proxy import codec
 from stackctl.proxy.errors import OpenAIError, model_not_found
 from stackctl.proxy.upstream import Backend, Upstream
 
@@ -107,7 +107,7 @@ class ModelRegistry:
             reply = await self.upstream.call(backend, "GET", path, timeout=self.list_timeout)
             if reply.status != 200:
                 raise OpenAIError(502, f"GET {path} answered {reply.status}")
-            data = json.loads(reply.body)
+            data = codec.loads(reply.body)
             if backend.mode == "ollama":
                 cards = [
                     {
@@ -126,7 +126,7 @@ class ModelRegistry:
                 ]
         except OpenAIError as exc:
             state.reachable, state.error = False, exc.message
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, codec.JSONDecodeError):
             state.reachable, state.error = False, f"GET {path} did not answer a model list"
         else:
             state.cards, state.reachable, state.error = cards, True, None

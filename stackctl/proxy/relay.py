@@ -8,10 +8,10 @@ backend connection (Ollama then stops generating).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from stackctl.proxy import codec
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.responses import StreamBroken
 from stackctl.proxy.upstream import Backend, Upstream
@@ -22,6 +22,10 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),  # tells nginx and friends not to buffer the stream
 ]
 JSON = b"application/json"
+
+
+class ClientGone(Exception):
+    """The client hung up before its request body arrived: nothing left to answer."""
 
 
 async def read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> bytes:
@@ -39,7 +43,7 @@ async def read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> by
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -63,9 +67,9 @@ def backend_error(backend: Backend, status: int, body: bytes) -> OpenAIError:
     """A backend's non-2xx answer as the client should see it (always OpenAI-shaped)."""
     detail: Any = None
     try:
-        data = json.loads(body)
+        data = codec.loads(body)
         detail = data.get("error", data) if isinstance(data, dict) else None
-    except ValueError:
+    except codec.JSONDecodeError:
         pass
     if isinstance(detail, dict):  # OpenAI-style, nested or vLLM's older flat shape
         message = str(
@@ -147,8 +151,8 @@ async def relay_ndjson(
             out = b""
             for line in lines:
                 try:
-                    native = json.loads(line)
-                except ValueError:
+                    native = codec.loads(line)
+                except codec.JSONDecodeError:
                     raise StreamBroken(f"sent a line that is not JSON: {line[:200]!r}") from None
                 out += translator.feed(native if isinstance(native, dict) else {})
             if out:

@@ -16,6 +16,8 @@ import uuid
 from array import array
 from typing import Any
 
+from stackctl.proxy import codec
+
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
@@ -168,7 +170,7 @@ class _Stream:
             "created": int(time.time()),
             "model": model,
         }
-        self._head = b"data: " + json.dumps(head).encode()[:-1] + b',"choices":['
+        self._head = b"data: " + codec.dumps(head)[:-1] + b',"choices":['
         self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
         self.include_usage = include_usage
         self.finished = False
@@ -177,7 +179,7 @@ class _Stream:
         return self._head + choice + b"]" + self._tail
 
     def _usage_event(self, native: dict[str, Any]) -> bytes:
-        return self._head + b'],"usage":' + json.dumps(usage(native)).encode() + b"}\n\n"
+        return self._head + b'],"usage":' + codec.dumps(usage(native)) + b"}\n\n"
 
     def _end(self, native: dict[str, Any], final_choice: bytes) -> bytes:
         self.finished = True
@@ -205,7 +207,7 @@ class ChatStream(_Stream):
         finish = b"null" if reason is None else b'"' + reason.encode() + b'"'
         return self._event(
             b'{"index":0,"delta":'
-            + json.dumps(delta).encode()
+            + codec.dumps(delta)
             + b',"logprobs":null,"finish_reason":'
             + finish
             + b"}"
@@ -259,7 +261,7 @@ class CompletionStream(_Stream):
         }
         if thinking:
             choice["reasoning_content"] = thinking
-        return json.dumps(choice).encode()
+        return codec.dumps(choice)
 
     def start(self) -> bytes:
         return self._event(self._choice(self.echo_prompt)) if self.echo_prompt else b""

@@ -6,10 +6,10 @@ parameter, and clients add their own); top-level fields are checked strictly (va
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from stackctl.proxy import codec
 from stackctl.proxy.errors import OpenAIError, invalid_type, invalid_value, missing, unsupported
 from stackctl.proxy.validate import (
     SAMPLING,
@@ -92,8 +92,8 @@ def tool_call(path: str, value: Any) -> None:
     where = f"{path}.function.arguments"
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments or "{}")
-        except (ValueError, RecursionError):
+            arguments = codec.loads(arguments or "{}")
+        except codec.JSONDecodeError:
             raise invalid_value(
                 where, "a JSON object encoded as a string", function["arguments"]
             ) from None

@@ -6,9 +6,9 @@ chat -> POST /api/chat, legacy completions -> POST /api/generate, embeddings -> 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from stackctl.proxy import codec
 from stackctl.proxy.errors import OpenAIError
 
 # options that decide how Ollama loads a model: a different value makes it reload the model
@@ -99,7 +99,7 @@ def _text_and_images(content: Any) -> tuple[str, list[str]]:
 
 def _arguments(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
-        return json.loads(value or "{}")
+        return codec.loads(value or "{}")
     return value or {}
 
 

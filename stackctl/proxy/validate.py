@@ -7,12 +7,12 @@ parameter is never silently dropped. Only `null` counts as "not given".
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
 from typing import Any
 
+from stackctl.proxy import codec
 from stackctl.proxy.errors import (
     OpenAIError,
     describe,
@@ -45,11 +45,11 @@ OPTION_TYPES: dict[str, str] = {
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 saying what is wrong with it."""
     try:
-        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise OpenAIError(400, "The JSON body is nested too deeply.", code="invalid_json") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        reason = str(exc).split(": line")[0] if isinstance(exc, json.JSONDecodeError) else str(exc)
+        body = codec.loads(raw)
+    except codec.JSONDecodeError as exc:
+        reason = "the body is empty"
+        if raw.strip():
+            reason = f"{str(exc).split(': line')[0]} at line {exc.lineno}, column {exc.colno}"
         raise OpenAIError(
             400,
             f"We could not parse the JSON body of your request ({reason}). Send a JSON object "
@@ -63,17 +63,6 @@ def parse_body(raw: bytes) -> dict[str, Any]:
             code="invalid_json",
         )
     return body
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"the number {text[:20]} is too large")
-    return value
 
 
 def require_model(body: dict[str, Any]) -> str:
