@@ -119,6 +119,9 @@ def test_system_scope_plan(
     cpu_box: FakeBin, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, stackctl
 ) -> None:
     monkeypatch.setenv("STACKCTL_AS_ROOT", "1")
+    # this test's interpreter lives under /root (0700), which the check rightly refuses;
+    # the check itself is tested below
+    monkeypatch.setattr("stackctl.setup.common.require_python_for_the_account", lambda p: None)
     result = stackctl("up", "--dry-run")
     assert result.code == 0, result.err
     data = isolated_home / "var/lib/stackctl"
@@ -218,3 +221,32 @@ def test_a_port_taken_by_another_program_stops_the_plan(
         f"(pid {os.getpid()}): stop it, or give openwebui.port another port in {path}, "
         "then run `stackctl up` again\n"
     )
+
+
+def test_system_scope_needs_an_interpreter_the_account_can_reach() -> None:
+    import shutil
+    import tempfile
+
+    from stackctl.errors import StackctlError
+    from stackctl.setup.common import require_python_for_the_account
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own tmp dirs are mode 0700
+    try:
+        base.chmod(0o755)
+        private = base / "root-home"
+        python = private / ".local/pipx/venvs/stackctl/bin/python"
+        python.parent.mkdir(parents=True)
+        python.touch()
+        private.chmod(0o700)
+        with pytest.raises(StackctlError) as err:
+            require_python_for_the_account(python)
+        assert err.value.format_message() == (
+            f"the proxy service runs {python} as the 'stackctl' account, which cannot enter "
+            f"{private}: install stackctl where every account can read it, e.g. `sudo python3 "
+            "-m venv /opt/stackctl && sudo /opt/stackctl/bin/pip install stackctl`, then run "
+            "`sudo /opt/stackctl/bin/stackctl up`"
+        )
+        private.chmod(0o755)
+        require_python_for_the_account(python)
+    finally:
+        shutil.rmtree(base)

@@ -15,6 +15,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from stackctl.plan import Step
 from stackctl.setup.context import Context, UpOptions, resolve_context
 
@@ -38,6 +41,8 @@ def build_steps(ctx: Context) -> list[Step]:
     common.require_free_ports(ctx)
     system_linux = ctx.scope == "system" and ctx.platform == "linux"
     if system_linux:
+        if ctx.config.proxy.enabled:
+            common.require_python_for_the_account(Path(sys.executable))
         steps.append(common.account_step(ctx))
     steps.append(common.directories_step(ctx))
     if ctx.platform == "linux" and ctx.scope == "user" and ctx.facts.linger is False:

@@ -40,6 +40,19 @@ def require_free_ports(ctx: Context) -> None:
 # --- the dedicated account (Linux, system scope) ------------------------------------------
 
 
+def require_python_for_the_account(python: Path) -> None:
+    """The proxy runs as the service account with the interpreter stackctl runs under; stop
+    early when that account cannot reach it (e.g. a venv under /root, which is mode 0700)."""
+    for directory in [*reversed(python.absolute().parents)]:
+        if not directory.stat().st_mode & 0o001:
+            raise StackctlError(
+                f"the proxy service runs {python} as the '{SERVICE_ACCOUNT}' account, which "
+                f"cannot enter {directory}: install stackctl where every account can read it, "
+                "e.g. `sudo python3 -m venv /opt/stackctl && sudo /opt/stackctl/bin/pip install "
+                "stackctl`, then run `sudo /opt/stackctl/bin/stackctl up`"
+            )
+
+
 def account_ids(name: str = SERVICE_ACCOUNT) -> tuple[int, int] | None:
     """(uid, gid) of an account from `getent passwd`, or None when there is none."""
     entry = proc.output(["getent", "passwd", name])
