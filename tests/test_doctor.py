@@ -9,6 +9,7 @@ import pytest
 
 from stackctl import catalog, probe
 from stackctl.cli import main
+from stackctl.install_commands import ollama_linux_install
 from stackctl.paths import paths_for
 from stackctl.probe import HostFacts
 from tests.fakes import hosts
@@ -265,9 +266,8 @@ def test_linux_without_ollama_or_systemd(
     assert texts(found, "ollama") == [
         (
             "error",
-            "Ollama is not installed: install it with `curl -fsSL https://ollama.com/install.sh | "
-            "sh`, then stop the service that installs (`sudo systemctl disable --now ollama`): "
-            "stackctl runs its own",
+            "Ollama is not installed: install the binary (Ollama's manual install): "
+            f"`{ollama_linux_install()}`, then run `stackctl up`",
         )
     ]
     assert texts(found, "services")[0][0] == "error"

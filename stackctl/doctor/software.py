@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from stackctl import catalog
 from stackctl.doctor.base import Context, Finding, Severity, downloaded
+from stackctl.install_commands import ollama_linux_install
 
 # What the proxy uses from Ollama, and the first version that has it (ollama.md section 11).
 OLLAMA_FEATURES = [
@@ -17,7 +18,6 @@ OLLAMA_FEATURES = [
     ((0, 9, 6), "tool_name on tool results"),
     ((0, 12, 10), "tool call ids"),
 ]
-OLLAMA_LINUX_INSTALL = "curl -fsSL https://ollama.com/install.sh | sh"
 
 
 def check_backend(ctx: Context) -> Iterator[Finding]:
@@ -111,14 +111,14 @@ def _ollama_findings(ctx: Context) -> Iterator[Finding]:
                 "error",
                 "ollama",
                 "Ollama is not installed",
-                f"install it with `{OLLAMA_LINUX_INSTALL}`, then stop the service that installs "
-                "(`sudo systemctl disable --now ollama`): stackctl runs its own",
+                f"install the binary (Ollama's manual install): `{ollama_linux_install()}`, "
+                "then run `stackctl up`",
             )
         return
     version = facts.ollama_version
     missing = [feature for since, feature in OLLAMA_FEATURES if version and _older(version, since)]
     if version and missing:
-        upgrade = "`brew upgrade ollama`" if mac else f"re-run `{OLLAMA_LINUX_INSTALL}`"
+        upgrade = "`brew upgrade ollama`" if mac else f"re-run `{ollama_linux_install()}`"
         newest = ".".join(map(str, OLLAMA_FEATURES[-1][0]))
         yield Finding(
             "warn",

@@ -13,13 +13,13 @@ HF_HOME with huggingface_hub's CLI from that venv, so the service starts on a wa
 
 from __future__ import annotations
 
-import platform as _platform
 import re
 import shlex
 from pathlib import Path
 
 from stackctl import proc
 from stackctl.errors import CommandFailed, StackctlError
+from stackctl.install_commands import ollama_linux_install
 from stackctl.plan import Progress, Step, runs
 from stackctl.setup.common import stored_hf_token
 from stackctl.setup.context import Context
@@ -31,18 +31,12 @@ GATED = re.compile(
 )
 
 
-def ollama_install_command() -> str:
-    """The manual install from Ollama's Linux docs, for this machine's architecture."""
-    arch = "arm64" if _platform.machine() in ("aarch64", "arm64") else "amd64"
-    return f"curl -fsSL https://ollama.com/download/ollama-linux-{arch}.tar.zst | zstd -d | sudo tar x -C /usr"
-
-
 def require_ollama(ctx: Context) -> None:
     """Stop with the install command when no ollama binary is installed."""
     if not ctx.facts.ollama_path:
         raise StackctlError(
             "Ollama is not installed. Install the binary with Ollama's manual install "
-            f"(docs: https://ollama.com/download/linux):\n  {ollama_install_command()}\n"
+            f"(docs: https://ollama.com/download/linux):\n  {ollama_linux_install()}\n"
             "then run `stackctl up` again. (Ollama's install.sh also starts its own "
             "ollama.service on port 11434; if you use it, stop that with "
             "`sudo systemctl disable --now ollama`.)"

@@ -13,10 +13,9 @@ from pathlib import Path
 
 from stackctl import proc
 from stackctl.errors import StackctlError
+from stackctl.install_commands import HOMEBREW_INSTALL
 from stackctl.plan import Progress, Step, runs
 from stackctl.setup.context import Context
-
-HOMEBREW_INSTALL = '/bin/bash -c "$(curl -fsSL https://raw.githubusercontent.com/Homebrew/install/HEAD/install.sh)"'
 
 
 def brew_ollama(ctx: Context) -> Path:
