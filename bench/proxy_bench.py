@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Benchmark the proxy against calling the fake Ollama directly, in alternating rounds.
+
+    python bench/proxy_bench.py [--rounds 3] [--seconds 5] [--markdown]
+
+Starts bench/fake_ollama.js (Node, so the fake is never the bottleneck) and
+`python -m stackctl proxy serve` in front of it, then runs wrk against each, direct and via
+the proxy alternately, and prints each figure with its ratio and the target:
+
+  added p50 latency at concurrency 1      <= 0.5 ms
+  non-streamed requests/s at 32            >= 4,000
+  relayed stream chunks/s                  >= 25,000
+  proxy RSS after the load                 <= 60 MiB
+  serving after start (hyperfine)          <= 1 s
+
+Installs wrk and hyperfine with apt-get when they are missing (root, Debian). Only loopback
+addresses are used; every run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+STREAM_CHUNKS = 1000  # chunks per streamed request (max_tokens / num_predict in the scripts)
+TARGETS = {
+    "added_p50_ms": 0.5,
+    "rps_c32": 4000,
+    "chunks_per_s": 25000,
+    "rss_mib": 60,
+    "serving_s": 1.0,
+}
+
+
+def need_tools() -> None:
+    missing = [t for t in ("wrk", "hyperfine") if shutil.which(t) is None]
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get ...", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
+    if shutil.which("node") is None:
+        sys.exit("node is needed for the fake Ollama (apt-get install nodejs)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit(f"{url} did not answer within {timeout:g} s")
+        time.sleep(0.02)
+
+
+def wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, float]:
+    threads = min(2, connections)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(HERE / "wrk" / script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        sys.exit(f"wrk saw {errors.group(1)} error responses from {url}:\n{out}")
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": float(p50.group(1)) * scale[p50.group(2)],
+    }
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def serving_time(config: Path, port: int) -> float:
+    """Median seconds from starting `stackctl proxy serve` to its first /v1/models 200."""
+    probe = HERE / "time_to_serve.py"
+    export = Path(tempfile.mkdtemp()) / "hyperfine.json"
+    subprocess.run(
+        ["hyperfine", "--runs", "5", "--warmup", "1", "--export-json", str(export),
+         f"{sys.executable} {probe} {config} {port}"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    return json.loads(export.read_text())["results"][0]["median"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--markdown", action="store_true", help="print the README table")
+    args = parser.parse_args()
+    need_tools()
+    fake_port, proxy_port, minimal_port = free_port(), free_port(), free_port()
+    work = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
+    config = work / "stack.yaml"
+    config.write_text(
+        f"backend: ollama\nproxy:\n  port: {proxy_port}\n  connections:\n"
+        f"    - {{name: ollama, mode: ollama, base_url: 'http://127.0.0.1:{fake_port}'}}\n"
+    )
+    env = {**os.environ, "STACKCTL_HOME": str(work)}
+    fake = subprocess.Popen(
+        ["node", str(HERE / "fake_ollama.js"), str(fake_port)], stdout=subprocess.DEVNULL
+    )
+    proxy = minimal = None
+    try:
+        wait_http(f"http://127.0.0.1:{fake_port}/api/tags")
+        serving = serving_time(config, free_port())
+        proxy = subprocess.Popen(
+            [sys.executable, "-m", "stackctl", "--config", str(config), "proxy", "serve"],
+            stdout=subprocess.DEVNULL,
+            env=env,
+        )
+        wait_http(f"http://127.0.0.1:{proxy_port}/v1/models")
+        minimal = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "minimal_proxy:app", "--app-dir", str(HERE),
+             "--port", str(minimal_port), "--loop", "uvloop", "--http", "httptools",
+             "--log-level", "warning", "--no-access-log"],
+            env={**env, "UPSTREAM": f"http://127.0.0.1:{fake_port}"},
+        )  # fmt: skip
+        time.sleep(1.0)
+        direct = f"http://127.0.0.1:{fake_port}/api/chat"
+        via = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
+        wrk(via, "proxy_chat.lua", 8, 2)  # warm up both sides
+        wrk(direct, "direct_chat.lua", 8, 1)
+        minimal_url = f"http://127.0.0.1:{minimal_port}/v1/chat/completions"
+        keys = ("d_p50", "p_p50", "m_p50", "d_rps", "p_rps", "m_rps", "d_chunks", "p_chunks")
+        runs: dict[str, list[float]] = {k: [] for k in keys}
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_}/{args.rounds} ...", flush=True)
+            runs["d_p50"].append(wrk(direct, "direct_chat.lua", 1, args.seconds)["p50_ms"])
+            runs["p_p50"].append(wrk(via, "proxy_chat.lua", 1, args.seconds)["p50_ms"])
+            runs["m_p50"].append(wrk(minimal_url, "proxy_chat.lua", 1, args.seconds)["p50_ms"])
+            runs["d_rps"].append(wrk(direct, "direct_chat.lua", 32, args.seconds)["rps"])
+            runs["p_rps"].append(wrk(via, "proxy_chat.lua", 32, args.seconds)["rps"])
+            runs["m_rps"].append(wrk(minimal_url, "proxy_chat.lua", 32, args.seconds)["rps"])
+            runs["d_chunks"].append(
+                wrk(direct, "direct_stream.lua", 8, args.seconds)["rps"] * STREAM_CHUNKS
+            )
+            runs["p_chunks"].append(
+                wrk(via, "proxy_stream.lua", 8, args.seconds)["rps"] * STREAM_CHUNKS
+            )
+        rss = rss_mib(proxy.pid)
+    finally:
+        for process in (proxy, minimal, fake):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=20)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    added = med["p_p50"] - med["d_p50"]
+    rows = [
+        ("p50 latency, concurrency 1", f"{med['d_p50']:.3f} ms", f"{med['p_p50']:.3f} ms",
+         f"+{added:.3f} ms", f"<= +{TARGETS['added_p50_ms']} ms", added <= TARGETS["added_p50_ms"]),
+        ("requests/s, concurrency 32", f"{med['d_rps']:,.0f}", f"{med['p_rps']:,.0f}",
+         f"{med['p_rps'] / med['d_rps']:.2f}x direct", f">= {TARGETS['rps_c32']:,}", med["p_rps"] >= TARGETS["rps_c32"]),
+        ("stream chunks/s, 8 streams", f"{med['d_chunks']:,.0f}", f"{med['p_chunks']:,.0f}",
+         f"{med['p_chunks'] / med['d_chunks']:.2f}x direct", f">= {TARGETS['chunks_per_s']:,}", med["p_chunks"] >= TARGETS["chunks_per_s"]),
+        ("proxy RSS after the load", "", f"{rss:.1f} MiB", "", f"<= {TARGETS['rss_mib']} MiB", rss <= TARGETS["rss_mib"]),
+        ("serving after start", "", f"{serving:.3f} s", "", f"<= {TARGETS['serving_s']} s", serving <= TARGETS["serving_s"]),
+    ]  # fmt: skip
+    print(
+        f"\nminimal aiohttp proxy (bench/minimal_proxy.py), same rounds: p50 {med['m_p50']:.3f} ms "
+        f"(+{med['m_p50'] - med['d_p50']:.3f} ms), {med['m_rps']:,.0f} req/s at 32; "
+        f"the proxy keeps {med['p_rps'] / med['m_rps']:.2f}x of its requests/s"
+    )
+    print(
+        f"\nmedian of {args.rounds} alternating rounds of {args.seconds} s each (wrk), {os.cpu_count()} cores"
+    )
+    if args.markdown:
+        print(
+            "\n| measure | direct | via proxy | ratio | target | met |\n|---|---|---|---|---|---|"
+        )
+        for name, d, p, r, t, ok in rows:
+            print(f"| {name} | {d} | {p} | {r} | {t} | {'yes' if ok else 'no'} |")
+    else:
+        for name, d, p, r, t, ok in rows:
+            print(
+                f"{name:28s} {d:>12s} {p:>12s} {r:>16s}   target {t:14s} {'met' if ok else 'NOT MET'}"
+            )
+    print("raw rounds:", json.dumps({k: [round(x, 3) for x in v] for k, v in runs.items()}))
+
+
+if __name__ == "__main__":
+    main()
