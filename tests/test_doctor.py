@@ -13,12 +13,13 @@ from stackctl.install_commands import ollama_linux_install
 from stackctl.paths import paths_for
 from stackctl.probe import HostFacts
 from tests.fakes import hosts
+from tests.ports import free_port
 
 
 @pytest.fixture
 def ports() -> dict[str, int]:
     """Free ports for the stack, so nothing else on this machine is in the way."""
-    return {name: hosts.free_port() for name in ("ollama", "vllm", "proxy", "openwebui")}
+    return {name: free_port() for name in ("ollama", "vllm", "proxy", "openwebui")}
 
 
 def write_config(home: Path, ports: dict[str, int], extra: str = "", vllm: str = "") -> Path:

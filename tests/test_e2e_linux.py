@@ -11,28 +11,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FakeBin
+from tests.ports import free_ports
 from tests.systemd_user import SystemdUser
 
 pytestmark = pytest.mark.systemd
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [s.getsockname()[1] for s in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def write_config(home: Path, models: str = "[gemma3:1b]") -> tuple[Path, list[int]]:

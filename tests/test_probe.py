@@ -15,6 +15,7 @@ from stackctl.config import Config
 from stackctl.paths import paths_for
 from stackctl.probe_processes import read_conflicts, read_listeners
 from tests.fakes import hosts
+from tests.ports import free_port
 
 GIB = 1024**3
 
@@ -122,14 +123,14 @@ def test_parse_helpers() -> None:
 
 def test_ollama_version_without_a_server(fake_bin) -> None:
     fake_bin.scenario(ollama_version="0.9.0")
-    port = hosts.free_port()
+    port = free_port()
     assert probe.read_ollama_version("ollama", port) == "0.9.0"
     assert fake_bin.calls("ollama") == [["ollama", "--version"]]
 
 
 def test_fake_ollama_serve_answers_version(fake_bin) -> None:
     """`ollama serve` runs the fake API on OLLAMA_HOST; `--version` then asks it."""
-    port = hosts.free_port()
+    port = free_port()
     env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}"}
     server = subprocess.Popen([str(fake_bin.bin / "ollama"), "serve"], env=env)
     try:
@@ -182,7 +183,7 @@ def test_brew_prefix_and_ollama_from_homebrew(fake_bin, monkeypatch) -> None:
     subprocess.run(["brew", "install", "ollama"], check=True, capture_output=True)
     assert probe.find_ollama(prefix) == f"{prefix}/bin/ollama"
     fake_bin.scenario(ollama_version="0.13.0")
-    assert probe.read_ollama_version(f"{prefix}/bin/ollama", hosts.free_port()) == "0.13.0"
+    assert probe.read_ollama_version(f"{prefix}/bin/ollama", free_port()) == "0.13.0"
     assert fake_bin.calls("ollama") == [["ollama", "--version"]]  # recorded like the fake on PATH
 
 
@@ -205,7 +206,7 @@ def test_disk_free_looks_at_the_nearest_existing_parent(tmp_path) -> None:
 
 
 def test_listeners_name_the_process_and_know_our_own() -> None:
-    free, theirs, ours = hosts.free_port(), hosts.free_port(), hosts.free_port()
+    free, theirs, ours = free_port(), free_port(), free_port()
     other = hosts.listen(theirs)
     mine = hosts.listen(ours, "-m", "stackctl", "proxy", "serve")
     try:
@@ -227,7 +228,7 @@ def test_conflicting_ollamas(fake_bin, monkeypatch, tmp_path, isolated_home) -> 
     assert read_conflicts("macos", None) == []
     # Ollama.app's server runs from inside the app bundle.
     app = hosts.listen(
-        hosts.free_port(),
+        free_port(),
         "serve",
         script=tmp_path / "Applications/Ollama.app/Contents/Resources/ollama",
     )
@@ -257,9 +258,9 @@ def test_full_probe_on_the_mac(fake_bin, monkeypatch) -> None:
     fake_bin.scenario(ollama_version="0.12.10", brew_services={"ollama": "none"})
     config = Config()
     config.ollama.port, config.proxy.port, config.openwebui.port = (
-        hosts.free_port(),
-        hosts.free_port(),
-        hosts.free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
     )
     facts = probe.probe(config, paths_for("macos"))
     assert facts.brew_prefix == str(fake_bin.bin.parent / "homebrew")

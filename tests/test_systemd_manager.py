@@ -24,6 +24,7 @@ from stackctl.config import load
 from stackctl.services import manager_for
 from stackctl.services.inputs import inputs_for_host
 from stackctl.services.render import render_units
+from tests.ports import free_port
 
 pytestmark = pytest.mark.systemd
 
@@ -65,12 +66,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 print(f"fake-proxy on 127.0.0.1:{{port}}", flush=True)
 http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(port: int, path: str = "/", timeout: float = 15) -> str:

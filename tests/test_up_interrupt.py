@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,9 @@ import pytest
 import stackctl.setup as setup_package
 from stackctl.plan import Progress
 from tests.conftest import FakeBin
+from tests.ports import free_ports
 
 pytestmark = pytest.mark.systemd
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def write_config(home: Path) -> None:

@@ -6,26 +6,16 @@ systemd user manager, with fake nvidia-smi, uv, vllm (a fake OpenAI server) and 
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from stackctl.secrets import read_env_file
 from tests.conftest import FakeBin
+from tests.ports import free_ports
 
 RTX_4090 = {"name": "NVIDIA GeForce RTX 4090", "memory_total_mib": 24564}
 TOKEN = "hf_test_token_with_access"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def calls_with(fake_bin: FakeBin, name: str) -> list[dict]:

@@ -81,12 +81,6 @@ def linux_no_gpu(fake_bin: Any, monkeypatch: pytest.MonkeyPatch, tmp: Path) -> A
     return fake_bin
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 LISTEN = (
     "import socket, sys, time\n"
     "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
