@@ -42,14 +42,36 @@ OPTION_TYPES: dict[str, str] = {
 }  # fmt: skip
 
 
+def json_error_reason(raw: bytes) -> str:
+    """Why a body is not JSON, in words that do not change with the orjson release.
+
+    orjson's messages changed between releases ("unexpected character" became "unexpected
+    character, expected a string key"), so the explanation comes from the standard library's
+    decoder, which is only run on this error path. It accepts NaN and Infinity, which JSON
+    (and orjson) do not, hence parse_constant.
+    """
+    import json
+
+    def reject(constant: str) -> None:
+        raise ValueError(f"{constant} is not valid JSON")
+
+    try:
+        json.loads(raw, parse_constant=reject)
+    except json.JSONDecodeError as exc:
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    except UnicodeDecodeError as exc:
+        return f"it is not valid UTF-8: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+    except ValueError as exc:
+        return str(exc)
+    return "not valid JSON"
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 saying what is wrong with it."""
     try:
         body = codec.loads(raw)
-    except codec.JSONDecodeError as exc:
-        reason = "the body is empty"
-        if raw.strip():
-            reason = f"{str(exc).split(': line')[0]} at line {exc.lineno}, column {exc.colno}"
+    except codec.JSONDecodeError:
+        reason = json_error_reason(raw) if raw.strip() else "the body is empty"
         raise OpenAIError(
             400,
             f"We could not parse the JSON body of your request ({reason}). Send a JSON object "
