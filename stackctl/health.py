@@ -13,12 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stackctl.stack import Service
-
-if TYPE_CHECKING:
-    import httpx
 
 LABELS = {"ollama": "Ollama", "vllm": "vLLM", "proxy": "the proxy", "openwebui": "Open WebUI"}
 HEALTH_PATHS = {
@@ -56,29 +53,18 @@ def label(service: str) -> str:
     return LABELS.get(service, service)
 
 
-def _explain(exc: Exception) -> str:
-    import httpx
+def _get_json(url: str, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
+    from stackctl.localhttp import get_json
 
-    if isinstance(exc, httpx.ConnectError):
-        return "connection refused"
-    if isinstance(exc, httpx.TimeoutException):
-        return "no answer (timed out)"
-    if isinstance(exc, ValueError):
-        return "answered with something that is not JSON"
-    return f"{type(exc).__name__}: {exc}"
+    return get_json(url, headers=headers, timeout=timeout)
 
 
-def _get_json(client: httpx.Client, url: str, headers: dict[str, str]) -> tuple[int, Any]:
-    response = client.get(url, headers=headers)
-    if response.status_code != 200:
-        return response.status_code, None
-    return 200, response.json() if response.content else None
+def _version(url: str, timeout: float) -> str | None:
+    from stackctl.localhttp import Unreachable
 
-
-def _version(client: httpx.Client, url: str) -> str | None:
     try:
-        status, body = _get_json(client, url, {})
-    except Exception:  # the version is a nicety: never let it fail a health check
+        status, body = _get_json(url, {}, timeout)
+    except Unreachable:  # the version is a nicety: never let it fail a health check
         return None
     if status == 200 and isinstance(body, dict):
         return str(body.get("version") or "") or None
@@ -91,37 +77,31 @@ def _model_ids(body: Any) -> list[str]:
     return []
 
 
-def check(
-    service: Service,
-    *,
-    timeout: float = 2.0,
-    api_key: str | None = None,
-    client: httpx.Client | None = None,
-) -> Health:
+def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None) -> Health:
     """Ask one service whether it is healthy (one request, plus its version when it is)."""
-    import httpx
+    from stackctl.localhttp import Unreachable
 
-    own = client is None
-    client = client or httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False)
     url = service.url + HEALTH_PATHS[service.name]
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key and service.name == "proxy" else {}
     started = time.monotonic()
     try:
-        status, body = _get_json(client, url, headers if service.name == "proxy" else {})
-        latency = (time.monotonic() - started) * 1000
-        health = Health(service.name, url, False, f"HTTP {status}", latency)
-        if status != 200:
-            return health
+        status, body = _get_json(url, headers, timeout)
+    except Unreachable as exc:
+        return Health(service.name, url, False, exc.reason, (time.monotonic() - started) * 1000)
+    health = Health(service.name, url, False, f"HTTP {status}", (time.monotonic() - started) * 1000)
+    if status != 200:
+        return health
+    try:
         if service.name == "ollama":
             health.models = [m.get("name", "") for m in (body or {}).get("models", [])]
-            health.version = _version(client, service.url + "/api/version")
+            health.version = _version(service.url + "/api/version", timeout)
         elif service.name == "vllm":
-            models_status, models_body = _get_json(client, service.url + "/v1/models", {})
+            models_status, models_body = _get_json(service.url + "/v1/models", {}, timeout)
             if models_status != 200:
                 health.detail = f"/health ok but /v1/models gave HTTP {models_status}"
                 return health
             health.models = _model_ids(models_body)
-            health.version = _version(client, service.url + "/version")
+            health.version = _version(service.url + "/version", timeout)
         elif service.name == "proxy":
             health.models = _model_ids(body)
             from stackctl import __version__
@@ -131,15 +111,15 @@ def check(
             if not (isinstance(body, dict) and body.get("status") is True):
                 health.detail = f'answered {body!r}, not {{"status": true}}'
                 return health
-            health.version = _version(client, service.url + "/api/version")
-        health.ok, health.detail = True, "ok"
+            health.version = _version(service.url + "/api/version", timeout)
+    except Unreachable as exc:
+        health.detail = exc.reason
         return health
-    except Exception as exc:  # any failure to answer is a health finding, not a crash
-        latency = (time.monotonic() - started) * 1000
-        return Health(service.name, url, False, _explain(exc), latency)
-    finally:
-        if own:
-            client.close()
+    except (AttributeError, TypeError) as exc:  # an answer of an unexpected shape
+        health.detail = f"answered in an unexpected shape ({type(exc).__name__})"
+        return health
+    health.ok, health.detail = True, "ok"
+    return health
 
 
 def check_all(

@@ -194,24 +194,25 @@ def _tree_size(path: Path) -> int | None:
 def _list_connection(connection, config: Config) -> tuple[list[ModelRow], str | None]:
     import os
 
-    import httpx
+    from stackctl.localhttp import Unreachable, get_json
 
     where = f"{connection.name} ({connection.base_url})"
     key = connection.api_key or (os.environ.get(connection.api_key_env or "") or None)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    ollama = connection.mode == "ollama"
+    url = f"{connection.base_url}/api/tags" if ollama else f"{connection.base_url}/models"
     try:
-        if connection.mode == "ollama":
-            response = httpx.get(f"{connection.base_url}/api/tags", timeout=CHECK_TIMEOUT)
-            response.raise_for_status()
-            models = response.json().get("models", [])
+        status, body = get_json(url, headers={} if ollama else headers, timeout=CHECK_TIMEOUT)
+        if status != 200:
+            return [], f"{where}: not answering (HTTP {status})"
+        if ollama:
+            models = body.get("models", [])
             return [ModelRow(m.get("name", ""), m.get("size"), where) for m in models], None
-        response = httpx.get(
-            f"{connection.base_url}/models", headers=headers, timeout=CHECK_TIMEOUT
-        )
-        response.raise_for_status()
-        ids = [m.get("id", "") for m in response.json().get("data", [])]
-    except (httpx.HTTPError, ValueError) as exc:
-        return [], f"{where}: not answering ({type(exc).__name__})"
+        ids = [m.get("id", "") for m in body.get("data", [])]
+    except Unreachable as exc:
+        return [], f"{where}: not answering ({exc.reason})"
+    except (AttributeError, TypeError):
+        return [], f"{where}: answered in an unexpected shape"
     rows = []
     for model_id in ids:
         size = None

@@ -121,5 +121,5 @@ def test_models_with_a_backend_down_exits_3(tmp_path: Path, stackctl) -> None:
     result = stackctl("--config", str(config), "models")
     assert result.code == 3
     assert result.err == (
-        "ollama (http://127.0.0.1:9): not answering (ConnectError): `stackctl status` shows why\n"
+        "ollama (http://127.0.0.1:9): not answering (connection refused): `stackctl status` shows why\n"
     )
