@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CLI startup: wall time of `stackctl --help` and `stackctl config path` (hyperfine), next to
+# CLI startup: wall time of `stackctl --help`, `stackctl config path` and `stackctl status`
+# (nothing installed: every check is refused at once) (hyperfine), next to
 # a bare `python -c pass` for scale, and the modules `import stackctl.cli` pulls in.
 #
 # Usage: bash bench/cli_startup.sh [RUNS]     (from the checkout, stackctl installed)
@@ -22,10 +23,11 @@ stackctl="$(command -v stackctl || true)"
 [ -n "$stackctl" ] || { echo "stackctl is not installed (pip install -e .)" >&2; exit 2; }
 
 echo "== wall time ($runs runs each, after 3 warm-up runs)"
-hyperfine --warmup 3 --runs "$runs" --shell=none --style basic --export-markdown "$home/startup.md" \
+hyperfine --ignore-failure --warmup 3 --runs "$runs" --shell=none --style basic --export-markdown "$home/startup.md" \
   --command-name "python -c pass" "$python -c pass" \
   --command-name "stackctl --help" "$stackctl --help" \
-  --command-name "stackctl config path" "$stackctl config path"
+  --command-name "stackctl config path" "$stackctl config path" \
+  --command-name "stackctl status" "$stackctl status"
 echo
 cat "$home/startup.md"
 
