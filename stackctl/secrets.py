@@ -53,27 +53,23 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
-    """Replace the secrets file atomically, mode 0600."""
-    body = "# stackctl secrets: mode 0600, read by the services as an EnvironmentFile\n"
-    body += "".join(f"{name}={value}\n" for name, value in sorted(values.items()))
-    atomic_write(path, body, SECRET_MODE)
+    """Set these secrets in the file, atomically, mode 0600.
 
-
-def ensure_secret(path: Path, name: str, make=new_token) -> tuple[str, bool]:
-    """The secret `name` from the file, generated and saved when missing. Returns (value, created)."""
-    values = read_env_file(path)
-    if values.get(name):
-        return values[name], False
-    values[name] = make()
-    write_env_file(path, values)
-    return values[name], True
-
-
-def set_secret(path: Path, name: str, value: str) -> None:
-    """Store (or replace) one secret."""
-    values = read_env_file(path)
-    values[name] = value
-    write_env_file(path, values)
+    Lines a person added (comments, other variables such as VLLM_API_KEY) are kept where
+    they are; only the named variables are replaced, or appended when new.
+    """
+    if path.exists():
+        _check_private(path)
+        lines = path.read_text(encoding="utf-8").splitlines()
+    else:
+        lines = ["# stackctl secrets: mode 0600, read by the services as an EnvironmentFile"]
+    pending = dict(values)
+    for i, line in enumerate(lines):
+        match = _LINE.match(line.strip())
+        if match and match.group(1) in pending:
+            lines[i] = f"{match.group(1)}={pending.pop(match.group(1))}"
+    lines += [f"{name}={value}" for name, value in sorted(pending.items())]
+    atomic_write(path, "\n".join(lines) + "\n", SECRET_MODE)
 
 
 def read_key_file(path: Path) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stackctl.config import load, validate_text
-from stackctl.errors import ConfigError
+from stackctl.errors import ConfigError, StackctlError
 
 
 def problems(text: str, platform: str = "linux") -> list[str]:
@@ -197,3 +197,23 @@ def test_config_path_honours_env_and_option(tmp_path: Path, stackctl, monkeypatc
 def test_root_uses_etc(stackctl, monkeypatch, isolated_home: Path) -> None:
     monkeypatch.setenv("STACKCTL_AS_ROOT", "1")
     assert stackctl("config", "path").out.strip() == str(isolated_home / "etc/stackctl/stack.yaml")
+
+
+def test_secrets_file_keeps_what_a_person_added(tmp_path: Path) -> None:
+    from stackctl.secrets import read_env_file, write_env_file
+
+    path = tmp_path / "secrets.env"
+    write_env_file(path, {"WEBUI_SECRET_KEY": "one"})
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.write_text(path.read_text() + "# my vLLM key\nVLLM_API_KEY=sk-mine\n")
+    write_env_file(path, {"WEBUI_SECRET_KEY": "two", "HF_TOKEN": "hf_x"})
+    assert path.read_text().splitlines()[1:] == [
+        "WEBUI_SECRET_KEY=two",
+        "# my vLLM key",
+        "VLLM_API_KEY=sk-mine",
+        "HF_TOKEN=hf_x",
+    ]
+    assert read_env_file(path)["VLLM_API_KEY"] == "sk-mine"
+    path.chmod(0o644)
+    with pytest.raises(StackctlError, match=r"others can read it: run `chmod 600 "):
+        read_env_file(path)

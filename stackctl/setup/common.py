@@ -216,16 +216,14 @@ def secrets_step(ctx: Context) -> Step:
             sec.ensure_proxy_key(ctx.config)
             progress.note(f"API key for apps written to {ctx.config.proxy.api_keys_file}")
         stored = sec.read_env_file(path)
-        changed = False
+        changes: dict[str, str] = {}
         for name, value in _wanted_secrets(ctx).items():
             if value is None and not stored.get(name):
-                stored[name] = sec.new_token()
-                changed = True
+                changes[name] = sec.new_token()
             elif value is not None and stored.get(name) != value:
-                stored[name] = value
-                changed = True
-        if changed:
-            sec.write_env_file(path, stored)
+                changes[name] = value
+        if changes:
+            sec.write_env_file(path, changes)  # other lines of the file are kept as they are
             progress.note(f"secrets kept in {path} (mode 0600)")
 
     return Step(
