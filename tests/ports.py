@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 
 def free_ports(count: int) -> list[int]:
@@ -20,3 +21,15 @@ def free_ports(count: int) -> list[int]:
 def free_port() -> int:
     """One port free on 127.0.0.1 right now."""
     return free_ports(1)[0]
+
+
+def wait_for_port(port: int, timeout: float = 20) -> None:
+    """Return once something accepts connections on 127.0.0.1:port; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port} after {timeout}s")

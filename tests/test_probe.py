@@ -15,7 +15,7 @@ from stackctl.config import Config
 from stackctl.paths import paths_for
 from stackctl.probe_processes import read_conflicts, read_listeners
 from tests.fakes import hosts
-from tests.ports import free_port
+from tests.ports import free_port, wait_for_port
 
 GIB = 1024**3
 
@@ -134,7 +134,7 @@ def test_fake_ollama_serve_answers_version(fake_bin) -> None:
     env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}"}
     server = subprocess.Popen([str(fake_bin.bin / "ollama"), "serve"], env=env)
     try:
-        hosts.wait_for_port(port)
+        wait_for_port(port)
         out = subprocess.run(
             ["ollama", "--version"], env=env, capture_output=True, text=True, check=True
         ).stdout

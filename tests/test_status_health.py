@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,7 +20,7 @@ from stackctl.stack import Service
 from stackctl.status import StackScope, collect, problems
 from tests.fakes.ollama_api import FakeOllama
 from tests.fakes.openai_backend import FakeOpenAIBackend
-from tests.ports import free_port
+from tests.ports import free_port, wait_for_port
 
 
 @pytest.fixture
@@ -97,13 +96,7 @@ def openwebui(fake_bin) -> Iterator[int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_for_port(port)
     yield port
     child.terminate()
     child.wait()

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import plistlib
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from stackctl.secrets import read_env_file
 from tests.conftest import FakeBin
 from tests.fakes.ollama_api import FakeOllama
 from tests.fakes.openai_backend import FakeOpenAIBackend
-from tests.ports import free_ports
+from tests.ports import free_ports, wait_for_port
 
 UID = os.getuid()
 
@@ -158,13 +156,7 @@ def running_services(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", webui_port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_for_port(webui_port)
     yield {"ollama": ollama, "ports": (ollama_port, proxy_port, webui_port), "config": config}
     webui.terminate()
     webui.wait()

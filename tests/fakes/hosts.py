@@ -12,16 +12,15 @@ Each takes the `fake_bin` fixture and pytest's `monkeypatch`, and returns the fa
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stackctl import probe
+from tests.ports import wait_for_port
 
 RTX_4090 = {"name": "NVIDIA GeForce RTX 4090", "memory_total_mib": 24564, "memory_used_mib": 1}
 UBUNTU = 'PRETTY_NAME="Ubuntu 22.04.4 LTS"\nNAME="Ubuntu"\nVERSION_ID="22.04"\nID=ubuntu\n'
@@ -103,17 +102,6 @@ def listen(port: int, *extra_args: str, script: Path | None = None) -> subproces
     child = subprocess.Popen(argv, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     wait_for_port(port)
     return child
-
-
-def wait_for_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port} after {timeout}s")
 
 
 def stop(child: subprocess.Popen) -> None:
