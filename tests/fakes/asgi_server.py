@@ -12,7 +12,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar
+
+Served = TypeVar("Served", bound="ServedFake")
 
 
 class ServerThread:
@@ -65,6 +67,29 @@ class ServerThread:
             self.sock = None
 
     def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ServedFake:
+    """A fake server in this process: subclasses set `self.server` to a ServerThread."""
+
+    server: ServerThread
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self: Served) -> Served:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self: Served) -> Served:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .asgi_server import ServerThread, stream_body
+from .asgi_server import ServedFake, ServerThread, stream_body
 from .ollama_catalog import canonical, layers_for, public
 from .ollama_inference import HTTPError, Plan, embed, plan_chat, plan_generate
 from .ollama_state import State, host_allowed, now_rfc3339, parse_ollama_host, read_requests
@@ -363,7 +363,7 @@ class FakeOllamaApp:
         yield {"status": "success"}
 
 
-class FakeOllama:
+class FakeOllama(ServedFake):
     """The fake in this process: `FakeOllama(tmp).start()`; `.url`, `.requests()`, `.stop()`."""
 
     def __init__(self, state_dir: Path | str | None = None, host: str = "127.0.0.1", port: int = 0):
@@ -374,17 +374,6 @@ class FakeOllama:
     @property
     def state(self) -> State:
         return self.app.state
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> FakeOllama:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
 
     def install(self, *names: str) -> None:
         """Make models present as if `ollama pull` had run."""
@@ -398,12 +387,6 @@ class FakeOllama:
     def requests(self, path: str | None = None) -> list[dict[str, Any]]:
         """Requests seen so far (running ones too), oldest first."""
         return [dict(e) for e in list(self.state.log) if path is None or e["path"] == path]
-
-    def __enter__(self) -> FakeOllama:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .asgi_server import ServerThread, stream_body
+from .asgi_server import ServedFake, ServerThread, stream_body
 
 VERSION = "0.11.0"
 
@@ -241,7 +241,7 @@ class FakeOpenAIApp:
         }
 
 
-class FakeOpenAIBackend:
+class FakeOpenAIBackend(ServedFake):
     """The fake in this process: `.start()`, `.url` (the root; the API is under /v1), `.requests()`."""
 
     def __init__(
@@ -255,27 +255,10 @@ class FakeOpenAIBackend:
         self.app = FakeOpenAIApp(served_names, api_key, max_model_len, state_dir, error_shape)
         self.server = ServerThread(self.app)
 
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> FakeOpenAIBackend:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
     def requests(self, path: str | None = None) -> list[dict[str, Any]]:
         """Requests seen so far, oldest first, each with `headers` and the exact `body`."""
         with self.app.lock:
             return [dict(e) for e in self.app.log if path is None or e["path"] == path]
-
-    def __enter__(self) -> FakeOpenAIBackend:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
