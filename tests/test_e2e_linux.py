@@ -113,7 +113,6 @@ def test_up_status_crash_restart_down_and_up_again(linux_stack, stackctl) -> Non
 
     code, data = status_json(stackctl)
     assert code == 0 and data["healthy"] is True
-    data = wait_healthy(stackctl, proxy_lists="gemma3:1b")
     rows = {row["service"]: row for row in data["services"]}
     assert list(rows) == ["ollama", "proxy", "openwebui"]
     assert all(row["state"] == "active" and row["health"] == "ok" for row in rows.values())

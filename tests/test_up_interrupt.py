@@ -22,7 +22,9 @@ def write_config(home: Path) -> None:
     path = home / ".config/stackctl/stack.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        f"models: [gemma3:1b]\nollama: {{port: {ollama}}}\nproxy: {{port: {proxy}}}\n"
+        f"models: [gemma3:1b]\nollama: {{port: {ollama}}}\n"
+        # a short model-list cache: each run waits until the proxy lists the pulled model
+        f"proxy: {{port: {proxy}, models_cache_seconds: 0.5}}\n"
         f"openwebui: {{port: {webui}}}\n"
     )
 

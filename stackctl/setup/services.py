@@ -213,6 +213,32 @@ def _missing_models(ctx: Context) -> list[str]:
     return [m for m in ctx.models if not has_model(names, m)]
 
 
+def _wait_until_the_proxy_lists(ctx: Context, progress: Progress) -> None:
+    """Wait until the proxy lists the new models, so the summary and Open WebUI's model list
+    are true when `up` returns: the proxy caches /v1/models for models_cache_seconds and
+    listed Ollama before the pull. Not listing them in time is a note, not a failure."""
+    import time
+
+    from stackctl.pull import has_model
+
+    proxy = next((s for s in ctx.services if s.name == "proxy"), None)
+    if proxy is None:
+        return
+    deadline = time.monotonic() + ctx.config.proxy.models_cache_seconds + 15
+    while True:
+        result = health.check(proxy, api_key=_proxy_key(ctx))
+        missing = [m for m in ctx.models if not has_model(result.models, m)]
+        if result.ok and not missing:
+            return
+        if time.monotonic() > deadline:
+            progress.note(
+                f"the proxy does not list {', '.join(missing) or 'the models'} yet "
+                f"({result.detail}); `stackctl models` shows what each backend serves"
+            )
+            return
+        time.sleep(0.5)
+
+
 def pull_step(ctx: Context) -> Step:
     """Pull the models Ollama does not have yet (a re-run resumes a partial download)."""
 
@@ -222,6 +248,7 @@ def pull_step(ctx: Context) -> Step:
         progress.end_line()
         for model in _missing_models(ctx):
             pull_with_bar(ctx.ollama_url, model, stall_seconds=ctx.options.stall_seconds)
+        _wait_until_the_proxy_lists(ctx, progress)
 
     return Step(
         description="Pull " + ", ".join(ctx.models) + " into Ollama",
