@@ -249,3 +249,20 @@ def test_hanging_up_on_a_passthrough_stream_closes_the_upstream(proxy, vllm):
     ):
         time.sleep(0.02)
     assert vllm.requests("/v1/chat/completions")[-1]["outcome"] == "cancelled"
+
+
+def test_a_backend_that_comes_up_is_listed_once_the_cache_expires(tmp_path):
+    """The first listing found it down; the first /v1/models after the cache time is fresh."""
+    config = Config()
+    config.proxy.models_cache_seconds = 0.2
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backends = [Backend("ollama", "ollama", f"http://127.0.0.1:{port}")]
+    with ServerThread(create_app(config, backends=backends, api_keys=[])) as server:
+        assert httpx.get(server.url + "/v1/models").json()["data"] == []  # refused: not listed
+        with FakeOllama(tmp_path / "ollama", port=port) as ollama:
+            ollama.install("gemma3:1b")
+            time.sleep(0.3)  # past models_cache_seconds
+            listed = httpx.get(server.url + "/v1/models").json()["data"]
+            assert [m["id"] for m in listed] == ["gemma3:1b"]

@@ -111,8 +111,8 @@ def proxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         _wait_for(f"http://127.0.0.1:{llama_port}/v1/models", llama)
         _wait_for(f"http://127.0.0.1:{proxy_port}/health", proxy)
-        # The proxy's first model listing may predate the server's start: a backend that was
-        # down is listed again in the background (models_cache_seconds), as `up` waits for.
+        # The proxy's first model listing may predate the server's start: it is listed again
+        # once models_cache_seconds have passed, as `up` waits for.
         _wait_for_model(f"http://127.0.0.1:{proxy_port}/v1/models")
         yield f"http://127.0.0.1:{proxy_port}"
     finally:

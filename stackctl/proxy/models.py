@@ -1,15 +1,17 @@
 """Which models the proxy serves, and which backend serves each one.
 
 Every connection's list (Ollama's /api/tags, the others' /v1/models) is fetched together and
-cached for `proxy.models_cache_seconds`. A stale cache is answered at once while a refresh
-runs behind it, so /v1/models stays quick while a backend is slow or down (that backend's
-models are then missing from the list, and /health says why). A model id is routed after
+cached for `proxy.models_cache_seconds`. Past that, /v1/models waits up to 0.25 s for a
+refresh and otherwise answers the stale cache while the refresh runs behind it, so the list
+is fresh when the backends are quick and stays quick while one is slow or down (that
+backend's models are then missing from the list, and /health says why). A model id is routed after
 alias resolution; an id two connections serve goes to the first one listed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from stackctl.proxy.upstream import Backend, Upstream
 
 LIST_TIMEOUT = 3.0  # seconds one backend may take to list its models
 RECHECK_UNKNOWN = 1.0  # an unknown model refreshes the lists if they are older than this
+FRESH_PATIENCE = 0.25  # how long /v1/models waits for a refresh before answering the stale list
 
 
 @dataclass
@@ -139,18 +142,26 @@ class ModelRegistry:
         await asyncio.gather(*(self._fetch(s) for s in self.states))
         self.fetched_at = time.monotonic()
 
-    async def ensure(self, *, wait: bool) -> None:
-        """Start a refresh when the cache is stale; wait for it when asked (or never loaded)."""
+    async def ensure(self, *, wait: bool, patience: float = 0.0) -> None:
+        """Start a refresh when the cache is stale; wait for it when asked (or never loaded).
+
+        With `patience`, wait that long for the refresh and answer from the stale cache only
+        if it takes longer: local backends list in milliseconds, so a list is fresh whenever
+        the backends are quick, and a slow one costs at most `patience`.
+        """
         if time.monotonic() - self.fetched_at <= self.cache_seconds and self.fetched_at:
             return
         if self._refresh is None or self._refresh.done():
             self._refresh = asyncio.ensure_future(self.refresh())
         if wait or not self.fetched_at:
             await asyncio.shield(self._refresh)
+        elif patience > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._refresh), patience)
 
     async def cards(self) -> list[dict[str, Any]]:
         """The /v1/models list: each reachable backend's models (first one wins), then aliases."""
-        await self.ensure(wait=False)
+        await self.ensure(wait=False, patience=FRESH_PATIENCE)
         listed: dict[str, dict[str, Any]] = {}
         for state in self.states:
             if state.reachable:
