@@ -10,6 +10,7 @@ installed tools (Homebrew, Ollama, vLLM, Open WebUI, Python) in `stackctl.probe_
 
 from __future__ import annotations
 
+import functools
 import getpass
 import platform as _platform
 import re
@@ -211,8 +212,14 @@ def read_nvidia_header() -> tuple[str | None, str | None]:
     return (match.group(1) if match else None), None
 
 
+@functools.cache
 def has_nvidia_gpu() -> bool:
-    """True when `nvidia-smi -L` lists at least one GPU."""
+    """True when `nvidia-smi -L` lists at least one GPU.
+
+    Asked once per process: `backend: auto` is resolved while loading the config and again
+    by the command, and nvidia-smi can take seconds when the driver is cold.
+    (Tests call `has_nvidia_gpu.cache_clear()` when they change the fakes.)
+    """
     if not proc.which("nvidia-smi"):
         return False
     listing = proc.output(["nvidia-smi", "-L"], timeout=TIMEOUT)
@@ -309,7 +316,7 @@ def models_dir(config: Config, paths: Paths, backend: str) -> Path:
 
 def probe(config: Config, paths: Paths) -> HostFacts:
     """Every fact, for `doctor` and `up`. Slow pieces run concurrently."""
-    from stackctl.catalog import host_backend
+    from stackctl.config import resolve_backend
     from stackctl.stack import stack_services
 
     platform = paths.platform
@@ -324,7 +331,7 @@ def probe(config: Config, paths: Paths) -> HostFacts:
         facts = machine.result()
         ollama = find_ollama(brew_prefix)
         version = pool.submit(read_ollama_version, ollama, config.ollama.port) if ollama else None
-        backend = config.backend if config.backend != "auto" else host_backend(facts)
+        backend = resolve_backend(config, facts=facts)
         ports = [s.port for s in stack_services(config, backend)]
         facts.ports = read_listeners(ports)
         facts.brew_prefix = brew_prefix

@@ -24,6 +24,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("STACKCTL_AS_ROOT", "0")
     for name in ("STACKCTL_CONFIG", "STACKCTL_PLATFORM", "STACKCTL_DEBUG"):
         monkeypatch.delenv(name, raising=False)
+    from stackctl.probe import has_nvidia_gpu
+
+    has_nvidia_gpu.cache_clear()  # each test brings its own GPUs (or none)
     return home
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -37,6 +38,9 @@ from stackctl.config.schema import (
 )
 from stackctl.errors import ConfigError
 from stackctl.paths import Platform, current_platform, is_root
+
+if TYPE_CHECKING:
+    from stackctl.probe import HostFacts
 
 __all__ = ["Config", "Connection", "default_connections", "load", "validate_text"]
 
@@ -185,10 +189,18 @@ def _cross_checks(config: Config, out: Problems, platform: Platform, backend: st
                 )
 
 
-def resolve_backend(config: Config, platform: Platform | None = None) -> str:
-    """`auto` becomes vllm on Linux with an NVIDIA GPU, else ollama."""
+def resolve_backend(
+    config: Config, platform: Platform | None = None, facts: HostFacts | None = None
+) -> str:
+    """`auto` becomes vllm on Linux with an NVIDIA GPU, else ollama.
+
+    With the host probe's `facts`, the GPUs it found decide (no second nvidia-smi call)."""
     if config.backend != "auto":
         return config.backend
+    if facts is not None:
+        from stackctl.catalog import host_backend
+
+        return host_backend(facts)
     platform = platform or current_platform()
     if platform == "linux":
         from stackctl.probe import has_nvidia_gpu

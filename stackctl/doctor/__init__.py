@@ -57,13 +57,12 @@ CHECKS: list[Callable[[Context], Iterator[Finding]]] = [
 
 def run(config: Config, config_path: Path, config_problems: list[str]) -> Report:
     """Probe this host for the config and diagnose it."""
-    from stackctl.catalog import host_backend
-    from stackctl.config import resolve_scope
+    from stackctl.config import resolve_backend, resolve_scope
     from stackctl.paths import paths_for
     from stackctl.probe import probe
 
     paths = paths_for(scope=resolve_scope(config))  # type: ignore[arg-type]
     facts = probe(config, paths)
-    backend = config.backend if config.backend != "auto" else host_backend(facts)
+    backend = resolve_backend(config, facts=facts)
     ctx = Context(config, config_path, config_problems, paths, facts, backend)
     return Report(facts, diagnose(ctx))

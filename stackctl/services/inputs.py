@@ -19,6 +19,7 @@ from stackctl import proc
 from stackctl.config import Config, resolve_backend, resolve_scope
 from stackctl.errors import StackctlError
 from stackctl.paths import SERVICE_ACCOUNT, Paths, Platform, Scope, current_platform, paths_for
+from stackctl.probe_tools import read_brew_prefix
 from stackctl.secrets import HF_TOKEN, OPENWEBUI_PROXY_KEY, WEBUI_ADMIN_PASSWORD, WEBUI_SECRET_KEY
 
 LINUX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # systemd's default
@@ -67,24 +68,28 @@ def inputs_for_host(
     platform: Platform | None = None,
     scope: Scope | None = None,
     preview: bool = False,
+    backend: str | None = None,
+    brew_prefix: Path | None = None,
 ) -> RenderInputs:
     """Inputs for this machine: real executables, accounts and (launchd) secret values.
 
     `preview=True` (for `stackctl units render`) never fails on a missing executable or
     account, uses typical paths instead, and puts placeholders where secrets would go.
+    `backend` and `brew_prefix`, when the caller already knows them (`up` has probed the
+    host), save asking nvidia-smi and brew again.
     """
     host = current_platform()
     platform = platform or host
     scope = scope or resolve_scope(config)  # type: ignore[assignment]
     paths = paths_for(platform, scope)
-    brew_prefix = _brew_prefix() if platform == "macos" and platform == host else None
     if platform == "macos" and brew_prefix is None:
-        brew_prefix = DEFAULT_BREW_PREFIX
+        found = read_brew_prefix() if platform == host else None
+        brew_prefix = Path(found) if found else DEFAULT_BREW_PREFIX
     user, group, home = _account(platform, scope, paths, preview)
     return RenderInputs(
         platform=platform,
         scope=scope,  # type: ignore[arg-type]
-        backend=resolve_backend(config, platform),
+        backend=backend or resolve_backend(config, platform),
         paths=paths,
         user=user,
         group=group,
@@ -166,13 +171,6 @@ def _secrets(config: Config, paths: Paths, platform: Platform, preview: bool) ->
     return read_env_file(paths.secrets_file)
 
 
-def _brew_prefix() -> Path | None:
-    if not proc.which("brew"):
-        return None
-    prefix = proc.output(["brew", "--prefix"])
-    return Path(prefix) if prefix else None
-
-
 def _ollama_bin(
     platform: Platform, brew_prefix: Path | None, *, look: bool, preview: bool
 ) -> Path | None:
@@ -209,7 +207,7 @@ def _account(
                     "system scope on macOS runs the services as the account that ran sudo: "
                     "run `sudo stackctl up` from that account (not from a root shell)"
                 )
-            name = name if name and name != "root" else getpass.getuser()
+            name = getpass.getuser()  # a preview shows the plist for whoever asks
         return _lookup_account(name, preview)
     return _lookup_account(getpass.getuser(), True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from pathlib import Path
 
 from stackctl import health
 from stackctl.errors import StackctlError
@@ -24,6 +25,8 @@ def render(ctx: Context, *, preview: bool = False) -> list:
         platform=ctx.platform,  # type: ignore[arg-type]
         scope=ctx.scope,  # type: ignore[arg-type]
         preview=preview,
+        backend=ctx.backend,
+        brew_prefix=Path(ctx.facts.brew_prefix) if ctx.facts.brew_prefix else None,
     )
     return render_units(ctx.config, inputs)
 
