@@ -108,6 +108,7 @@ def default_family() -> str:
     return _load()[0]
 
 
+@functools.cache  # catalogue() and default_family() both read it: parse the file once
 def _load() -> tuple[str, list[Model]]:
     import yaml
 

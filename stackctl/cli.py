@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from stackctl import __version__
-from stackctl.errors import ExitCode, StackctlError
+from stackctl.errors import ExitCode
 
 if TYPE_CHECKING:
     from stackctl.config import Config
@@ -128,12 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(ExitCode.ERROR)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except StackctlError as exc:
-        if debug:
-            raise
-        click.echo(f"Error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except click.ClickException as exc:  # StackctlError among them: `Error: …`, exit 1
         if debug:
             raise
         exc.show()

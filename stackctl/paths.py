@@ -199,13 +199,15 @@ def paths_for(platform: Platform | None = None, scope: Scope = "user") -> Paths:
     )
 
 
+def default_scope() -> Scope:
+    """The scope when none is configured: system for root, else user."""
+    return "system" if is_root() else "user"
+
+
 def default_config_file() -> Path:
-    """The config file used without --config: /etc/stackctl for root, else the user's."""
-    forced = os.environ.get("STACKCTL_CONFIG")
-    if forced:
-        return Path(forced).expanduser()
-    scope: Scope = "system" if is_root() else "user"
-    return paths_for(scope=scope).config_file
+    """The config file used without --config or STACKCTL_CONFIG (which click reads):
+    /etc/stackctl for root, else the user's."""
+    return paths_for(scope=default_scope()).config_file
 
 
 def templates_dir() -> Path:

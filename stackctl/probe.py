@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from stackctl import paths as _paths
 from stackctl import proc
 from stackctl.probe_processes import Conflict, Listener, read_conflicts, read_listeners
-from stackctl.probe_tools import (
+from stackctl.probe_tools import (  # TIMEOUT: nvidia-smi can take seconds on a cold driver
+    TIMEOUT,
     find_ollama,
     find_python_for_openwebui,
     parse_ollama_version,
@@ -58,7 +59,6 @@ __all__ = [
 OS_RELEASE = Path("/etc/os-release")
 CPUINFO = Path("/proc/cpuinfo")
 SYSTEMD_MARKER = Path("/run/systemd/system")  # exists when PID 1 is systemd (sd_booted(3))
-TIMEOUT = 10  # seconds for any probe command; nvidia-smi can take seconds on a cold driver
 
 
 @dataclass

@@ -65,9 +65,14 @@ def describe_process(process: Any) -> tuple[str | None, list[str]]:
         name = process.name()
     except (psutil.Error, OSError):
         name = None
-    if any(f"/{OLLAMA_APP}/" in part for part in cmdline):
+    if _from_ollama_app(cmdline):
         name = OLLAMA_APP
     return name, cmdline
+
+
+def _from_ollama_app(cmdline: list[str]) -> bool:
+    """True for a process started from Ollama.app (the menu-bar app or its server)."""
+    return any(f"/{OLLAMA_APP}/" in part for part in cmdline)
 
 
 def owned_by_stackctl(process: Any, cmdline: list[str]) -> bool:
@@ -187,7 +192,7 @@ def _ollama_app_pid() -> int | None:
     psutil = _psutil()
     for process in psutil.process_iter(["pid", "name", "cmdline"], ad_value=None):
         cmdline = process.info.get("cmdline") or []
-        if any(f"/{OLLAMA_APP}/" in part for part in cmdline):
+        if _from_ollama_app(cmdline):
             return process.info["pid"]
     return None
 

@@ -74,11 +74,11 @@ def config_init(app: AppContext, force: bool) -> None:
     Example: stackctl config init && stackctl config validate
     """
     from stackctl.config_init import write_config
-    from stackctl.paths import is_root, paths_for
+    from stackctl.paths import default_scope, paths_for
     from stackctl.probe import probe_machine
 
     facts = probe_machine()
-    backups = paths_for(scope="system" if is_root() else "user").backups_dir
+    backups = paths_for(scope=default_scope()).backups_dir
     result = write_config(app.config_path, facts, force=force, backups_dir=backups)
     if result.backup:
         click.echo(f"backed up the old file to {result.backup}")

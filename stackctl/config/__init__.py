@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from stackctl.config.model import (
+    SECRET_MASK,
     Config,
     Connection,
     OllamaSection,
@@ -37,7 +38,7 @@ from stackctl.config.schema import (
     suggestion,
 )
 from stackctl.errors import ConfigError
-from stackctl.paths import Platform, current_platform, is_root
+from stackctl.paths import Platform, current_platform, default_scope
 
 if TYPE_CHECKING:
     from stackctl.probe import HostFacts
@@ -148,11 +149,9 @@ def _cross_checks(config: Config, out: Problems, platform: Platform, backend: st
             "backend: vllm needs Linux with an NVIDIA GPU; on macOS use backend: ollama "
             "(Metal) or backend: auto",
         )
-    ports: list[tuple[str, int]] = [(f"{backend}.port", config.backend_port(backend))]  # type: ignore[arg-type]
-    if config.proxy.enabled:
-        ports.append(("proxy.port", config.proxy.port))
-    if config.openwebui.enabled:
-        ports.append(("openwebui.port", config.openwebui.port))
+    from stackctl.stack import stack_services  # stack imports this module
+
+    ports = [(f"{s.name}.port", s.port) for s in stack_services(config, backend)]
     for i, (key, port) in enumerate(ports):
         for other, other_port in ports[:i]:
             if port == other_port:
@@ -212,7 +211,7 @@ def resolve_backend(
 
 def resolve_scope(config: Config) -> str:
     """The configured scope, else system for root and user otherwise."""
-    return config.scope or ("system" if is_root() else "user")
+    return config.scope or default_scope()
 
 
 def validate_text(
@@ -279,11 +278,6 @@ def load(
     return config
 
 
-def model_name_ok(name: str) -> bool:
-    """True for a name Ollama (or a served-model-name) would accept."""
-    return bool(re.match(MODEL_NAME, name))
-
-
 def effective(config: Config, platform: Platform | None = None) -> dict:
     """The config as `config show` prints it: auto values resolved, secrets masked."""
     from stackctl.catalog import default_models
@@ -295,7 +289,7 @@ def effective(config: Config, platform: Platform | None = None) -> dict:
     data["scope"] = resolve_scope(config)
     data["models"] = config.models if config.models is not None else default_models(config, backend)
     data["proxy"]["connections"] = [
-        {**vars(c), "api_key": "********" if c.api_key else None}
+        {**vars(c), "api_key": SECRET_MASK if c.api_key else None}
         for c in default_connections(config, backend)  # type: ignore[arg-type]
     ]
     return data

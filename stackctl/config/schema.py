@@ -248,10 +248,9 @@ class EnvValue(Spec):
 class Section(Spec):
     """A mapping with known keys. `required` keys must be present."""
 
-    def __init__(self, fields: dict[str, Spec], required: tuple[str, ...] = (), name: str = ""):
+    def __init__(self, fields: dict[str, Spec], required: tuple[str, ...] = ()):
         self.fields = fields
         self.required = required
-        self.name = name
         self.expected = f"a mapping with keys {', '.join(fields)}"
 
     def check(self, node, path, out, scalar):
