@@ -1,4 +1,4 @@
-"""The proxy's ASGI app: `create_app(config)` returns a Starlette app.
+"""The proxy's ASGI app: `create_app(config, backends=…, api_keys=…)` returns a Starlette app.
 
 Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models,
 /v1/models/{id}; GET /health (no auth); GET /metrics. The same routes answer without the
@@ -86,7 +86,6 @@ class Proxy:
 
     def __init__(self, config: Any, backends: list[Backend]):
         proxy = config.proxy
-        self.backends = backends
         self.upstream = Upstream(proxy.connect_timeout, proxy.read_timeout)
         self.registry = ModelRegistry(
             backends,
@@ -331,23 +330,12 @@ def _error_handlers() -> dict:
     return {HTTPException: http_error, Exception: internal_error}
 
 
-def create_app(
-    config: Any, *, backends: list[Backend] | None = None, api_keys: list[str] | None = None
-) -> Any:
-    """The proxy app for a config. `backends` and `api_keys` default to what the config says."""
+def create_app(config: Any, *, backends: list[Backend], api_keys: list[str]) -> Any:
+    """The proxy app for a config, in front of `backends`, open to `api_keys` (none: any)."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.routing import Route as Path
 
-    if backends is None:
-        from stackctl.config import default_connections, resolve_backend
-
-        connections = default_connections(config, resolve_backend(config))  # type: ignore[arg-type]
-        backends = [Backend.from_connection(c) for c in connections]
-    if api_keys is None:
-        from stackctl.secrets import proxy_api_keys
-
-        api_keys = proxy_api_keys(config)
     proxy = Proxy(config, backends)
     routes = [
         Path("/health", Endpoint(proxy.health), methods=["GET", "HEAD"]),
@@ -368,11 +356,9 @@ def create_app(
         cors_origins=list(config.proxy.cors_origins),
         fast_routes=fast_routes,
     )
-    app = Starlette(
+    return Starlette(
         routes=routes,
         middleware=[gate],
         exception_handlers=_error_handlers(),
         lifespan=proxy.lifespan,
     )
-    app.state.proxy = proxy
-    return app

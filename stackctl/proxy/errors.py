@@ -10,13 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-TYPES = {
-    400: "invalid_request_error",
+TYPES = {  # other statuses: "invalid_request_error" below 500, "api_error" from 500
     401: "authentication_error",
     403: "permission_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
     429: "rate_limit_error",
 }
 

@@ -36,7 +36,6 @@ class BackendState:
     reachable: bool | None = None  # None: not checked yet
     error: str | None = None
     latency_ms: float | None = None
-    checked_at: float = 0.0
 
     def health(self) -> dict[str, Any]:
         return {
@@ -135,7 +134,6 @@ class ModelRegistry:
             state.cards, state.reachable, state.error = cards, True, None
             self._index[backend.name] = {_key(backend, c["id"]): c["id"] for c in cards}
         state.latency_ms = round((time.monotonic() - started) * 1000, 1)
-        state.checked_at = time.time()
 
     async def refresh(self) -> None:
         """Fetch every backend's list now (each one bounded by `list_timeout`)."""

@@ -246,9 +246,6 @@ def check_chat(body: dict[str, Any]) -> None:
         raise missing("messages")
     fields(body, CHAT)
     check_stream_options(body)
-    choice = body.get("tool_choice")
-    if isinstance(choice, dict) or choice == "required":
-        tool_choice("tool_choice", choice)
 
 
 def check_completion(body: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ class OpenDoorRefused(StackctlError):
         )
 
 
-def describe(config: Any, backends: list[Any], keys: int, host: str, port: int) -> str:
+def describe(backends: list[Any], keys: int, host: str, port: int) -> str:
     """The startup line (never the keys themselves)."""
     door = f"{keys} API key{'s' if keys != 1 else ''}" if keys else "no API key (loopback only)"
     upstreams = ", ".join(f"{b.name} ({b.mode}) {b.base_url}" for b in backends)
@@ -76,7 +76,7 @@ def serve(config: Any, host: str, port: int) -> None:
     except ImportError:
         options["http"] = "h11"
     logging.getLogger("stackctl.proxy").setLevel(logging.INFO)
-    print(describe(config, backends, len(keys), host, port), flush=True)
+    print(describe(backends, len(keys), host, port), flush=True)
     uvicorn.run(
         app,
         host=host,
