@@ -18,7 +18,12 @@ from stackctl.errors import CommandFailed
 from stackctl.paths import Paths
 from stackctl.services import state
 from stackctl.services.base import Drift, InstallReport, ServiceState, Unit
-from stackctl.services.names import launchd_filename, launchd_label, start_order
+from stackctl.services.names import (
+    launchd_filename,
+    launchd_label,
+    launchd_log_file,
+    start_order,
+)
 
 NOT_LOADED = (3, 113)  # "Boot-out failed: 3: No such process"; print: 113 "Could not find service"
 BUSY = (
@@ -180,13 +185,10 @@ class LaunchdManager:
                 states.append(job_state(service, label, job))
         return states
 
-    def log_files(self, services: list[str]) -> list[Path]:
-        return [self.paths.log_dir / f"{service}.log" for service in services]
-
     def logs(self, service: str | None = None, lines: int = 50, follow: bool = False) -> str | None:
         """The last lines of the services' log files; with follow, `tail -F` them."""
         selected = state.UnitRecord(self.paths).select([service] if service else [])
-        files = self.log_files(selected)
+        files = [launchd_log_file(self.paths, s) for s in selected]
         if follow:
             proc.follow(["tail", "-n", str(lines), "-F", *map(str, files)])
             return None

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from stackctl.stack import SERVICES
+
+if TYPE_CHECKING:
+    from stackctl.paths import Paths
 
 SYSTEMD_TARGET = "stackctl.target"  # groups the stack: `systemctl stop stackctl.target` stops all
 LAUNCHD_PREFIX = "dev.stackctl."
@@ -20,6 +26,12 @@ def launchd_label(service: str) -> str:
 
 def launchd_filename(service: str) -> str:
     return launchd_label(service) + ".plist"
+
+
+def launchd_log_file(paths: Paths, service: str) -> Path:
+    """Where a launchd job's stdout and stderr go (one file, so the lines stay in order) and
+    where `stackctl logs` reads them."""
+    return paths.log_dir / f"{service}.log"
 
 
 def start_order(services: list[str]) -> list[str]:

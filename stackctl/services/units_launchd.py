@@ -6,13 +6,8 @@ from xml.sax.saxutils import escape
 
 from stackctl.services.base import Unit
 from stackctl.services.inputs import RenderInputs
-from stackctl.services.names import launchd_filename, launchd_label
+from stackctl.services.names import launchd_filename, launchd_label, launchd_log_file
 from stackctl.services.render import ServiceSpec, fill, no_line_breaks, template
-
-
-def log_file(inputs: RenderInputs, service: str):
-    """Where a job's stdout and stderr go: one file, so the lines stay in order."""
-    return inputs.paths.log_dir / f"{service}.log"
 
 
 def render_launchd(specs: list[ServiceSpec], inputs: RenderInputs) -> list[Unit]:
@@ -42,7 +37,7 @@ def _plist(spec: ServiceSpec, inputs: RenderInputs) -> Unit:
         "program_arguments": [_string(arg) for arg in spec.argv],
         "environment": environment,
         "working_directory": escape(str(spec.working_directory)),
-        "log_file": escape(str(log_file(inputs, spec.service))),
+        "log_file": escape(str(launchd_log_file(inputs.paths, spec.service))),
     }
     name = launchd_filename(spec.service)
     content = fill(template("launchd", name), values)
