@@ -199,6 +199,11 @@ def paths_for(platform: Platform | None = None, scope: Scope = "user") -> Paths:
     )
 
 
+def hf_repo_cache(hf_home: Path, repo: str) -> Path:
+    """Where the Hugging Face hub cache keeps a model repo: `hub/models--<org>--<name>`."""
+    return hf_home / "hub" / ("models--" + repo.replace("/", "--"))
+
+
 def default_scope() -> Scope:
     """The scope when none is configured: system for root, else user."""
     return "system" if is_root() else "user"

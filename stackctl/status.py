@@ -224,11 +224,11 @@ def _list_connection(connection, config: Config) -> tuple[list[ModelRow], str | 
 
 def _hf_cache_size(config: Config) -> int | None:
     from stackctl.config import resolve_scope
-    from stackctl.paths import paths_for
+    from stackctl.paths import hf_repo_cache, paths_for
+    from stackctl.probe import models_dir
 
     paths = paths_for(scope=resolve_scope(config))  # type: ignore[arg-type]
-    home = Path(config.vllm.env.get("HF_HOME", paths.hf_home))
-    return _tree_size(home / "hub" / ("models--" + config.vllm.model.replace("/", "--")))
+    return _tree_size(hf_repo_cache(models_dir(config, paths, "vllm"), config.vllm.model))
 
 
 def list_models(config: Config) -> ModelList:

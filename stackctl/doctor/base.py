@@ -9,7 +9,7 @@ from typing import Literal
 
 from stackctl.catalog import Model
 from stackctl.config.model import Config
-from stackctl.paths import Paths
+from stackctl.paths import Paths, hf_repo_cache
 from stackctl.probe import HostFacts
 
 Severity = Literal["ok", "warn", "error"]
@@ -47,7 +47,7 @@ def downloaded(ctx: Context, name: str, model: Model) -> bool:
     """True when the model is already on disk (Ollama's manifest, or the Hugging Face cache)."""
     models_dir = Path(ctx.facts.models_dir)
     if ctx.backend == "vllm":
-        return (models_dir / "hub" / ("models--" + model.hf_id.replace("/", "--"))).is_dir()
+        return hf_repo_cache(models_dir, model.hf_id).is_dir()
     tag = model.ollama if ":" not in name else name
     repo, _, version = tag.partition(":")
     return (models_dir / "manifests/registry.ollama.ai/library" / repo / version).is_file()

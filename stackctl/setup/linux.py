@@ -20,6 +20,7 @@ from pathlib import Path
 from stackctl import proc
 from stackctl.errors import CommandFailed, StackctlError
 from stackctl.install_commands import ollama_linux_install
+from stackctl.paths import hf_repo_cache
 from stackctl.plan import Progress, Step, runs
 from stackctl.setup.common import stored_hf_token
 from stackctl.setup.context import Context
@@ -86,7 +87,7 @@ def model_cached(hf_home: Path, repo: str) -> bool:
     The hub cache is `hub/models--<org>--<name>/` with `refs/main` naming a snapshot dir;
     a download in progress leaves `*.incomplete` files in `blobs/`.
     """
-    cache = hf_home / "hub" / ("models--" + repo.replace("/", "--"))
+    cache = hf_repo_cache(hf_home, repo)
     ref = cache / "refs" / "main"
     if not ref.is_file():
         return False
