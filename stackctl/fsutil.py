@@ -49,3 +49,18 @@ def backup(path: Path, backups_dir: Path) -> Path:
 def is_private(path: Path) -> bool:
     """True when group and others have no access to the file."""
     return (path.stat().st_mode & 0o077) == 0
+
+
+def tree_size(path: Path) -> int:
+    """Bytes in a file, or in every regular file under a directory (symlinks count as
+    themselves, never followed); a file that vanishes during the walk is skipped."""
+    if path.is_file() or path.is_symlink():
+        return path.lstat().st_size
+    total = 0
+    for item in path.rglob("*"):
+        try:
+            if item.is_file() and not item.is_symlink():
+                total += item.stat().st_size
+        except OSError:
+            continue
+    return total

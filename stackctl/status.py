@@ -182,13 +182,10 @@ class ModelList:
 
 
 def _tree_size(path: Path) -> int | None:
-    if not path.exists():
-        return None
-    total = 0
-    for item in path.rglob("*"):
-        if item.is_file() and not item.is_symlink():
-            total += item.stat().st_size
-    return total
+    """Bytes under `path`, or None when it is not there (the model is not downloaded)."""
+    from stackctl.fsutil import tree_size
+
+    return tree_size(path) if path.exists() else None
 
 
 def _list_connection(connection, config: Config) -> tuple[list[ModelRow], str | None]:

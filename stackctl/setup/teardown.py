@@ -15,6 +15,7 @@ from pathlib import Path
 
 from stackctl import proc
 from stackctl.config import Config
+from stackctl.fsutil import tree_size
 from stackctl.paths import SERVICE_ACCOUNT, Paths
 
 
@@ -25,19 +26,6 @@ class PurgeItem:
     path: Path
     what: str
     size_bytes: int
-
-
-def _size(path: Path) -> int:
-    if path.is_file() or path.is_symlink():
-        return path.lstat().st_size
-    total = 0
-    for item in path.rglob("*"):
-        try:
-            if item.is_file() and not item.is_symlink():
-                total += item.stat().st_size
-        except OSError:
-            continue
-    return total
 
 
 def purge_items(config: Config, config_path: Path, paths: Paths) -> list[PurgeItem]:
@@ -67,7 +55,7 @@ def purge_items(config: Config, config_path: Path, paths: Paths) -> list[PurgeIt
         if path in seen or not (path.exists() or path.is_symlink()):
             continue
         seen.add(path)
-        items.append(PurgeItem(path, what, _size(path)))
+        items.append(PurgeItem(path, what, tree_size(path)))
     for item in items:  # a directory's size without what is listed inside it (no double count)
         inside = [o for o in items if o is not item and o.path.is_relative_to(item.path)]
         item.size_bytes -= sum(o.size_bytes for o in inside)
