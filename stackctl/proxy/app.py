@@ -179,19 +179,30 @@ class Proxy:
             body = {**body, "model": route.model}
             raw = codec.dumps(body)
         if kind.streams and body.get("stream") is True:
-            self.metrics.streams_in_flight += 1
-            try:
-                await relay.stream(self.upstream, backend, kind.openai_path, raw, receive, send,
-                                   lambda response: relay.relay_raw(self.upstream, backend, response, send))  # fmt: skip
-            finally:
-                self.metrics.streams_in_flight -= 1
-            return 200
+            return await self.stream(backend, kind.openai_path, raw, receive, send)
         reply = await self.upstream.call(backend, "POST", kind.openai_path, raw)
         if not 200 <= reply.status < 300:
             raise relay.backend_error(backend, reply.status, reply.body)
         data = self._answered(reply.body, requested, rename=route.model != requested)
         await relay.send_bytes(send, reply.status, data, reply.content_type.encode() or relay.JSON)
         return reply.status
+
+    async def stream(
+        self,
+        backend: Backend,
+        path: str,
+        body: bytes,
+        receive: Any,
+        send: Any,
+        translator: Any = None,
+    ) -> int:
+        """Relay a streamed answer (relay.stream), counted in streams_in_flight."""
+        self.metrics.streams_in_flight += 1
+        try:
+            await relay.stream(self.upstream, backend, path, body, receive, send, translator)
+        finally:
+            self.metrics.streams_in_flight -= 1
+        return 200
 
     def _answered(self, data: bytes, requested: str, *, rename: bool) -> bytes:
         """Count the tokens of a passed-through answer; give it the alias the client used."""
@@ -212,7 +223,7 @@ class Proxy:
     ) -> int:
         """Check, translate to Ollama's native API, and translate the answer back."""
         kind.check(body)
-        native = kind.to_ollama(body, route.model, self.pinned(route))
+        native = codec.dumps(kind.to_ollama(body, route.model, self.pinned(route)))
         backend = route.backend
         if kind.streams and body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -222,14 +233,8 @@ class Proxy:
                 )
             else:
                 translator = responses.CompletionStream(requested, include_usage, self._echo(body))
-            self.metrics.streams_in_flight += 1
-            try:
-                await relay.stream(self.upstream, backend, kind.ollama_path, codec.dumps(native), receive, send,
-                                   lambda response: relay.relay_ndjson(self.upstream, backend, response, send, translator))  # fmt: skip
-            finally:
-                self.metrics.streams_in_flight -= 1
-            return 200
-        reply = await self.upstream.call(backend, "POST", kind.ollama_path, codec.dumps(native))
+            return await self.stream(backend, kind.ollama_path, native, receive, send, translator)
+        reply = await self.upstream.call(backend, "POST", kind.ollama_path, native)
         if reply.status != 200:
             raise relay.backend_error(backend, reply.status, reply.body)
         try:

@@ -8,7 +8,7 @@ backend connection (Ollama then stops generating).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from stackctl.proxy import codec
@@ -109,8 +109,8 @@ def backend_error(backend: Backend, status: int, body: bytes) -> OpenAIError:
     )
 
 
-async def until_hang_up(receive: Any, work: Awaitable[None]) -> bool:
-    """Run `work` while watching for the client to disconnect. True: the client hung up."""
+async def until_hang_up(receive: Any, work: Awaitable[None]) -> None:
+    """Run `work` while watching for the client to disconnect; a hang-up cancels it."""
     working = asyncio.ensure_future(work)
 
     async def hang_up() -> None:
@@ -128,10 +128,9 @@ async def until_hang_up(receive: Any, work: Awaitable[None]) -> bool:
         watching.cancel()
         await asyncio.gather(watching, return_exceptions=True)
         working.result()
-        return False
+        return
     working.cancel()
     await asyncio.gather(working, return_exceptions=True)
-    return True
 
 
 async def relay_ndjson(
@@ -187,14 +186,18 @@ async def stream(
     body: bytes,
     receive: Any,
     send: Any,
-    relay: Callable[[Any], Awaitable[None]],
-) -> bool:
+    translator: Any = None,
+) -> None:
     """POST to the backend; on 200 relay its stream until done or the client hangs up.
 
-    A non-200 answer becomes an ordinary error response (nothing was sent yet). Returns
-    True when the client hung up.
+    The stream passes through as it comes, or, given a `translator`, is translated from
+    Ollama's NDJSON. A non-200 answer becomes an ordinary error response (nothing was sent yet).
     """
     async with upstream.stream(backend, path, body) as response:
         if response.status != 200:
             raise backend_error(backend, response.status, await response.read())
-        return await until_hang_up(receive, relay(response))
+        if translator is None:
+            relayed = relay_raw(upstream, backend, response, send)
+        else:
+            relayed = relay_ndjson(upstream, backend, response, send, translator)
+        await until_hang_up(receive, relayed)
