@@ -149,13 +149,18 @@ class ModelRegistry:
         """
         if time.monotonic() - self.fetched_at <= self.cache_seconds and self.fetched_at:
             return
-        if self._refresh is None or self._refresh.done():
-            self._refresh = asyncio.ensure_future(self.refresh())
+        refresh = self._start_refresh()
         if wait or not self.fetched_at:
-            await asyncio.shield(self._refresh)
+            await asyncio.shield(refresh)
         elif patience > 0:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._refresh), patience)
+                await asyncio.wait_for(asyncio.shield(refresh), patience)
+
+    def _start_refresh(self) -> asyncio.Task:
+        """The running refresh, or a new one (never two at once)."""
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self.refresh())
+        return self._refresh
 
     async def cards(self) -> list[dict[str, Any]]:
         """The /v1/models list: each reachable backend's models (first one wins), then aliases."""
@@ -214,9 +219,7 @@ class ModelRegistry:
         found = self._find(target)
         if found is None and time.monotonic() - self.fetched_at > RECHECK_UNKNOWN:
             # maybe it was pulled a moment ago: look again (at most once a second)
-            if self._refresh is None or self._refresh.done():
-                self._refresh = asyncio.ensure_future(self.refresh())
-            await asyncio.shield(self._refresh)
+            await asyncio.shield(self._start_refresh())
             found = self._find(target)
         if found is not None:
             return found
