@@ -22,7 +22,7 @@ from stackctl.errors import CommandFailed, StackctlError
 from stackctl.install_commands import ollama_linux_install
 from stackctl.paths import hf_repo_cache
 from stackctl.plan import Progress, Step, runs
-from stackctl.setup.common import stored_hf_token
+from stackctl.setup.common import stored_hf_token, venv_commands
 from stackctl.setup.context import Context
 
 # What `hf download` (or older huggingface-cli) prints for a gated repository
@@ -67,18 +67,12 @@ def require_nvidia(ctx: Context) -> None:
 
 
 def vllm_commands(ctx: Context) -> tuple[list[str], list[str]]:
-    """The argv that creates vLLM's venv and the one that installs vLLM into it."""
-    venv = ctx.paths.vllm_venv
-    upgrade = ["--upgrade"] if ctx.options.upgrade else []
-    if ctx.facts.uv_path:
-        uv = ctx.facts.uv_path
-        return (
-            [uv, "venv", "--python", "3.12", str(venv)],
-            [uv, "pip", "install", "--python", str(venv / "bin/python"), *upgrade, "vllm",
-             "--torch-backend=auto"],
-        )  # fmt: skip
-    python = ctx.facts.python_for_openwebui or proc.which("python3") or "python3"
-    return [python, "-m", "venv", str(venv)], [str(venv / "bin/pip"), "install", *upgrade, "vllm"]
+    """The argv that creates vLLM's venv and the one that installs vLLM into it (uv when
+    there is one: it picks the PyTorch build for the driver)."""
+    python = None
+    if not ctx.facts.uv_path:
+        python = ctx.facts.python_for_openwebui or proc.which("python3") or "python3"
+    return venv_commands(ctx, ctx.paths.vllm_venv, python, "vllm", ["--torch-backend=auto"])
 
 
 def model_cached(hf_home: Path, repo: str) -> bool:

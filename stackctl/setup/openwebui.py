@@ -12,6 +12,7 @@ from pathlib import Path
 
 from stackctl.errors import StackctlError
 from stackctl.plan import Step, runs
+from stackctl.setup.common import venv_commands
 from stackctl.setup.context import Context
 
 PACKAGE = "open-webui"
@@ -45,24 +46,12 @@ def python_for_openwebui(ctx: Context) -> tuple[str | None, list[Step]]:
     )
 
 
-def venv_commands(ctx: Context, python: str | None) -> tuple[list[str], list[str]]:
-    """The argv that creates the venv and the one that installs Open WebUI into it."""
-    venv = ctx.paths.openwebui_venv
-    upgrade = ["--upgrade"] if ctx.options.upgrade else []
-    if python is None:  # no suitable Python here, but uv fetches one
-        uv = ctx.facts.uv_path or "uv"
-        return (
-            [uv, "venv", "--python", "3.12", str(venv)],
-            [uv, "pip", "install", "--python", str(venv / "bin/python"), *upgrade, PACKAGE],
-        )
-    return [python, "-m", "venv", str(venv)], [str(venv / "bin/pip"), "install", *upgrade, PACKAGE]
-
-
 def openwebui_steps(ctx: Context) -> list[Step]:
     """Python (when missing), the venv, and Open WebUI in it."""
     venv = ctx.paths.openwebui_venv
     python, steps = python_for_openwebui(ctx)
-    create, install = venv_commands(ctx, python)
+    # python None: no suitable Python here, but uv fetches one
+    create, install = venv_commands(ctx, venv, python, PACKAGE)
     steps.append(
         Step(
             description=f"Create Open WebUI's venv {venv}",
