@@ -48,7 +48,6 @@ class Context:
 
     config: Config
     config_path: Path
-    config_exists: bool
     platform: Platform
     scope: str
     backend: str
@@ -171,7 +170,6 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
     return Context(
         config=config,
         config_path=config_path,
-        config_exists=exists,
         platform=platform,
         scope=scope,
         backend=backend,

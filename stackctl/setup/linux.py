@@ -129,8 +129,7 @@ def require_hf_token(ctx: Context) -> None:
 
 
 def vllm_steps(ctx: Context) -> list[Step]:
-    """vLLM's venv, vLLM, and its model in HF_HOME."""
-    require_nvidia(ctx)
+    """vLLM's venv, vLLM, and its model in HF_HOME (build_steps has checked the GPU)."""
     venv = ctx.paths.vllm_venv
     create, install = vllm_commands(ctx)
     repo = ctx.config.vllm.model
