@@ -95,40 +95,47 @@ class LaunchdManager:
         record = state.UnitRecord(self.paths)
         report = InstallReport()
         self.paths.log_dir.mkdir(parents=True, exist_ok=True)  # launchd does not create it
-        wanted = {self.unit_dir / unit.filename for unit in units}
-        for entry in reversed(record.records):
-            if entry.path not in wanted:
-                self._unload(entry.service)
-                saved = state.remove_unit(record, entry.path)
-                report.removed.append(entry.path)
-                if saved:
-                    report.backed_up.append((entry.path, saved))
-        record.save()
-        for unit in units:
-            label = launchd_label(unit.service)
-            change = state.write_unit(record, self.unit_dir / unit.filename, unit, label)
+        # Saved once at the end, also when a launchctl command fails part way: the state
+        # then still records every plist written so far.
+        try:
+            wanted = {self.unit_dir / unit.filename for unit in units}
+            for entry in reversed(record.records):
+                if entry.path not in wanted:
+                    self._unload(entry.service)
+                    saved = state.remove_unit(record, entry.path)
+                    report.removed.append(entry.path)
+                    if saved:
+                        report.backed_up.append((entry.path, saved))
+            for unit in units:
+                self._install_one(record, unit, report)
+        finally:
             record.save()
-            if change.backup:
-                report.backed_up.append((change.path, change.backup))
-            job = self._print(unit.service)
-            if change.status == "unchanged":
-                report.unchanged.append(change.path)
-                if job is None:
-                    self._load(unit.service)
-                    report.started.append(unit.service)
-                elif job.get("state") != "running":
-                    self._launchctl("kickstart", self._target(unit.service))
-                    report.started.append(unit.service)
-                continue
-            report.written.append(change.path)
-            if job is not None:
-                self._unload(unit.service)  # launchd reads a plist only when it loads it
-                self._load(unit.service)
-                report.restarted.append(unit.service)
-            else:
+        return report
+
+    def _install_one(self, record: state.UnitRecord, unit: Unit, report: InstallReport) -> None:
+        """Write one plist and load, reload or kickstart its job as needed."""
+        label = launchd_label(unit.service)
+        change = state.write_unit(record, self.unit_dir / unit.filename, unit, label)
+        if change.backup:
+            report.backed_up.append((change.path, change.backup))
+        job = self._print(unit.service)
+        if change.status == "unchanged":
+            report.unchanged.append(change.path)
+            if job is None:
                 self._load(unit.service)
                 report.started.append(unit.service)
-        return report
+            elif job.get("state") != "running":
+                self._launchctl("kickstart", self._target(unit.service))
+                report.started.append(unit.service)
+            return
+        report.written.append(change.path)
+        if job is not None:
+            self._unload(unit.service)  # launchd reads a plist only when it loads it
+            self._load(unit.service)
+            report.restarted.append(unit.service)
+        else:
+            self._load(unit.service)
+            report.started.append(unit.service)
 
     def uninstall(self) -> list[Path]:
         """bootout every recorded job (Open WebUI first) and delete exactly those plists."""
