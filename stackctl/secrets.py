@@ -93,12 +93,18 @@ def proxy_api_keys(config: Config) -> list[str]:
     return keys
 
 
+def first_proxy_key(config: Config) -> str | None:
+    """The key stackctl itself (and Open WebUI) uses for the proxy; None when it has none."""
+    keys = proxy_api_keys(config)
+    return keys[0] if keys else None
+
+
 def ensure_proxy_key(config: Config) -> tuple[str | None, bool]:
     """A key for the proxy when it needs one: the first configured, else one generated into
     `proxy.api_keys_file`. Returns (key or None when the proxy needs no key, created)."""
-    keys = proxy_api_keys(config)
-    if keys:
-        return keys[0], False
+    key = first_proxy_key(config)
+    if key is not None:
+        return key, False
     if not config.proxy.api_keys_file:
         return None, False
     path = Path(config.proxy.api_keys_file).expanduser()

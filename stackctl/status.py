@@ -119,11 +119,10 @@ def _row(service: Service, state: ServiceState | None, health: Health) -> Servic
 def collect(scope: StackScope, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
     """Ask the service manager and every service at the same time."""
     from stackctl.health import check
-    from stackctl.secrets import proxy_api_keys
+    from stackctl.secrets import first_proxy_key
 
     names = [s.name for s in scope.services]
-    keys = proxy_api_keys(scope.config)
-    key = keys[0] if keys else None
+    key = first_proxy_key(scope.config)
     with ThreadPoolExecutor(max_workers=len(names) + 2) as pool:
         installed = pool.submit(scope.manager.installed_services)
         states = pool.submit(scope.manager.status, names)

@@ -198,9 +198,8 @@ def _wanted_secrets(ctx: Context) -> dict[str, str | None]:
     if config.openwebui.enabled:
         wanted[sec.WEBUI_SECRET_KEY] = None
         if config.proxy.enabled:
-            keys = sec.proxy_api_keys(config)
             # Open WebUI talks to the proxy with the proxy's first key when it has keys
-            wanted[sec.OPENWEBUI_PROXY_KEY] = keys[0] if keys else None
+            wanted[sec.OPENWEBUI_PROXY_KEY] = sec.first_proxy_key(config)
         if config.openwebui.admin_email:
             wanted[sec.WEBUI_ADMIN_PASSWORD] = None
     token = os.environ.get(sec.HF_TOKEN, "").strip()

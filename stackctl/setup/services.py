@@ -9,6 +9,7 @@ from pathlib import Path
 from stackctl import health
 from stackctl.errors import StackctlError
 from stackctl.plan import Progress, Step
+from stackctl.secrets import first_proxy_key
 from stackctl.setup.context import Context
 
 
@@ -118,19 +119,12 @@ def restart_step(ctx: Context) -> Step:
 # --- health -------------------------------------------------------------------------------
 
 
-def _proxy_key(ctx: Context) -> str | None:
-    from stackctl.secrets import proxy_api_keys
-
-    keys = proxy_api_keys(ctx.config)
-    return keys[0] if keys else None
-
-
 def _expected_model(ctx: Context, service: str) -> str | None:
     return ctx.config.vllm.served_model_name if service == "vllm" else None
 
 
 def _all_healthy(ctx: Context) -> bool:
-    results = health.check_all(ctx.services, timeout=2.0, api_key=_proxy_key(ctx))
+    results = health.check_all(ctx.services, timeout=2.0, api_key=first_proxy_key(ctx.config))
     return all(h.ok and (_expected_model(ctx, h.service) in (None, *h.models)) for h in results)
 
 
@@ -184,7 +178,7 @@ def health_step(ctx: Context) -> Step:
             try:
                 result = health.wait_healthy(
                     service,
-                    api_key=_proxy_key(ctx),
+                    api_key=first_proxy_key(ctx.config),
                     report=progress.line,
                     gave_up=_failed_for_good(ctx, service.name),
                     expect_model=_expected_model(ctx, service.name),
@@ -227,9 +221,10 @@ def _wait_until_the_proxy_lists(ctx: Context, progress: Progress) -> None:
     proxy = next((s for s in ctx.services if s.name == "proxy"), None)
     if proxy is None:
         return
+    key = first_proxy_key(ctx.config)
     deadline = time.monotonic() + ctx.config.proxy.models_cache_seconds + 15
     while True:
-        result = health.check(proxy, api_key=_proxy_key(ctx))
+        result = health.check(proxy, api_key=key)
         missing = [m for m in ctx.models if not has_model(result.models, m)]
         if result.ok and not missing:
             return
