@@ -67,6 +67,13 @@ EMBEDDING = Kind(
 )
 
 
+def _internal_error() -> OpenAIError:
+    """What a client sees when the proxy itself fails (the traceback goes to the log)."""
+    return OpenAIError(
+        500, "The proxy failed while answering; its log has the details.", type="server_error"
+    )
+
+
 def _headers(scope: dict) -> dict[bytes, bytes]:
     return dict(scope["headers"])
 
@@ -154,12 +161,7 @@ class Proxy:
             )
         except Exception:
             log.exception("internal error while answering %s", kind.route)
-            error = OpenAIError(
-                500,
-                "The proxy failed while answering; its log has the details.",
-                type="server_error",
-            )
-            await relay.send_bytes(send, 500, error.to_json())
+            await relay.send_bytes(send, 500, _internal_error().to_json())
         finally:
             self.metrics.observe(kind.route, label, status, time.perf_counter() - started)
 
@@ -327,10 +329,7 @@ def _error_handlers() -> dict:
 
     async def internal_error(request: Any, exc: Exception) -> Response:
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-        error = OpenAIError(
-            500, "The proxy failed while answering; its log has the details.", type="server_error"
-        )
-        return Response(error.to_json(), status_code=500, media_type="application/json")
+        return Response(_internal_error().to_json(), status_code=500, media_type="application/json")
 
     return {HTTPException: http_error, Exception: internal_error}
 
