@@ -140,24 +140,33 @@ class UnitRecord:
         return start_order(list(dict.fromkeys(requested))) if requested else installed
 
 
-def edited_by_hand(path: Path, recorded: Record | None) -> bool:
-    """True when the file on disk is not what stackctl last wrote there (or never wrote)."""
-    if not path.exists():
+def read_unit(path: Path) -> str | None:
+    """The text of a unit file, or None when there is none."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def edited_by_hand(current: str | None, recorded: Record | None) -> bool:
+    """True when a unit file's text (None: no file) is not what stackctl last wrote there
+    (or stackctl never wrote there)."""
+    if current is None:
         return False
-    return recorded is None or sha256(path.read_text(encoding="utf-8")) != recorded.sha256
+    return recorded is None or sha256(current) != recorded.sha256
 
 
 def write_unit(record: UnitRecord, path: Path, unit: Unit, name: str) -> FileChange:
     """Write one unit atomically (0644; 0600 with a secret), backing up a hand-edited file."""
     mode = SECRET_MODE if unit.secret else PUBLIC_MODE
-    current = path.read_text(encoding="utf-8") if path.exists() else None
+    current = read_unit(path)
     if current == unit.content:
         if path.stat().st_mode & 0o777 != mode:
             path.chmod(mode)
         record.record(path, unit, name)
         return FileChange(path, unit, "unchanged")
     saved = None
-    if current is not None and edited_by_hand(path, record.get(path)):
+    if edited_by_hand(current, record.get(path)):
         saved = backup(path, record.paths.backups_dir)
     atomic_write(path, unit.content, mode)
     record.record(path, unit, name)
@@ -167,7 +176,7 @@ def write_unit(record: UnitRecord, path: Path, unit: Unit, name: str) -> FileCha
 def remove_unit(record: UnitRecord, path: Path) -> Path | None:
     """Delete a recorded unit file (backing it up first if edited by hand); return the backup."""
     saved = None
-    if edited_by_hand(path, record.get(path)):
+    if edited_by_hand(read_unit(path), record.get(path)):
         saved = backup(path, record.paths.backups_dir)
     path.unlink(missing_ok=True)
     record.forget(path)
@@ -178,15 +187,14 @@ def drift(record: UnitRecord) -> list[Drift]:
     """Recorded unit files whose text changed since stackctl wrote them (or that are gone)."""
     found = []
     for entry in record.records:
-        exists = entry.path.exists()
-        current = entry.path.read_text(encoding="utf-8") if exists else ""
-        if exists and sha256(current) == entry.sha256:
+        current = read_unit(entry.path)
+        if current is not None and not edited_by_hand(current, entry):
             continue
         diff = difflib.unified_diff(
             entry.content.splitlines(keepends=True),
-            current.splitlines(keepends=True),
+            (current or "").splitlines(keepends=True),
             fromfile=f"{entry.path} (written by stackctl)",
-            tofile=f"{entry.path} ({'on disk' if exists else 'deleted'})",
+            tofile=f"{entry.path} ({'on disk' if current is not None else 'deleted'})",
         )
         found.append(Drift(entry.path, "".join(diff)))
     return found
