@@ -208,6 +208,18 @@ def _wanted_secrets(ctx: Context) -> dict[str, str | None]:
     return wanted
 
 
+def _secret_changes(ctx: Context, stored: dict[str, str]) -> dict[str, str]:
+    """What secrets.env must be given: a new token for each missing secret, the wanted value
+    for each that differs. Empty when every secret is in place."""
+    changes: dict[str, str] = {}
+    for name, value in _wanted_secrets(ctx).items():
+        if value is None and not stored.get(name):
+            changes[name] = sec.new_token()
+        elif value is not None and stored.get(name) != value:
+            changes[name] = value
+    return changes
+
+
 def _needs_proxy_key_file(ctx: Context) -> bool:
     proxy = ctx.config.proxy
     return bool(proxy.enabled and proxy.api_keys_file and not sec.proxy_api_keys(ctx.config))
@@ -224,23 +236,13 @@ def secrets_step(ctx: Context) -> Step:
     def check() -> bool:
         if _needs_proxy_key_file(ctx):
             return False
-        stored = sec.read_env_file(path)
-        return all(
-            stored.get(name) and (value is None or stored[name] == value)
-            for name, value in _wanted_secrets(ctx).items()
-        )
+        return not _secret_changes(ctx, sec.read_env_file(path))
 
     def apply(progress: Progress) -> None:
         if _needs_proxy_key_file(ctx):
             sec.ensure_proxy_key(ctx.config)
             progress.note(f"API key for apps written to {ctx.config.proxy.api_keys_file}")
-        stored = sec.read_env_file(path)
-        changes: dict[str, str] = {}
-        for name, value in _wanted_secrets(ctx).items():
-            if value is None and not stored.get(name):
-                changes[name] = sec.new_token()
-            elif value is not None and stored.get(name) != value:
-                changes[name] = value
+        changes = _secret_changes(ctx, sec.read_env_file(path))
         if changes:
             sec.write_env_file(path, changes)  # other lines of the file are kept as they are
             progress.note(f"secrets kept in {path} (mode 0600)")
