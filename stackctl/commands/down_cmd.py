@@ -26,16 +26,15 @@ def down(app: AppContext, purge: bool, yes: bool) -> None:
       stackctl down
       stackctl down --purge          # then: pip uninstall stackctl
     """
-    from stackctl.config import resolve_scope
-    from stackctl.paths import paths_for
     from stackctl.plan import confirm
     from stackctl.pull import human_bytes
     from stackctl.services import manager_for
     from stackctl.setup import teardown
 
     config = app.config
-    paths = paths_for(scope=resolve_scope(config))  # type: ignore[arg-type]
-    removed = manager_for(config).uninstall()
+    manager = manager_for(config)
+    paths = manager.paths
+    removed = manager.uninstall()
     if removed:
         click.echo("Stopped and removed:")
         for path in removed:

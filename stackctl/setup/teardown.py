@@ -17,6 +17,7 @@ from stackctl import proc
 from stackctl.config import Config
 from stackctl.fsutil import tree_size
 from stackctl.paths import SERVICE_ACCOUNT, Paths
+from stackctl.setup.common import account_ids
 
 
 @dataclass
@@ -91,7 +92,7 @@ def remove_account(paths: Paths) -> str | None:
     """System scope on Linux: delete the service account `up` created. Returns the command."""
     if paths.scope != "system" or paths.platform != "linux":
         return None
-    if not proc.output(["getent", "passwd", SERVICE_ACCOUNT]):
+    if account_ids() is None:
         return None
     argv = ["userdel", SERVICE_ACCOUNT]
     proc.run(argv)
