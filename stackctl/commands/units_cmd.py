@@ -44,7 +44,7 @@ def units_render(
 
     Example: stackctl units render --platform linux --scope system --out ./units
     """
-    from stackctl.fsutil import PUBLIC_MODE, SECRET_MODE, atomic_write
+    from stackctl.fsutil import atomic_write
     from stackctl.services.inputs import inputs_for_host
     from stackctl.services.render import render_units
 
@@ -59,7 +59,7 @@ def units_render(
     if out is not None:
         for unit in rendered:
             target = out / unit.filename
-            atomic_write(target, unit.content, SECRET_MODE if unit.secret else PUBLIC_MODE)
+            atomic_write(target, unit.content, unit.mode)
             click.echo(str(target))
         return
     for i, unit in enumerate(rendered):

@@ -7,6 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from stackctl.fsutil import PUBLIC_MODE, SECRET_MODE
+
 if TYPE_CHECKING:
     from stackctl.paths import Paths
 
@@ -19,6 +21,11 @@ class Unit:
     filename: str  # stackctl-ollama.service, dev.stackctl.ollama.plist, ...
     content: str
     secret: bool = False  # True: holds a secret, written with mode 0600
+
+    @property
+    def mode(self) -> int:
+        """The file mode to write it with: 0600 when it holds a secret, else 0644."""
+        return SECRET_MODE if self.secret else PUBLIC_MODE
 
 
 @dataclass

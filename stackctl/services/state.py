@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stackctl.errors import StackctlError
-from stackctl.fsutil import PUBLIC_MODE, SECRET_MODE, atomic_write, backup
+from stackctl.fsutil import SECRET_MODE, atomic_write, backup
 from stackctl.paths import Paths, paths_for
 from stackctl.services.base import Drift, Unit
 from stackctl.services.names import start_order
@@ -158,17 +158,16 @@ def edited_by_hand(current: str | None, recorded: Record | None) -> bool:
 
 def write_unit(record: UnitRecord, path: Path, unit: Unit, name: str) -> FileChange:
     """Write one unit atomically (0644; 0600 with a secret), backing up a hand-edited file."""
-    mode = SECRET_MODE if unit.secret else PUBLIC_MODE
     current = read_unit(path)
     if current == unit.content:
-        if path.stat().st_mode & 0o777 != mode:
-            path.chmod(mode)
+        if path.stat().st_mode & 0o777 != unit.mode:
+            path.chmod(unit.mode)
         record.record(path, unit, name)
         return FileChange(path, unit, "unchanged")
     saved = None
     if edited_by_hand(current, record.get(path)):
         saved = backup(path, record.paths.backups_dir)
-    atomic_write(path, unit.content, mode)
+    atomic_write(path, unit.content, unit.mode)
     record.record(path, unit, name)
     return FileChange(path, unit, "changed" if current is not None else "new", saved)
 
