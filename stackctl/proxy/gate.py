@@ -14,6 +14,7 @@ import hmac
 from typing import Any
 
 from stackctl.proxy.errors import OpenAIError
+from stackctl.proxy.relay import send_bytes
 
 OPEN_PATHS = ("/health",)
 ALLOW_METHODS = b"GET, POST, OPTIONS"
@@ -96,7 +97,7 @@ class Gate:
                 "This origin may not call the proxy: add it to proxy.cors_origins in stack.yaml.",
                 code="origin_not_allowed",
             )
-            await _send(send, 403, error.to_json(), [])
+            await send_bytes(send, 403, error.to_json())
             return
         requested = headers.get(b"access-control-request-headers", b"authorization, content-type")
         extra = [
@@ -105,7 +106,7 @@ class Gate:
             (b"access-control-allow-headers", requested),
             (b"access-control-max-age", b"600"),
         ]
-        await _send(send, 204, b"", extra, content_type=None)
+        await send_bytes(send, 204, b"", None, extra)
 
     async def refuse(self, send: Any, no_header: bool, cors: list) -> None:
         if no_header:
@@ -116,18 +117,6 @@ class Gate:
         else:
             message = "Incorrect API key provided. The proxy's keys are in proxy.api_keys or proxy.api_keys_file."
         error = OpenAIError(401, message, code="invalid_api_key")
-        await _send(send, 401, error.to_json(), [*cors, (b"www-authenticate", b"Bearer")])
-
-
-async def _send(
-    send: Any,
-    status: int,
-    body: bytes,
-    extra: list,
-    content_type: bytes | None = b"application/json",
-) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), *extra]
-    if content_type:
-        headers.insert(0, (b"content-type", content_type))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        await send_bytes(
+            send, 401, error.to_json(), extra=[*cors, (b"www-authenticate", b"Bearer")]
+        )

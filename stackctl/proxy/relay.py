@@ -54,9 +54,16 @@ async def read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> by
 
 
 async def send_bytes(
-    send: Any, status: int, body: bytes, content_type: bytes = JSON, extra: list | None = None
+    send: Any,
+    status: int,
+    body: bytes,
+    content_type: bytes | None = JSON,
+    extra: list | None = None,
 ) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    """A whole response; `content_type=None` sends none (a 204 has no body to describe)."""
+    headers = [(b"content-length", str(len(body)).encode())]
+    if content_type:
+        headers.insert(0, (b"content-type", content_type))
     if extra:
         headers += extra
     await send({"type": "http.response.start", "status": status, "headers": headers})
