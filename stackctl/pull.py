@@ -10,7 +10,6 @@ stream and ask again, and Ollama resumes from the partial download.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -22,8 +21,11 @@ import click
 
 from stackctl.errors import StackctlError
 
+# The defaults of `stackctl pull` and `up` live here, and the command modules import them at
+# --help time: so asyncio (~25 ms) is imported inside the functions that stream, not above.
 DEFAULT_STALL_SECONDS = 60.0
 DEFAULT_RETRIES = 5
+STALL_ENV = "STACKCTL_PULL_STALL_TIMEOUT"  # seconds without progress before a pull is retried
 # Verifying a large blob sends no lines for a while: allow this many stall budgets for it.
 QUIET_PHASE_FACTOR = 10
 
@@ -145,6 +147,8 @@ class ProgressBar:
 
 async def _next_line(lines, timeout: float) -> str | None:
     """The next line of the stream, or None when nothing came within `timeout`."""
+    import asyncio
+
     try:
         return await asyncio.wait_for(lines.__anext__(), timeout=max(timeout, 0.01))
     except asyncio.TimeoutError:
@@ -238,6 +242,8 @@ def pull_model(
     `retries` counts stalls in a row without any new bytes: a slow but moving download is
     never given up on.
     """
+    import asyncio
+
     state = PullState(model)
     on_update = on_update or (lambda s: None)
     on_note = on_note or (lambda text: None)

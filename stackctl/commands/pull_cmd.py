@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from stackctl.cli import AppContext, pass_app
+from stackctl.pull import DEFAULT_RETRIES, DEFAULT_STALL_SECONDS, STALL_ENV
 
 
 @click.command(name="pull")
@@ -12,15 +13,15 @@ from stackctl.cli import AppContext, pass_app
 @click.option(
     "--stall-timeout",
     type=click.FloatRange(min=0.1),
-    default=60.0,
+    default=DEFAULT_STALL_SECONDS,
     show_default=True,
-    envvar="STACKCTL_PULL_STALL_TIMEOUT",
+    envvar=STALL_ENV,
     help="Seconds without progress before the download is asked for again (it resumes).",
 )
 @click.option(
     "--retries",
     type=click.IntRange(min=0),
-    default=5,
+    default=DEFAULT_RETRIES,
     show_default=True,
     help="Stalls in a row (without new bytes) before giving up.",
 )

@@ -7,14 +7,11 @@ import os
 import click
 
 from stackctl.cli import AppContext, pass_app
-
-STALL_ENV = "STACKCTL_PULL_STALL_TIMEOUT"
+from stackctl.pull import DEFAULT_STALL_SECONDS, STALL_ENV
 
 
 def stall_seconds() -> float:
     """Seconds without download progress before a pull is retried (STACKCTL_PULL_STALL_TIMEOUT)."""
-    from stackctl.pull import DEFAULT_STALL_SECONDS
-
     try:
         return float(os.environ.get(STALL_ENV, DEFAULT_STALL_SECONDS))
     except ValueError:

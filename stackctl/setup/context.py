@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from stackctl.config import Config, resolve_backend, resolve_scope
 from stackctl.errors import StackctlError
 from stackctl.paths import Paths, Platform, current_platform, is_root, paths_for
+from stackctl.pull import DEFAULT_STALL_SECONDS
 
 if TYPE_CHECKING:
     from stackctl.probe import HostFacts
@@ -39,7 +40,7 @@ class UpOptions:
     no_webui: bool = False
     scope: str | None = None
     upgrade: bool = False
-    stall_seconds: float = 60.0
+    stall_seconds: float = DEFAULT_STALL_SECONDS
 
 
 @dataclass
