@@ -184,14 +184,28 @@ class SystemdManager:
     def logs(self, service: str | None = None, lines: int = 50, follow: bool = False) -> str | None:
         """The journal of one service (or the whole stack, interleaved)."""
         _, _, names = self._names([service] if service else [])
-        argv = ["journalctl", *self._journal_view(names), "--no-pager", "-q", "-n", str(lines)]
+        views = self._journal_views(names)
+        options = ["--no-pager", "-q", "-n", str(lines)]
         if follow:
-            proc.follow([*argv, "-f"])
+            # -f never ends, so ask first (`-n 1`) which view holds the lines.
+            view = views[0]
+            if len(views) > 1:
+                view = next((v for v in views if self._has_lines(v)), views[0])
+            proc.follow(["journalctl", *view, *options, "-f"])
             return None
-        return proc.run(argv).stdout
+        results = []
+        for view in views:
+            result = proc.run(["journalctl", *view, *options], check=False)
+            if result.ok and result.stdout.strip():
+                return result.stdout
+            results.append(result)
+        first = results[0]  # nothing anywhere: the first view's (empty) answer, or its error
+        if not first.ok:
+            raise CommandFailed(first.argv, first.code, first.stderr)
+        return first.stdout
 
-    def _journal_view(self, names: list[str]) -> list[str]:
-        """Journal arguments that find these units' lines.
+    def _journal_views(self, names: list[str]) -> list[list[str]]:
+        """Journal arguments that find these units' lines, the usual one first.
 
         `journalctl --user -u NAME` matches `_SYSTEMD_USER_UNIT=`, which journald derives
         from a cgroup path under user@UID.service. When a user manager runs elsewhere (root's
@@ -200,12 +214,8 @@ class SystemdManager:
         """
         units = [arg for name in names for arg in ("-u", name)]
         if self.scope == "system":
-            return units
-        user_view = ["--user", *units]
-        if self._has_lines(user_view):
-            return user_view
-        system_view = [*units, f"_UID={os.getuid()}"]
-        return system_view if self._has_lines(system_view) else user_view
+            return [units]
+        return [["--user", *units], [*units, f"_UID={os.getuid()}"]]
 
     @staticmethod
     def _has_lines(view: list[str]) -> bool:
