@@ -141,14 +141,13 @@ def confirm(
 
 def _failure(number: int, total: int, step: Step, exc: Exception) -> StepFailed:
     head = f"step {number}/{total} failed: {step.description}"
-    fix = step.fix or ""
+    fix = step.fix
     if isinstance(exc, CommandFailed):
         lines = [head, f"  command: {' '.join(exc.argv)} (exit code {exc.code})"]
         tail = stderr_tail(exc.stderr)
         if tail:
             lines.append(tail)
-        hint = fix or ""
-        lines.append(f"  fix: {hint + '; then ' if hint else ''}{AGAIN}")
+        lines.append(f"  fix: {fix + '; then ' if fix else ''}{AGAIN}")
         return StepFailed("\n".join(lines))
     if isinstance(exc, click.ClickException):
         message, fix = exc.format_message(), ""  # our own error already says what to do
@@ -203,10 +202,7 @@ def run_plan(
             raise Interrupted(
                 f"interrupted during step {number}/{total} ({step.description}): {AGAIN}"
             ) from None
-        except StackctlError as exc:
-            progress.end_line()
-            raise _failure(number, total, step, exc) from exc
-        except OSError as exc:
+        except (StackctlError, OSError) as exc:
             progress.end_line()
             raise _failure(number, total, step, exc) from exc
         progress.end_line()
