@@ -294,14 +294,15 @@ def pull_with_bar(
 
 def installed_models(base_url: str, timeout: float = 5.0) -> list[str] | None:
     """The models Ollama has (`GET /api/tags`), or None when it does not answer."""
-    import httpx
+    from stackctl.localhttp import Unreachable, get_json
 
     try:
-        response = httpx.get(f"{base_url}/api/tags", timeout=timeout, trust_env=False)
-        response.raise_for_status()
-        return [m.get("name", "") for m in response.json().get("models", [])]
-    except (httpx.HTTPError, ValueError):
+        status, body = get_json(f"{base_url}/api/tags", timeout=timeout)
+    except Unreachable:
         return None
+    if status != 200 or not isinstance(body, dict):
+        return None
+    return [m.get("name", "") for m in body.get("models", [])]
 
 
 def has_model(names: list[str], model: str) -> bool:
