@@ -74,8 +74,11 @@ def _internal_error() -> OpenAIError:
     )
 
 
-def _headers(scope: dict) -> dict[bytes, bytes]:
-    return dict(scope["headers"])
+def _content_length(scope: dict) -> bytes | None:
+    for name, value in scope["headers"]:  # ASGI gives header names in lower case
+        if name == b"content-length":
+            return value
+    return None
 
 
 class Endpoint:
@@ -133,7 +136,7 @@ class Proxy:
         started = time.perf_counter()
         status, label, backend_name = 500, "", "-"
         try:
-            raw = await relay.read_body(receive, _headers(scope), self.limit)
+            raw = await relay.read_body(receive, _content_length(scope), self.limit)
             body = parse_body(raw)
             requested = require_model(body)
             route = await self.registry.route(requested)

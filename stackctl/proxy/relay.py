@@ -28,17 +28,19 @@ class ClientGone(Exception):
     """The client hung up before its request body arrived: nothing left to answer."""
 
 
-async def read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The whole request body, or a 413 as soon as it grows past the limit."""
-    too_large = OpenAIError(
+def _too_large(limit: int) -> OpenAIError:
+    return OpenAIError(
         413,
         f"The request body is larger than the proxy's limit of {limit // 1048576} MiB "
         "(proxy.max_body_mb).",
         code="request_too_large",
     )
-    declared = headers.get(b"content-length")
+
+
+async def read_body(receive: Any, declared: bytes | None, limit: int) -> bytes:
+    """The whole request body, or a 413 as soon as it (or its Content-Length) is past the limit."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -47,7 +49,7 @@ async def read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> by
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)

@@ -179,6 +179,14 @@ def think(path: str, value: Any) -> None:
         raise invalid_value(path, "true, false, 'low', 'medium', 'high' or 'max'", value)
 
 
+OPTION_CHECKS: dict[str, Check] = {
+    "integer": integer(),
+    "number": number(),
+    "array": string_or_strings,
+    "boolean": boolean,
+}  # by OPTION_TYPES' names
+
+
 def options(path: str, value: Any) -> None:
     obj(path, value)
     for key, item in value.items():
@@ -191,14 +199,8 @@ def options(path: str, value: Any) -> None:
                 param=where,
                 code="unknown_parameter",
             )
-        if item is None:
-            continue
-        {
-            "integer": integer(),
-            "number": number(),
-            "array": string_or_strings,
-            "boolean": boolean,
-        }[kind](where, item)
+        if item is not None:
+            OPTION_CHECKS[kind](where, item)
 
 
 def fields(body: dict[str, Any], table: dict[str, Check], prefix: str = "") -> None:
