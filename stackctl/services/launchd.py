@@ -37,11 +37,10 @@ _FIELD = re.compile(r"^\t([a-z][a-z ]*?) = (.*)$")
 class LaunchdManager:
     """ServiceManager for launchd."""
 
-    def __init__(self, paths: Paths, uid: int | None = None):
+    def __init__(self, paths: Paths):
         self.paths = paths
         self.unit_dir = paths.unit_dir
-        uid = os.getuid() if uid is None else uid
-        self.domain = "system" if paths.scope == "system" else f"gui/{uid}"
+        self.domain = "system" if paths.scope == "system" else f"gui/{os.getuid()}"
 
     def _target(self, service: str) -> str:
         return f"{self.domain}/{launchd_label(service)}"

@@ -51,7 +51,6 @@ class FileChange:
     """What writing one unit file did: status new | changed | unchanged, and any backup."""
 
     path: Path
-    unit: Unit
     status: str
     backup: Path | None = None
 
@@ -163,13 +162,13 @@ def write_unit(record: UnitRecord, path: Path, unit: Unit, name: str) -> FileCha
         if path.stat().st_mode & 0o777 != unit.mode:
             path.chmod(unit.mode)
         record.record(path, unit, name)
-        return FileChange(path, unit, "unchanged")
+        return FileChange(path, "unchanged")
     saved = None
     if edited_by_hand(current, record.get(path)):
         saved = backup(path, record.paths.backups_dir)
     atomic_write(path, unit.content, unit.mode)
     record.record(path, unit, name)
-    return FileChange(path, unit, "changed" if current is not None else "new", saved)
+    return FileChange(path, "changed" if current is not None else "new", saved)
 
 
 def remove_unit(record: UnitRecord, path: Path) -> Path | None:

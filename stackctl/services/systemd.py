@@ -133,24 +133,25 @@ class SystemdManager:
             wants.rmdir()  # systemctl disable leaves the emptied .wants directory behind
         return removed
 
-    def _names(self, services: list[str]) -> tuple[state.UnitRecord, list[str], list[str]]:
+    def _names(self, services: list[str]) -> tuple[list[str], list[str]]:
+        """The selected services (see `UnitRecord.select`) and their unit names."""
         record = state.UnitRecord(self.paths)
         selected = record.select(services)
-        return record, selected, [record.unit_name(s) for s in selected]
+        return selected, [record.unit_name(s) for s in selected]
 
     def start(self, services: list[str]) -> list[str]:
         """Start services (all when none named); systemd orders them by their After=."""
-        _, selected, names = self._names(services)
+        selected, names = self._names(services)
         self._systemctl("start", *names)
         return selected
 
     def stop(self, services: list[str]) -> list[str]:
-        _, selected, names = self._names(services)
+        selected, names = self._names(services)
         self._systemctl("stop", *reversed(names))
         return list(reversed(selected))
 
     def restart(self, services: list[str]) -> list[str]:
-        _, selected, names = self._names(services)
+        selected, names = self._names(services)
         self._systemctl("restart", *names)
         return selected
 
@@ -183,7 +184,7 @@ class SystemdManager:
 
     def logs(self, service: str | None = None, lines: int = 50, follow: bool = False) -> str | None:
         """The journal of one service (or the whole stack, interleaved)."""
-        _, _, names = self._names([service] if service else [])
+        _, names = self._names([service] if service else [])
         views = self._journal_views(names)
         options = ["--no-pager", "-q", "-n", str(lines)]
         if follow:
