@@ -74,7 +74,7 @@ def units_step(ctx: Context) -> Step:
 
 def _planned_unit_files(ctx: Context) -> list[str]:
     units = render(ctx, preview=True)
-    return [f"{ctx.paths.unit_dir / u.filename} ({'0600' if u.secret else '0644'})" for u in units]
+    return [f"{ctx.paths.unit_dir / u.filename} ({u.mode:04o})" for u in units]
 
 
 def _manager_commands(ctx: Context, names: list[str]) -> list[str]:
