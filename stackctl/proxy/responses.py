@@ -203,9 +203,9 @@ class ChatStream(_Stream):
         self.parallel_tool_calls = parallel_tool_calls
         self.calls_sent = 0
 
-    def _delta(self, delta: dict[str, Any], reason: str | None = None) -> bytes:
+    def _choice(self, delta: dict[str, Any], reason: str | None = None) -> bytes:
         finish = b"null" if reason is None else b'"' + reason.encode() + b'"'
-        return self._event(
+        return (
             b'{"index":0,"delta":'
             + codec.dumps(delta)
             + b',"logprobs":null,"finish_reason":'
@@ -215,7 +215,7 @@ class ChatStream(_Stream):
 
     def start(self) -> bytes:
         """The first chunk: it carries the role."""
-        return self._delta({"role": "assistant", "content": ""})
+        return self._event(self._choice({"role": "assistant", "content": ""}))
 
     def feed(self, native: dict[str, Any]) -> bytes:
         self.check(native)
@@ -231,15 +231,10 @@ class ChatStream(_Stream):
         if calls:
             delta["tool_calls"] = tool_calls(calls, self.calls_sent, delta=True)
             self.calls_sent += len(calls)
-        out = self._delta(delta) if delta else b""
+        out = self._event(self._choice(delta)) if delta else b""
         if native.get("done"):
             reason = finish_reason(native, self.calls_sent > 0)
-            out += self._end(
-                native,
-                b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"'
-                + reason.encode()
-                + b'"}',
-            )
+            out += self._end(native, self._choice({}, reason))
         return out
 
 
