@@ -80,12 +80,8 @@ def units_diff(app: AppContext, json_: bool) -> None:
     Example: stackctl units diff
     """
     from stackctl.services import manager_for
-    from stackctl.services.state import NothingInstalled
 
-    manager = manager_for(app.config)
-    if not manager.installed_services():
-        raise NothingInstalled(manager.paths)
-    drifted = manager.drift()
+    drifted = manager_for(app.config).drift()
     if json_:
         from stackctl.output import print_json
 

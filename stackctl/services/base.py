@@ -76,7 +76,7 @@ class ServiceManager(Protocol):
     """install(units), uninstall, start, stop, restart, status, logs, drift.
 
     Service names are the stack's (`ollama`, `vllm`, `proxy`, `openwebui`); an empty list
-    means every installed service. start/stop/restart/logs raise `StackctlError` ("run
+    means every installed service. start/stop/restart/logs/drift raise `StackctlError` ("run
     `stackctl up`") when nothing is installed; `status` reports `not-installed` instead.
     """
 
@@ -115,4 +115,6 @@ class ServiceManager(Protocol):
         stream to the terminal until interrupted (returns None)."""
         ...
 
-    def drift(self) -> list[Drift]: ...
+    def drift(self) -> list[Drift]:
+        """Installed unit files edited by hand (or deleted) since stackctl wrote them."""
+        ...

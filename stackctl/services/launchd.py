@@ -17,7 +17,7 @@ from stackctl import proc
 from stackctl.errors import CommandFailed
 from stackctl.paths import Paths
 from stackctl.services import state
-from stackctl.services.base import Drift, InstallReport, ServiceState, Unit
+from stackctl.services.base import InstallReport, ServiceState, Unit
 from stackctl.services.names import (
     launchd_filename,
     launchd_label,
@@ -34,7 +34,7 @@ NO_GUI_SESSION = 125  # "Bootstrap failed: 125: Domain does not support specifie
 _FIELD = re.compile(r"^\t([a-z][a-z ]*?) = (.*)$")
 
 
-class LaunchdManager:
+class LaunchdManager(state.RecordedUnits):
     """ServiceManager for launchd."""
 
     def __init__(self, paths: Paths):
@@ -84,9 +84,6 @@ class LaunchdManager:
         result = self._launchctl("bootout", self._target(service), check=False)
         if not result.ok and result.code not in NOT_LOADED:
             raise CommandFailed(result.argv, result.code, result.stderr)
-
-    def installed_services(self) -> list[str]:
-        return state.UnitRecord(self.paths).services()
 
     def install(self, units: list[Unit]) -> InstallReport:
         """Write the plists; bootstrap new ones, reload changed ones (bootout + bootstrap),
@@ -206,9 +203,6 @@ class LaunchdManager:
         return "\n".join(
             f"==> {path} <==\n{text or empty}" for path, text in zip(files, texts, strict=True)
         )
-
-    def drift(self) -> list[Drift]:
-        return state.drift(state.UnitRecord(self.paths))
 
 
 def tail(path: Path, lines: int, block: int = 8192) -> list[str]:

@@ -196,3 +196,19 @@ def drift(record: UnitRecord) -> list[Drift]:
         )
         found.append(Drift(entry.path, "".join(diff)))
     return found
+
+
+class RecordedUnits:
+    """What both service managers answer from the state file alone."""
+
+    paths: Paths
+
+    def installed_services(self) -> list[str]:
+        """The services stackctl installed, in start order (empty when none)."""
+        return UnitRecord(self.paths).services()
+
+    def drift(self) -> list[Drift]:
+        """Installed unit files edited by hand; raises NothingInstalled when none are installed."""
+        record = UnitRecord(self.paths)
+        record.select([])  # raises NothingInstalled, as start/stop/logs do
+        return drift(record)

@@ -10,7 +10,7 @@ from stackctl import proc
 from stackctl.errors import CommandFailed, StackctlError
 from stackctl.paths import Paths
 from stackctl.services import state
-from stackctl.services.base import Drift, InstallReport, ServiceState, Unit
+from stackctl.services.base import InstallReport, ServiceState, Unit
 from stackctl.services.names import SYSTEMD_TARGET, start_order, systemd_unit
 
 RUNNING = ("active", "activating", "reloading")
@@ -30,7 +30,7 @@ STATUS_PROPERTIES = (
 CLD_EXITED = "1"  # ExecMainCode: how the main process ended (siginfo si_code)
 
 
-class SystemdManager:
+class SystemdManager(state.RecordedUnits):
     """ServiceManager for systemd, user scope (`systemctl --user`) or system scope."""
 
     def __init__(self, paths: Paths):
@@ -50,9 +50,6 @@ class SystemdManager:
             result.stderr,
             hint="`stackctl logs SERVICE` shows what the service printed before it failed",
         )
-
-    def installed_services(self) -> list[str]:
-        return state.UnitRecord(self.paths).services()
 
     def install(self, units: list[Unit]) -> InstallReport:
         """Write the units, remove stale ones, daemon-reload if anything changed, then
@@ -222,9 +219,6 @@ class SystemdManager:
     def _has_lines(view: list[str]) -> bool:
         probe = proc.run(["journalctl", *view, "--no-pager", "-q", "-n", "1"], check=False)
         return probe.ok and bool(probe.stdout.strip())
-
-    def drift(self) -> list[Drift]:
-        return state.drift(state.UnitRecord(self.paths))
 
 
 def unreachable(scope: str, result: proc.Result) -> None:
