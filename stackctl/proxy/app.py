@@ -38,7 +38,25 @@ class Kind:
     to_ollama: Callable[[dict, str, dict], dict]
     ollama_path: str
     openai_path: str
-    streams: bool
+    # (Ollama's reply, the model the client named, the request) -> the OpenAI answer
+    answer: Callable[[dict, str, dict], dict]
+    # (the model the client named, include_usage, the request) -> a stream translator
+    translator: Callable[[str, bool, dict], Any] | None = None
+
+    @property
+    def streams(self) -> bool:
+        return self.translator is not None
+
+
+def _parallel_tool_calls(body: dict) -> bool:
+    return body.get("parallel_tool_calls") is not False
+
+
+def _echo(body: dict) -> str | None:
+    if not body.get("echo"):
+        return None
+    prompt = body["prompt"]
+    return prompt[0] if isinstance(prompt, list) else prompt
 
 
 CHAT = Kind(
@@ -47,7 +65,10 @@ CHAT = Kind(
     translate.chat_to_ollama,
     "/api/chat",
     "/chat/completions",
-    True,
+    lambda native, model, body: responses.chat_completion(
+        native, model, parallel_tool_calls=_parallel_tool_calls(body)
+    ),
+    lambda model, usage, body: responses.ChatStream(model, usage, _parallel_tool_calls(body)),
 )
 COMPLETION = Kind(
     "/v1/completions",
@@ -55,7 +76,8 @@ COMPLETION = Kind(
     translate.completion_to_ollama,
     "/api/generate",
     "/completions",
-    True,
+    lambda native, model, body: responses.text_completion(native, model, _echo(body)),
+    lambda model, usage, body: responses.CompletionStream(model, usage, _echo(body)),
 )
 EMBEDDING = Kind(
     "/v1/embeddings",
@@ -63,7 +85,9 @@ EMBEDDING = Kind(
     translate.embedding_to_ollama,
     "/api/embed",
     "/embeddings",
-    False,
+    lambda native, model, body: responses.embeddings(
+        native, model, body.get("encoding_format"), body.get("dimensions")
+    ),
 )
 
 
@@ -230,14 +254,9 @@ class Proxy:
         kind.check(body)
         native = codec.dumps(kind.to_ollama(body, route.model, self.pinned(route)))
         backend = route.backend
-        if kind.streams and body.get("stream"):
+        if kind.translator and body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            if kind is CHAT:
-                translator: Any = responses.ChatStream(
-                    requested, include_usage, body.get("parallel_tool_calls") is not False
-                )
-            else:
-                translator = responses.CompletionStream(requested, include_usage, self._echo(body))
+            translator = kind.translator(requested, include_usage, body)
             return await self.stream(backend, kind.ollama_path, native, receive, send, translator)
         reply = await self.upstream.call(backend, "POST", kind.ollama_path, native)
         if reply.status != 200:
@@ -252,26 +271,10 @@ class Proxy:
                 f"The backend '{backend.name}' answered with something that is not JSON.",
                 code="backend_error",
             ) from None
-        if kind is CHAT:
-            answer = responses.chat_completion(
-                result, requested, parallel_tool_calls=body.get("parallel_tool_calls") is not False
-            )
-        elif kind is COMPLETION:
-            answer = responses.text_completion(result, requested, self._echo(body))
-        else:
-            answer = responses.embeddings(
-                result, requested, body.get("encoding_format"), body.get("dimensions")
-            )
+        answer = kind.answer(result, requested, body)
         self.metrics.count_tokens(requested, answer.get("usage"))
         await relay.send_bytes(send, 200, codec.dumps(answer))
         return 200
-
-    @staticmethod
-    def _echo(body: dict) -> str | None:
-        if not body.get("echo"):
-            return None
-        prompt = body["prompt"]
-        return prompt[0] if isinstance(prompt, list) else prompt
 
     # -- GET routes ------------------------------------------------------------------------
 
