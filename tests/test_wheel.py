@@ -34,6 +34,8 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path: Path) -> None:
     (wheel,) = (tmp_path / "dist").glob("stackctl-*.whl")
     # --system-site-packages lends the venv click, pyyaml and friends without a download;
     # stackctl itself comes only from the wheel (the venv's site-packages come first).
+    # --ignore-installed: where stackctl is also installed in the base interpreter (as in CI,
+    # which installs it there), pip would otherwise call it satisfied and install nothing.
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
@@ -48,6 +50,7 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path: Path) -> None:
             "-q",
             "--no-deps",
             "--no-index",
+            "--ignore-installed",
             str(wheel),
         ]
     )
