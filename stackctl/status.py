@@ -229,9 +229,9 @@ def _hf_cache_size(config: Config) -> int | None:
 
 def list_models(config: Config) -> ModelList:
     """Every model every backend connection serves, asked concurrently."""
-    from stackctl.config import default_connections, resolve_backend
+    from stackctl.config import proxy_connections
 
-    connections = default_connections(config, resolve_backend(config))  # type: ignore[arg-type]
+    connections = proxy_connections(config)
     with ThreadPoolExecutor(max_workers=max(1, len(connections))) as pool:
         results = list(pool.map(lambda c: _list_connection(c, config), connections))
     rows = [row for found, _ in results for row in found]

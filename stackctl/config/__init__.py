@@ -43,7 +43,14 @@ from stackctl.paths import Platform, current_platform, default_scope
 if TYPE_CHECKING:
     from stackctl.probe import HostFacts
 
-__all__ = ["Config", "Connection", "default_connections", "load", "validate_text"]
+__all__ = [
+    "Config",
+    "Connection",
+    "default_connections",
+    "load",
+    "proxy_connections",
+    "validate_text",
+]
 
 MODEL_NAME = r"^[A-Za-z0-9_][A-Za-z0-9._:/@-]{0,349}$"
 # Ollama's options (api/types.go Options/Runner). Ollama ignores unknown keys silently, so a
@@ -207,6 +214,11 @@ def resolve_backend(
         if has_nvidia_gpu():
             return "vllm"
     return "ollama"
+
+
+def proxy_connections(config: Config) -> list[Connection]:
+    """The proxy's connections on this host: the configured ones, else the backend's own."""
+    return default_connections(config, resolve_backend(config))  # type: ignore[arg-type]
 
 
 def resolve_scope(config: Config) -> str:

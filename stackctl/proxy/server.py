@@ -47,14 +47,14 @@ def describe(backends: list[Any], keys: int, host: str, port: int) -> str:
 
 def serve(config: Any, host: str, port: int) -> None:
     """Serve the proxy until SIGTERM/SIGINT."""
-    from stackctl.config import default_connections, resolve_backend
+    from stackctl.config import proxy_connections
     from stackctl.proxy.upstream import Backend
     from stackctl.secrets import proxy_api_keys
 
     keys = proxy_api_keys(config)
     if not keys and not is_loopback(host):
         raise OpenDoorRefused(host, port)
-    connections = default_connections(config, resolve_backend(config))  # type: ignore[arg-type]
+    connections = proxy_connections(config)
     backends = [Backend.from_connection(c) for c in connections]
 
     import uvicorn
