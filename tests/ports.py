@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
+
+# Ports are drawn below the kernel's ephemeral range (Linux: 32768-60999), which is where
+# bind(0) and every outgoing connection's source port come from: a port chosen there can be
+# taken by some client connection between being chosen and the test's server binding it.
+CHOOSE_FROM = range(20000, 32768)
+
+
+def _bind(port: int) -> socket.socket | None:
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 def free_ports(count: int) -> list[int]:
     """`count` distinct ports free on 127.0.0.1 right now (all held until all are chosen)."""
-    sockets = [socket.socket() for _ in range(count)]
+    held: list[socket.socket] = []
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
+        for port in random.sample(CHOOSE_FROM, 200):
+            sock = _bind(port)
+            if sock is not None:
+                held.append(sock)
+                if len(held) == count:
+                    return [s.getsockname()[1] for s in held]
+        raise AssertionError(f"no {count} free ports among 200 tried in {CHOOSE_FROM}")
     finally:
-        for sock in sockets:
+        for sock in held:
             sock.close()
 
 

@@ -17,6 +17,7 @@ from fakes.openai_backend import FakeOpenAIBackend
 from stackctl.config.model import Config, Connection
 from stackctl.proxy.app import create_app
 from stackctl.proxy.upstream import Backend
+from tests.ports import free_port
 
 VLLM_KEY = "sk-vllm-secret"
 
@@ -255,9 +256,7 @@ def test_a_backend_that_comes_up_is_listed_once_the_cache_expires(tmp_path):
     """The first listing found it down; the first /v1/models after the cache time is fresh."""
     config = Config()
     config.proxy.models_cache_seconds = 0.2
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # down at first, then FakeOllama's
     backends = [Backend("ollama", "ollama", f"http://127.0.0.1:{port}")]
     with ServerThread(create_app(config, backends=backends, api_keys=[])) as server:
         assert httpx.get(server.url + "/v1/models").json()["data"] == []  # refused: not listed
