@@ -96,6 +96,23 @@ class ServedFake:
         self.stop()
 
 
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """Answer uvicorn's lifespan messages: nothing to set up, nothing to tear down."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole request body, however many messages it came in."""
+    raw = b""
+    while True:
+        message = await receive()
+        raw += message.get("body", b"")
+        if not message.get("more_body"):
+            return raw
+
+
 async def stream_body(receive: Any, send: Any, content_type: bytes, chunks: Any) -> str:
     """Send a 200 streamed body chunk by chunk, and stop at once when the client hangs up.
 

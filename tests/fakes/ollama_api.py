@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .asgi_server import ServedFake, ServerThread, stream_body
+from .asgi_server import ServedFake, ServerThread, answer_lifespan, read_body, stream_body
 from .ollama_catalog import canonical, layers_for, public
 from .ollama_inference import HTTPError, Plan, embed, plan_chat, plan_generate
 from .ollama_state import State, host_allowed, now_rfc3339, parse_ollama_host, read_requests
@@ -70,9 +70,7 @@ class FakeOllamaApp:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
@@ -83,12 +81,7 @@ class FakeOllamaApp:
         if method == "OPTIONS":
             await self._respond(send, 204, None)
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        raw = await read_body(receive)
         if path not in METHODS:
             await self._respond(send, 404, None)
             return

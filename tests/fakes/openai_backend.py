@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .asgi_server import ServedFake, ServerThread, stream_body
+from .asgi_server import ServedFake, ServerThread, answer_lifespan, read_body, stream_body
 
 VERSION = "0.11.0"
 
@@ -72,17 +72,10 @@ class FakeOpenAIApp:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        raw = await read_body(receive)
         method, path = scope["method"], scope["path"]
         try:
             body: Any = json.loads(raw) if raw.strip() else None
