@@ -35,17 +35,15 @@ class ServiceState:
     service: str
     unit: str  # unit name or launchd label
     installed: bool
-    state: (
-        str  # active | activating | inactive | failed | not-installed (launchd mapped onto these)
-    )
+    # active | activating | inactive | failed | not-installed (launchd's states mapped onto these)
+    state: str
     sub_state: str = ""
     pid: int | None = None
     since: datetime | None = None
     restarts: int | None = None
     last_exit: int | None = None
-    result: str = (
-        ""  # systemd's Result (success, exit-code, signal, ...); launchd: "" or "exit-code"
-    )
+    # systemd's Result (success, exit-code, signal, ...); launchd: "" or "exit-code"
+    result: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,14 @@ class InstallReport:
     @property
     def changed(self) -> bool:
         return bool(self.written or self.removed or self.started or self.restarted)
+
+    def add_file(self, path: Path, status: str, backup: Path | None = None) -> None:
+        """Count one unit file (status new | changed | unchanged | removed) and its backup."""
+        if backup is not None:
+            self.backed_up.append((path, backup))
+        {"unchanged": self.unchanged, "removed": self.removed}.get(status, self.written).append(
+            path
+        )
 
 
 class ServiceManager(Protocol):

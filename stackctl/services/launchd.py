@@ -26,10 +26,8 @@ from stackctl.services.names import (
 )
 
 NOT_LOADED = (3, 113)  # "Boot-out failed: 3: No such process"; print: 113 "Could not find service"
-BUSY = (
-    5,
-    37,
-)  # bootstrap right after bootout: "5: Input/output error", "37: Operation already in progress"
+# bootstrap right after bootout: "5: Input/output error", "37: Operation already in progress"
+BUSY = (5, 37)
 NO_GUI_SESSION = 125  # "Bootstrap failed: 125: Domain does not support specified action"
 _FIELD = re.compile(r"^\t([a-z][a-z ]*?) = (.*)$")
 
@@ -98,10 +96,7 @@ class LaunchdManager(state.RecordedUnits):
             for entry in reversed(record.records):
                 if entry.path not in wanted:
                     self._unload(entry.service)
-                    saved = state.remove_unit(record, entry.path)
-                    report.removed.append(entry.path)
-                    if saved:
-                        report.backed_up.append((entry.path, saved))
+                    report.add_file(entry.path, "removed", state.remove_unit(record, entry.path))
             for unit in units:
                 self._install_one(record, unit, report)
         finally:
@@ -112,11 +107,9 @@ class LaunchdManager(state.RecordedUnits):
         """Write one plist and load, reload or kickstart its job as needed."""
         label = launchd_label(unit.service)
         change = state.write_unit(record, self.unit_dir / unit.filename, unit, label)
-        if change.backup:
-            report.backed_up.append((change.path, change.backup))
+        report.add_file(change.path, change.status, change.backup)
         job = self._print(unit.service)
         if change.status == "unchanged":
-            report.unchanged.append(change.path)
             if job is None:
                 self._load(unit.service)
                 report.started.append(unit.service)
@@ -124,7 +117,6 @@ class LaunchdManager(state.RecordedUnits):
                 self._launchctl("kickstart", self._target(unit.service))
                 report.started.append(unit.service)
             return
-        report.written.append(change.path)
         if job is not None:
             self._unload(unit.service)  # launchd reads a plist only when it loads it
             self._load(unit.service)

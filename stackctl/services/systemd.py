@@ -64,19 +64,12 @@ class SystemdManager(state.RecordedUnits):
             if present:
                 self._systemctl("disable", "--now", *present)
             for entry in stale:
-                saved = state.remove_unit(record, entry.path)
-                report.removed.append(entry.path)
-                if saved:
-                    report.backed_up.append((entry.path, saved))
+                report.add_file(entry.path, "removed", state.remove_unit(record, entry.path))
         changed: list[str] = []
         for unit in units:
             change = state.write_unit(record, self.unit_dir / unit.filename, unit, unit.filename)
-            if change.backup:
-                report.backed_up.append((change.path, change.backup))
-            if change.status == "unchanged":
-                report.unchanged.append(change.path)
-            else:
-                report.written.append(change.path)
+            report.add_file(change.path, change.status, change.backup)
+            if change.status != "unchanged":
                 changed.append(unit.filename)
         record.save()
         if report.written or report.removed:
