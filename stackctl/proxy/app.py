@@ -168,10 +168,7 @@ class Proxy:
             backend = route.backend
             backend_name = backend.name
             if backend.params and any(body.get(k) is None for k in backend.params):
-                body = {
-                    **{k: v for k, v in backend.params.items()},
-                    **{k: v for k, v in body.items() if v is not None},
-                }
+                body = {**backend.params, **{k: v for k, v in body.items() if v is not None}}
                 raw = b""
             if backend.mode == "openai_compatible":
                 status = await self.passthrough(kind, route, body, raw, requested, receive, send)

@@ -96,20 +96,22 @@ def escape_specifiers(text: str) -> str:
     return text.replace("%", "%%")
 
 
+def _quoted(text: str) -> str:
+    """`text` as it is, or in double quotes (`\\` and `"` escaped) when it is empty or has
+    spaces, quotes, backslashes or `;`."""
+    if text and not _NEEDS_QUOTES.search(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def exec_arg(what: str, arg: str) -> str:
     """One ExecStart= word: `$` and `%` escaped, quoted when it has spaces or quotes."""
-    arg = escape_specifiers(no_line_breaks(what, arg)).replace("$", "$$")
-    if arg and not _NEEDS_QUOTES.search(arg):
-        return arg
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _quoted(escape_specifiers(no_line_breaks(what, arg)).replace("$", "$$"))
 
 
 def environment(name: str, value: str) -> str:
     """One Environment= assignment, quoted when the value needs it (`$` is literal here)."""
-    text = escape_specifiers(f"{name}={no_line_breaks(name, value)}")
-    if not _NEEDS_QUOTES.search(text):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _quoted(escape_specifiers(f"{name}={no_line_breaks(name, value)}"))
 
 
 def quote_path(path: Path) -> str:
