@@ -26,6 +26,13 @@ MARK = "stackctl"
 OLLAMA_APP = "Ollama.app"
 QUIT_OLLAMA_APP = "osascript -e 'quit app \"Ollama\"'"
 BREW_OLLAMA_LABEL = "homebrew.mxcl.ollama"
+OLLAMA_DEFAULT_PORT = 11434  # where Ollama.app, brew services and install.sh's Ollama serve
+
+
+def fights_other_ollamas(backend: str, ollama_port: int) -> bool:
+    """True when our Ollama serves on Ollama's default port, which every other Ollama takes
+    (so a conflict blocks our stack rather than merely sharing the machine)."""
+    return backend == "ollama" and ollama_port == OLLAMA_DEFAULT_PORT
 
 
 @dataclass

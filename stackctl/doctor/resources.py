@@ -6,16 +6,16 @@ from collections.abc import Iterator
 
 from stackctl import catalog
 from stackctl.doctor.base import GB, Context, Finding, Severity, downloaded
-from stackctl.probe_processes import OLLAMA_APP, QUIT_OLLAMA_APP
+from stackctl.probe_processes import OLLAMA_APP, QUIT_OLLAMA_APP, fights_other_ollamas
 
 ROOM_FOR_VENVS_GB = 10  # Open WebUI's and vLLM's venvs take several GB each (openwebui.md, vllm.md)
 
 
 def check_conflicts(ctx: Context) -> Iterator[Finding]:
-    ours_on_11434 = ctx.backend == "ollama" and ctx.config.ollama.port == 11434
+    blocking = fights_other_ollamas(ctx.backend, ctx.config.ollama.port)
     for conflict in ctx.facts.conflicts:
         yield Finding(
-            "error" if ours_on_11434 else "warn",
+            "error" if blocking else "warn",
             "conflict",
             conflict.detail,
             f"stop it: `{conflict.stop_command}`",

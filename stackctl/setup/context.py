@@ -18,15 +18,13 @@ from typing import TYPE_CHECKING
 from stackctl.config import Config, resolve_backend, resolve_scope
 from stackctl.errors import StackctlError
 from stackctl.paths import Paths, Platform, current_platform, is_root, paths_for
+from stackctl.probe_processes import fights_other_ollamas
 from stackctl.pull import DEFAULT_STALL_SECONDS
 
 if TYPE_CHECKING:
     from stackctl.probe import HostFacts
     from stackctl.services.base import ServiceManager
     from stackctl.stack import Service
-
-
-OLLAMA_DEFAULT_PORT = 11434
 
 
 @dataclass
@@ -77,7 +75,7 @@ class Context:
     def ollama_conflicts(self) -> list:
         """Other Ollamas that would fight ours: they all serve on 11434, Ollama's default, so
         they matter when our Ollama wants that port too."""
-        if self.backend != "ollama" or self.config.ollama.port != OLLAMA_DEFAULT_PORT:
+        if not fights_other_ollamas(self.backend, self.config.ollama.port):
             return []
         return list(self.facts.conflicts)
 
