@@ -8,6 +8,7 @@ next run completes: the checks skip what is already in place.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -91,15 +92,18 @@ class Interrupted(StackctlError):
     exit_code = 130
 
 
-def runs(argv: Sequence[str], *, env: dict[str, str] | None = None) -> Callable[[Progress], None]:
-    """An `apply` that runs one command, its output shown as progress."""
+def command_step(
+    *, description: str, check: Callable[[], bool], argv: Sequence[str], fix: str = ""
+) -> Step:
+    """A step that runs one command, its output shown as progress; `--dry-run` lists that
+    same command."""
 
     def apply(progress: Progress) -> None:
         from stackctl import proc
 
-        proc.stream(argv, on_line=progress.line, env=env)
+        proc.stream(argv, on_line=progress.line)
 
-    return apply
+    return Step(description, check, apply, commands=[shlex.join(argv)], fix=fix)
 
 
 def stdin_is_terminal() -> bool:

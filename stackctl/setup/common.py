@@ -12,7 +12,7 @@ from stackctl import proc
 from stackctl import secrets as sec
 from stackctl.errors import StackctlError
 from stackctl.paths import SERVICE_ACCOUNT
-from stackctl.plan import Progress, Step, runs
+from stackctl.plan import Progress, Step, command_step
 from stackctl.setup.context import Context
 
 NOLOGIN = "/usr/sbin/nologin"
@@ -69,11 +69,10 @@ def account_step(ctx: Context) -> Step:
         "useradd", "--system", "--user-group", "--home-dir", str(ctx.paths.data_dir),
         "--shell", NOLOGIN, SERVICE_ACCOUNT,
     ]  # fmt: skip
-    return Step(
+    return command_step(
         description=f"Create the system account '{SERVICE_ACCOUNT}' the services run as",
         check=lambda: account_ids() is not None,
-        apply=runs(argv),
-        commands=[shlex.join(argv)],
+        argv=argv,
     )
 
 
@@ -179,11 +178,10 @@ def linger_step(ctx: Context) -> Step:
 
     user = ctx.facts.user
     argv = ["loginctl", "enable-linger", user]
-    return Step(
+    return command_step(
         description=f"Keep {user}'s services running after logout (systemd linger)",
         check=lambda: read_linger(user) is True,
-        apply=runs(argv),
-        commands=[shlex.join(argv)],
+        argv=argv,
         fix=f"ask an administrator to run `sudo loginctl enable-linger {user}`",
     )
 

@@ -21,7 +21,7 @@ from stackctl import proc
 from stackctl.errors import CommandFailed, StackctlError
 from stackctl.install_commands import ollama_linux_install
 from stackctl.paths import hf_repo_cache
-from stackctl.plan import Progress, Step, runs
+from stackctl.plan import Progress, Step, command_step
 from stackctl.setup.common import stored_hf_token, venv_commands
 from stackctl.setup.context import Context
 
@@ -147,17 +147,15 @@ def vllm_steps(ctx: Context) -> list[Step]:
 
     download_cmd = f"HF_HOME={hf_home} {shlex.join(download_argv(ctx))}"
     return [
-        Step(
+        command_step(
             description=f"Create vLLM's venv {venv}",
             check=lambda: (venv / "bin/python").exists(),
-            apply=runs(create),
-            commands=[shlex.join(create)],
+            argv=create,
         ),
-        Step(
+        command_step(
             description="Install vLLM into its venv (several GB; takes minutes)",
             check=lambda: not ctx.options.upgrade and (venv / "bin/vllm").exists(),
-            apply=runs(install),
-            commands=[shlex.join(install)],
+            argv=install,
             fix="check the network (PyPI and the PyTorch index)",
         ),
         Step(

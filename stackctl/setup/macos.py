@@ -14,7 +14,7 @@ from pathlib import Path
 from stackctl import proc
 from stackctl.errors import StackctlError
 from stackctl.install_commands import HOMEBREW_INSTALL
-from stackctl.plan import Progress, Step, runs
+from stackctl.plan import Progress, Step, command_step
 from stackctl.setup.context import Context
 
 
@@ -40,21 +40,19 @@ def ollama_steps(ctx: Context) -> list[Step]:
     binary = brew_ollama(ctx)
     install = ["brew", "install", "ollama"]
     steps = [
-        Step(
+        command_step(
             description="Install Ollama with Homebrew (Metal acceleration on Apple Silicon)",
             check=binary.exists,
-            apply=runs(install),
-            commands=[shlex.join(install)],
+            argv=install,
         )
     ]
     if ctx.options.upgrade:
         upgrade = ["brew", "upgrade", "ollama"]
         steps.append(
-            Step(
+            command_step(
                 description="Upgrade Ollama with Homebrew",
                 check=lambda: False,
-                apply=runs(upgrade),
-                commands=[shlex.join(upgrade)],
+                argv=upgrade,
             )
         )
     return steps

@@ -7,11 +7,10 @@ The install takes minutes (torch and friends): its output is shown as progress.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from stackctl.errors import StackctlError
-from stackctl.plan import Step, runs
+from stackctl.plan import Step, command_step
 from stackctl.setup.common import venv_commands
 from stackctl.setup.context import Context
 
@@ -30,11 +29,10 @@ def python_for_openwebui(ctx: Context) -> tuple[str | None, list[Step]]:
         return ctx.facts.python_for_openwebui, []
     if ctx.platform == "macos":
         argv = ["brew", "install", BREW_PYTHON]
-        step = Step(
+        step = command_step(
             description="Install Python 3.12 with Homebrew (Open WebUI needs 3.11 or 3.12)",
             check=lambda: Path(brew_python(ctx)).is_file(),
-            apply=runs(argv),
-            commands=[shlex.join(argv)],
+            argv=argv,
         )
         return brew_python(ctx), [step]
     if ctx.facts.uv_path:
@@ -53,22 +51,20 @@ def openwebui_steps(ctx: Context) -> list[Step]:
     # python None: no suitable Python here, but uv fetches one
     create, install = venv_commands(ctx, venv, python, PACKAGE)
     steps.append(
-        Step(
+        command_step(
             description=f"Create Open WebUI's venv {venv}",
             # pip is the last thing `-m venv` writes: a venv without it was interrupted
             check=lambda: (
                 (venv / "bin/python").exists() and (python is None or (venv / "bin/pip").exists())
             ),
-            apply=runs(create),
-            commands=[shlex.join(create)],
+            argv=create,
         )
     )
     steps.append(
-        Step(
+        command_step(
             description="Install Open WebUI into its venv (pip; takes a few minutes)",
             check=lambda: not ctx.options.upgrade and (venv / "bin/open-webui").exists(),
-            apply=runs(install),
-            commands=[shlex.join(install)],
+            argv=install,
             fix="check the network (pip downloads from PyPI)",
         )
     )
