@@ -193,7 +193,7 @@ def _list_connection(connection, config: Config) -> tuple[list[ModelRow], str | 
     from stackctl.localhttp import Unreachable, get_json
 
     where = f"{connection.name} ({connection.base_url})"
-    key = connection.api_key or (os.environ.get(connection.api_key_env or "") or None)
+    key = connection.key(os.environ)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     ollama = connection.mode == "ollama"
     url = f"{connection.base_url}/api/tags" if ollama else f"{connection.base_url}/models"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,12 @@ class Connection:
     api_key: str | None = None
     api_key_env: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # injected when a request omits them
+
+    def key(self, environ: Mapping[str, str]) -> str | None:
+        """The API key to send: `api_key`, else the `api_key_env` variable's value, else None."""
+        if self.api_key:
+            return self.api_key
+        return (environ.get(self.api_key_env) or None) if self.api_key_env else None
 
 
 @dataclass

@@ -34,14 +34,11 @@ class Backend:
 
     @classmethod
     def from_connection(cls, connection: Any) -> Backend:
-        key = connection.api_key
-        if not key and connection.api_key_env:
-            key = os.environ.get(connection.api_key_env) or None
         return cls(
             name=connection.name,
             mode=connection.mode,
             base_url=connection.base_url.rstrip("/"),
-            api_key=key,
+            api_key=connection.key(os.environ),
             params=dict(connection.params or {}),
         )
 
