@@ -99,15 +99,11 @@ def first_proxy_key(config: Config) -> str | None:
     return keys[0] if keys else None
 
 
-def ensure_proxy_key(config: Config) -> tuple[str | None, bool]:
-    """A key for the proxy when it needs one: the first configured, else one generated into
-    `proxy.api_keys_file`. Returns (key or None when the proxy needs no key, created)."""
-    key = first_proxy_key(config)
-    if key is not None:
-        return key, False
-    if not config.proxy.api_keys_file:
-        return None, False
+def ensure_proxy_key(config: Config) -> None:
+    """Generate a key into `proxy.api_keys_file` when that file is configured and the proxy
+    has no key yet (a configured key is never replaced)."""
+    if first_proxy_key(config) is not None or not config.proxy.api_keys_file:
+        return
     path = Path(config.proxy.api_keys_file).expanduser()
     key = new_token("sk-stackctl-")
     atomic_write(path, f"# stackctl proxy API keys, one a line\n{key}\n", SECRET_MODE)
-    return key, True
