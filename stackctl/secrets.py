@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets as _random
+from collections.abc import Mapping
 from pathlib import Path
 
 from stackctl.config.model import Config
@@ -70,6 +71,13 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
             lines[i] = f"{match.group(1)}={pending.pop(match.group(1))}"
     lines += [f"{name}={value}" for name, value in sorted(pending.items())]
     atomic_write(path, "\n".join(lines) + "\n", SECRET_MODE)
+
+
+def hf_token(secrets_file: Path, environ: Mapping[str, str]) -> str | None:
+    """HF_TOKEN for downloads: the environment's, else the one kept in the secrets file.
+    Raises InsecureSecretFile when others can read that file."""
+    token = environ.get(HF_TOKEN, "").strip()
+    return token or read_env_file(secrets_file).get(HF_TOKEN) or None
 
 
 def read_key_file(path: Path) -> list[str]:

@@ -166,12 +166,10 @@ def check_gated(ctx: Context) -> Iterator[Finding]:
     if model is None or not model.gated or downloaded(ctx, model.hf_id, model):
         return
     from stackctl.errors import StackctlError
-    from stackctl.secrets import HF_TOKEN, read_env_file
+    from stackctl.secrets import hf_token
 
     try:
-        has_token = bool(
-            ctx.env.get(HF_TOKEN) or read_env_file(ctx.paths.secrets_file).get(HF_TOKEN)
-        )
+        has_token = hf_token(ctx.paths.secrets_file, ctx.env) is not None
     except (StackctlError, OSError) as exc:  # e.g. a secrets file others can read
         yield Finding(
             "error", "secrets", exc.format_message() if isinstance(exc, StackctlError) else str(exc)

@@ -255,10 +255,7 @@ def secrets_step(ctx: Context) -> Step:
 
 def stored_hf_token(ctx: Context) -> str | None:
     """HF_TOKEN for downloads: this run's environment, else the one kept in secrets.env."""
-    token = os.environ.get(sec.HF_TOKEN, "").strip()
-    if token:
-        return token
     try:
-        return sec.read_env_file(ctx.paths.secrets_file).get(sec.HF_TOKEN) or None
+        return sec.hf_token(ctx.paths.secrets_file, os.environ)
     except StackctlError:
         return None
