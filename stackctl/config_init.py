@@ -8,6 +8,8 @@ atomically, and an existing one is only replaced with --force, after a backup.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,19 +31,52 @@ class InitResult:
     backup: Path | None  # the previous file's copy (with --force)
 
 
-def render(facts: HostFacts) -> tuple[str, str, str, Model]:
-    """The config text for this host, and the backend, scope and model it chose."""
+def fill_template(
+    *,
+    host_summary: str,
+    backend: str,
+    scope: str,
+    models: Sequence[str],
+    vllm_model: str,
+    vllm_served_name: str,
+) -> str:
+    """The commented stack.yaml with these values (model names double-quoted, so any name
+    stays a string). `config init` and `up` both write it."""
     from stackctl.paths import templates_dir
 
+    template = (templates_dir() / TEMPLATE).read_text(encoding="utf-8")
+    return template.format(
+        host_summary=host_summary,
+        backend=backend,
+        scope=scope,
+        models=", ".join(json.dumps(m) for m in models),
+        vllm_model=vllm_model,
+        vllm_served_name=json.dumps(vllm_served_name),
+    )
+
+
+def check_generated(text: str, path: Path, platform: str) -> None:
+    """Refuse to write generated config text that does not validate (a bug: the template and
+    the values disagree)."""
+    from stackctl.config import validate_text
+
+    _, problems = validate_text(text, str(path), platform)  # type: ignore[arg-type]
+    if problems:
+        raise StackctlError(
+            "the generated config is not valid (please report this):\n  " + "\n  ".join(problems)
+        )
+
+
+def render(facts: HostFacts) -> tuple[str, str, str, Model]:
+    """The config text for this host, and the backend, scope and model it chose."""
     backend = host_backend(facts)
     scope = "system" if facts.is_root else "user"
     model = recommend(facts, backend)
-    template = (templates_dir() / TEMPLATE).read_text(encoding="utf-8")
-    text = template.format(
+    text = fill_template(
         host_summary=describe_host(facts),
         backend=backend,
         scope=scope,
-        models=model.ollama,
+        models=[model.ollama],
         vllm_model=model.hf_id,
         vllm_served_name=model.served_name,
     )
@@ -50,7 +85,6 @@ def render(facts: HostFacts) -> tuple[str, str, str, Model]:
 
 def write_config(path: Path, facts: HostFacts, *, force: bool, backups_dir: Path) -> InitResult:
     """Render, validate and write the config; refuse to replace a file without force."""
-    from stackctl.config import validate_text
     from stackctl.fsutil import atomic_write, backup
 
     if path.exists() and not force:
@@ -59,11 +93,7 @@ def write_config(path: Path, facts: HostFacts, *, force: bool, backups_dir: Path
             "first), or check it with `stackctl config validate`"
         )
     text, backend, scope, model = render(facts)
-    _, problems = validate_text(text, str(path), facts.platform)
-    if problems:  # the template and the probe disagree: a bug, never written
-        raise StackctlError(
-            "the generated config is not valid (please report this):\n  " + "\n  ".join(problems)
-        )
+    check_generated(text, path, facts.platform)
     saved = backup(path, backups_dir) if path.exists() else None
     atomic_write(path, text)
     return InitResult(path, backend, scope, model, saved)

@@ -20,7 +20,7 @@ def test_init_on_a_16gb_mac(fake_bin, monkeypatch, stackctl) -> None:
     assert result.out == f"wrote {path}: backend ollama, scope user, model gemma3:12b\n"
     text = path.read_text()
     assert "for this machine: macOS 14.5 on Apple M2 (arm64), 16 GB unified memory (Metal)" in text
-    assert "\nbackend: ollama\n" in text and "\nmodels: [gemma3:12b]\n" in text
+    assert "\nbackend: ollama\n" in text and '\nmodels: ["gemma3:12b"]\n' in text
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     config = load(path, "macos")
     assert (config.backend, config.scope, config.models) == ("ollama", "user", ["gemma3:12b"])

@@ -83,6 +83,6 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path: Path) -> None:
     init = run([str(venv / "bin" / "stackctl"), "config", "init"], cwd=outside, env=env)
     written = Path(init.stdout.split(": backend")[0].removeprefix("wrote "))
     assert written.is_file() and str(written).startswith(str(home))
-    assert "models: [gemma3:" in written.read_text()
+    assert 'models: ["gemma3:' in written.read_text()
     validated = run([str(venv / "bin" / "stackctl"), "config", "validate"], cwd=outside, env=env)
     assert validated.stdout == f"{written}: ok\n"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from stackctl.config_init import check_generated, fill_template
 from stackctl.fsutil import atomic_write
-from stackctl.paths import templates_dir
 from stackctl.plan import Progress, Step
 from stackctl.setup.context import Context
 
@@ -12,14 +12,13 @@ def config_text(ctx: Context) -> str:
     """A commented stack.yaml for this run (the `config init` template, filled in)."""
     from stackctl.probe import describe_host
 
-    template = (templates_dir() / "stack.yaml.tmpl").read_text(encoding="utf-8")
-    text = template.format(
+    text = fill_template(
         host_summary=describe_host(ctx.facts),
         backend=ctx.backend,
         scope=ctx.scope,
-        models=", ".join(f'"{m}"' for m in ctx.models),
+        models=ctx.models,
         vllm_model=ctx.config.vllm.model,
-        vllm_served_name=f'"{ctx.config.vllm.served_model_name}"',
+        vllm_served_name=ctx.config.vllm.served_model_name,
     )
     if not ctx.config.openwebui.enabled:
         text = text.replace("openwebui:\n  enabled: true", "openwebui:\n  enabled: false", 1)
@@ -31,12 +30,8 @@ def config_step(ctx: Context) -> Step:
     path = ctx.config_path
 
     def apply(progress: Progress) -> None:
-        from stackctl.config import validate_text
-
         text = config_text(ctx)
-        config, problems = validate_text(text, str(path), ctx.platform)
-        if problems or config is None:  # a bug in the template; never write a bad file
-            raise RuntimeError("the generated config is invalid: " + "; ".join(problems))
+        check_generated(text, path, ctx.platform)
         atomic_write(path, text)
         ctx.config.source = path
         progress.note(f"wrote {path}; edit it and run `stackctl up` to change the stack")
