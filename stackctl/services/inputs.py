@@ -15,11 +15,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stackctl import proc
 from stackctl.config import Config, resolve_backend, resolve_scope
 from stackctl.errors import StackctlError
 from stackctl.paths import SERVICE_ACCOUNT, Paths, Platform, Scope, current_platform, paths_for
-from stackctl.probe_tools import read_brew_prefix
+from stackctl.probe_tools import find_ollama, read_brew_prefix
 from stackctl.secrets import HF_TOKEN, OPENWEBUI_PROXY_KEY, WEBUI_ADMIN_PASSWORD, WEBUI_SECRET_KEY
 
 LINUX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # systemd's default
@@ -181,11 +180,11 @@ def _ollama_bin(
         else Path("/usr/local/bin/ollama")
     )
     if look:
-        found = proc.which("ollama")
+        # brew's bin/ may not be on PATH under sudo or in a bare shell
+        brew = str(brew_prefix or DEFAULT_BREW_PREFIX) if platform == "macos" else None
+        found = find_ollama(brew)
         if found:
             return Path(found).absolute()
-        if platform == "macos" and typical.exists():
-            return typical  # brew's bin/ may not be on PATH under sudo or in a bare shell
     return typical if preview or not look else None
 
 

@@ -15,12 +15,13 @@ from stackctl import proc
 from stackctl.errors import StackctlError
 from stackctl.install_commands import HOMEBREW_INSTALL
 from stackctl.plan import Progress, Step, command_step
+from stackctl.services.inputs import DEFAULT_BREW_PREFIX
 from stackctl.setup.context import Context
 
 
 def brew_ollama(ctx: Context) -> Path:
     """Where Homebrew links the ollama binary."""
-    return Path(ctx.facts.brew_prefix or "/opt/homebrew", "bin", "ollama")
+    return Path(ctx.facts.brew_prefix or DEFAULT_BREW_PREFIX, "bin", "ollama")
 
 
 def require_homebrew(ctx: Context) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from stackctl.errors import StackctlError
 from stackctl.plan import Step, command_step
+from stackctl.services.inputs import DEFAULT_BREW_PREFIX
 from stackctl.setup.common import venv_commands
 from stackctl.setup.context import Context
 
@@ -20,7 +21,8 @@ BREW_PYTHON = "python@3.12"
 
 def brew_python(ctx: Context) -> str:
     """Where `brew install python@3.12` puts its interpreter."""
-    return str(Path(ctx.facts.brew_prefix or "/opt/homebrew", "opt", BREW_PYTHON, "bin/python3.12"))
+    prefix = ctx.facts.brew_prefix or DEFAULT_BREW_PREFIX
+    return str(Path(prefix, "opt", BREW_PYTHON, "bin/python3.12"))
 
 
 def python_for_openwebui(ctx: Context) -> tuple[str | None, list[Step]]:
