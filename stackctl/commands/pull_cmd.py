@@ -48,7 +48,7 @@ def pull(app: AppContext, model_names: tuple[str, ...], stall_timeout: float, re
             f"Hugging Face id) and vllm.served_model_name in {app.config_path}, then run "
             "`stackctl up` (it downloads the model)"
         )
-    base_url = f"http://127.0.0.1:{config.ollama.port}"
+    base_url = config.ollama.url
     if installed_models(base_url, timeout=3.0) is None:
         raise StackctlError(
             f"Ollama does not answer at {base_url}: `stackctl status` shows why; "

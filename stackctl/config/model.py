@@ -34,6 +34,11 @@ class OllamaSection:
     port: int = 11434
     env: dict[str, str] = field(default_factory=lambda: {"OLLAMA_KEEP_ALIVE": "30m"})
 
+    @property
+    def url(self) -> str:
+        """Where the stack's Ollama answers (always loopback: the proxy is the only door)."""
+        return f"http://127.0.0.1:{self.port}"
+
 
 @dataclass
 class VllmSection:
@@ -116,6 +121,4 @@ def default_connections(config: Config, backend: Backend) -> list[Connection]:
                 base_url=f"http://127.0.0.1:{config.vllm.port}/v1",
             )
         ]
-    return [
-        Connection(name="ollama", mode="ollama", base_url=f"http://127.0.0.1:{config.ollama.port}")
-    ]
+    return [Connection(name="ollama", mode="ollama", base_url=config.ollama.url)]

@@ -68,10 +68,6 @@ class Context:
         return manager_for(self.config, platform=self.platform, scope=self.scope)  # type: ignore[arg-type]
 
     @property
-    def ollama_url(self) -> str:
-        return f"http://127.0.0.1:{self.config.ollama.port}"
-
-    @property
     def ollama_conflicts(self) -> list:
         """Other Ollamas that would fight ours: they all serve on 11434, Ollama's default, so
         they matter when our Ollama wants that port too."""

@@ -204,7 +204,7 @@ def health_step(ctx: Context) -> Step:
 def _missing_models(ctx: Context) -> list[str]:
     from stackctl.pull import has_model, installed_models
 
-    names = installed_models(ctx.ollama_url, timeout=2.0)
+    names = installed_models(ctx.config.ollama.url, timeout=2.0)
     if names is None:
         return list(ctx.models)
     return [m for m in ctx.models if not has_model(names, m)]
@@ -245,13 +245,13 @@ def pull_step(ctx: Context) -> Step:
 
         progress.end_line()
         for model in _missing_models(ctx):
-            pull_with_bar(ctx.ollama_url, model, stall_seconds=ctx.options.stall_seconds)
+            pull_with_bar(ctx.config.ollama.url, model, stall_seconds=ctx.options.stall_seconds)
         _wait_until_the_proxy_lists(ctx, progress)
 
     return Step(
         description="Pull " + ", ".join(ctx.models) + " into Ollama",
         check=lambda: not _missing_models(ctx),
         apply=apply,
-        commands=[f"POST {ctx.ollama_url}/api/pull {{model: {m}}}" for m in ctx.models],
+        commands=[f"POST {ctx.config.ollama.url}/api/pull {{model: {m}}}" for m in ctx.models],
         fix="`stackctl pull MODEL` resumes a download",
     )
