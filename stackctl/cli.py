@@ -52,13 +52,7 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attribute = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            return None  # a command that has not landed yet
-        return getattr(module, attribute)
+        return getattr(importlib.import_module(module_name), attribute)
 
 
 @dataclass
