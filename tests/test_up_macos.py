@@ -203,7 +203,8 @@ def test_up_installs_ollama_loads_plists_and_pulls(
     assert ollama["StandardOutPath"] == str(isolated_home / "Library/Logs/stackctl/ollama.log")
     proxy = read_plist(agents / "dev.stackctl.proxy.plist")
     assert proxy["ProgramArguments"][1:] == [
-        "-m", "stackctl", "--config", str(running_services["config"]), "proxy", "serve"
+        "-m", "stackctl", "--config", str(running_services["config"]), "proxy", "serve",
+        "--backend", "ollama",
     ]  # fmt: skip
     webui_path = agents / "dev.stackctl.openwebui.plist"
     webui = read_plist(webui_path)

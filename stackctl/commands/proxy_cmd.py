@@ -22,8 +22,14 @@ def proxy() -> None:
     "--host", help="Address to listen on (default: 127.0.0.1, 0.0.0.0 with expose: true)."
 )
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: proxy.port, 4000).")
+@click.option(
+    "--backend",
+    type=click.Choice(["ollama", "vllm"]),
+    help="The backend the default connection points at (default: the config's; the proxy "
+    "service is given the one `stackctl up` installed, so `backend: auto` is not guessed again).",
+)
 @pass_app
-def proxy_serve(app, host: str | None, port: int | None) -> None:
+def proxy_serve(app, host: str | None, port: int | None, backend: str | None) -> None:
     """Serve the OpenAI API on /v1 in front of the configured backends.
 
     This is what the stack's proxy service runs. Point any OpenAI client at
@@ -36,4 +42,6 @@ def proxy_serve(app, host: str | None, port: int | None) -> None:
     from stackctl.proxy.server import serve
 
     config = app.config
+    if backend:
+        config.backend = backend
     serve(config, host=host or config.bind_host, port=port or config.proxy.port)

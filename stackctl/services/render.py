@@ -233,6 +233,10 @@ def _proxy(config: Config, inputs: RenderInputs) -> ServiceSpec:
             str(inputs.config_path),
             "proxy",
             "serve",
+            # what `up` installed: `backend: auto` re-guessed at boot (nvidia-smi on the
+            # unit's PATH, a driver not loaded yet) could point the proxy elsewhere
+            "--backend",
+            inputs.backend,
         ],
         env=defaults,
         secret_names=key_names,
