@@ -17,6 +17,7 @@ from stackctl.setup.common import account_step, ownership_step, secrets_step
 from stackctl.setup.configfile import config_text
 from stackctl.setup.summary import summary_lines
 from tests.conftest import FakeBin
+from tests.ports import free_ports
 
 
 @pytest.fixture
@@ -213,7 +214,11 @@ def test_a_port_taken_by_another_program_stops_the_plan(
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        path = config_file(isolated_home, f"openwebui: {{port: {port}}}\n")
+        ollama, proxy = free_ports(2)  # not 11434 and 4000: those may be taken on a test box
+        path = config_file(
+            isolated_home,
+            f"ollama: {{port: {ollama}}}\nproxy: {{port: {proxy}}}\nopenwebui: {{port: {port}}}\n",
+        )
         result = stackctl("up", "--dry-run")
     assert result.code == 1
     assert result.err.startswith(f"Error: port {port} (openwebui) is taken by ")
