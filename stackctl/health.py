@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,11 +78,12 @@ def _model_ids(body: Any) -> list[str]:
 
 
 def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None) -> Health:
-    """Ask one service whether it is healthy (one request, plus its version when it is)."""
+    """Ask one service whether it is healthy (one request, plus its version when it is).
+    `api_key` is sent as a Bearer token: the proxy's key, or vLLM's VLLM_API_KEY."""
     from stackctl.localhttp import Unreachable
 
     url = service.url + HEALTH_PATHS[service.name]
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key and service.name == "proxy" else {}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     started = time.monotonic()
     try:
         status, body = _get_json(url, headers, timeout)
@@ -96,7 +97,7 @@ def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None)
             health.models = [m.get("name", "") for m in (body or {}).get("models", [])]
             health.version = _version(service.url + "/api/version", timeout)
         elif service.name == "vllm":
-            models_status, models_body = _get_json(service.url + "/v1/models", {}, timeout)
+            models_status, models_body = _get_json(service.url + "/v1/models", headers, timeout)
             if models_status != 200:
                 health.detail = f"/health ok but /v1/models gave HTTP {models_status}"
                 return health
@@ -123,13 +124,16 @@ def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None)
 
 
 def check_all(
-    services: Sequence[Service], *, timeout: float = 2.0, api_key: str | None = None
+    services: Sequence[Service], *, timeout: float = 2.0, api_keys: Mapping[str, str] = {}
 ) -> list[Health]:
-    """Check every service at once, so one that hangs costs `timeout`, not the sum."""
+    """Check every service at once, so one that hangs costs `timeout`, not the sum.
+    `api_keys`: the key to send each service, by name (see secrets.service_api_keys)."""
     if not services:
         return []
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
-        futures = [pool.submit(check, s, timeout=timeout, api_key=api_key) for s in services]
+        futures = [
+            pool.submit(check, s, timeout=timeout, api_key=api_keys.get(s.name)) for s in services
+        ]
         return [f.result() for f in futures]
 
 

@@ -7,6 +7,7 @@ Open WebUI's `WEBUI_SECRET_KEY`, the key Open WebUI uses for the proxy (`OPENAI_
 
 from __future__ import annotations
 
+import os
 import re
 import secrets as _random
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ WEBUI_SECRET_KEY = "WEBUI_SECRET_KEY"
 OPENWEBUI_PROXY_KEY = "OPENAI_API_KEYS"
 HF_TOKEN = "HF_TOKEN"
 WEBUI_ADMIN_PASSWORD = "WEBUI_ADMIN_PASSWORD"
+VLLM_API_KEY = "VLLM_API_KEY"  # optional: vLLM then requires it on /v1 (vllm.md §2)
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
 
@@ -78,6 +80,31 @@ def hf_token(secrets_file: Path, environ: Mapping[str, str]) -> str | None:
     Raises InsecureSecretFile when others can read that file."""
     token = environ.get(HF_TOKEN, "").strip()
     return token or read_env_file(secrets_file).get(HF_TOKEN) or None
+
+
+def stored_secrets(config: Config) -> dict[str, str]:
+    """The secrets file of this config's scope, as NAME=value ({} when it cannot be read,
+    e.g. the system stack's file to someone who is not root)."""
+    from stackctl.config import resolve_scope
+    from stackctl.paths import paths_for
+
+    try:
+        return read_env_file(paths_for(scope=resolve_scope(config)).secrets_file)  # type: ignore[arg-type]
+    except (StackctlError, OSError):
+        return {}
+
+
+def service_api_keys(config: Config) -> dict[str, str]:
+    """The key stackctl sends each of its own services when it checks them: the proxy's
+    first key, and vLLM's VLLM_API_KEY (the environment's, else the secrets file's)."""
+    keys = {}
+    proxy_key = first_proxy_key(config)
+    if proxy_key:
+        keys["proxy"] = proxy_key
+    vllm_key = os.environ.get(VLLM_API_KEY) or stored_secrets(config).get(VLLM_API_KEY)
+    if vllm_key:
+        keys["vllm"] = vllm_key
+    return keys
 
 
 def read_key_file(path: Path) -> list[str]:

@@ -119,14 +119,16 @@ def _row(service: Service, state: ServiceState | None, health: Health) -> Servic
 def collect(scope: StackScope, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
     """Ask the service manager and every service at the same time."""
     from stackctl.health import check
-    from stackctl.secrets import first_proxy_key
+    from stackctl.secrets import service_api_keys
 
     names = [s.name for s in scope.services]
-    key = first_proxy_key(scope.config)
+    keys = service_api_keys(scope.config)
     with ThreadPoolExecutor(max_workers=len(names) + 2) as pool:
         installed = pool.submit(scope.manager.installed_services)
         states = pool.submit(scope.manager.status, names)
-        checks = [pool.submit(check, s, timeout=timeout, api_key=key) for s in scope.services]
+        checks = [
+            pool.submit(check, s, timeout=timeout, api_key=keys.get(s.name)) for s in scope.services
+        ]
         by_name = {state.service: state for state in states.result()}
         rows = [
             _row(s, by_name.get(s.name), c.result())
@@ -193,7 +195,9 @@ def _list_connection(connection, config: Config) -> tuple[list[ModelRow], str | 
     from stackctl.localhttp import Unreachable, get_json
 
     where = f"{connection.name} ({connection.base_url})"
-    key = connection.key(os.environ)
+    from stackctl.secrets import stored_secrets
+
+    key = connection.key({**stored_secrets(config), **os.environ})
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     ollama = connection.mode == "ollama"
     url = f"{connection.base_url}/api/tags" if ollama else f"{connection.base_url}/models"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from stackctl.secrets import read_env_file
@@ -86,6 +87,7 @@ def test_vllm_stack_end_to_end(
     assert status["healthy"] is True and list(rows) == ["vllm", "proxy", "openwebui"]
     assert rows["vllm"]["models"] == ["gemma3:1b"] and rows["vllm"]["version"] == "0.11.0"
     assert rows["proxy"]["port"] == proxy_port and rows["proxy"]["health"] == "ok"
+    assert rows["proxy"]["models"] == ["gemma3:1b"]  # the proxy routes to vLLM, not Ollama
 
     listed = stackctl("models", "--json")
     assert listed.code == 0, listed.err
@@ -167,3 +169,38 @@ def test_a_broken_driver_is_reported(gpu_box: FakeBin, stackctl) -> None:
         "the NVIDIA driver.. Fix the NVIDIA driver (reboot after installing it), or use "
         "--backend ollama\n"
     )
+
+
+@pytest.mark.systemd
+def test_a_vllm_api_key_in_secrets_env_is_used_by_the_proxy_status_and_up(
+    systemd_user, gpu_box: FakeBin, monkeypatch: pytest.MonkeyPatch, stackctl
+) -> None:
+    """An operator who puts VLLM_API_KEY in secrets.env: vLLM (through EnvironmentFile=)
+    then wants it on /v1, and the proxy, up's health wait, status and models all send it."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    _, (vllm_port, proxy_port, _) = write_config(systemd_user.home)
+    secrets = systemd_user.home / ".config/stackctl/secrets.env"
+    secrets.write_text("VLLM_API_KEY=sk-vllm-only-for-the-stack\n")
+    secrets.chmod(0o600)
+
+    result = stackctl("up", "--yes")
+    assert result.code == 0, result.out + result.err
+    vllm = f"http://127.0.0.1:{vllm_port}/v1"
+    assert httpx.get(f"{vllm}/models").status_code == 401  # vLLM itself wants the key
+    chat = httpx.post(
+        f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
+        json={"model": "gemma3:1b", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["choices"][0]["message"]["content"]
+
+    status = json.loads(stackctl("status", "--json").out)
+    rows = {row["service"]: row for row in status["services"]}
+    assert status["healthy"] is True and rows["vllm"]["models"] == ["gemma3:1b"]
+    listed = stackctl("models", "--json")
+    assert listed.code == 0, listed.err
+    assert [m["name"] for m in json.loads(listed.out)["models"]] == ["gemma3:1b"]
+    assert read_env_file(secrets)["VLLM_API_KEY"] == "sk-vllm-only-for-the-stack"  # kept
+    assert stackctl("down").code == 0

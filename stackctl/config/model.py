@@ -119,6 +119,7 @@ def default_connections(config: Config, backend: Backend) -> list[Connection]:
                 name="vllm",
                 mode="openai_compatible",
                 base_url=f"http://127.0.0.1:{config.vllm.port}/v1",
+                api_key_env="VLLM_API_KEY",  # set in secrets.env when vLLM should want a key
             )
         ]
     return [Connection(name="ollama", mode="ollama", base_url=config.ollama.url)]

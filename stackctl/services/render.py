@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stackctl.config import Config
+from stackctl.config import Config, default_connections
 from stackctl.errors import StackctlError
 from stackctl.paths import templates_dir
 from stackctl.services.base import Unit
@@ -221,7 +221,8 @@ def _openwebui(config: Config, inputs: RenderInputs) -> ServiceSpec:
 
 def _proxy(config: Config, inputs: RenderInputs) -> ServiceSpec:
     defaults = {**_base_env(inputs, inputs.python.parent), "PYTHONUNBUFFERED": "1"}
-    key_names = tuple(c.api_key_env for c in config.proxy.connections if c.api_key_env)
+    connections = default_connections(config, inputs.backend)  # type: ignore[arg-type]
+    key_names = tuple(c.api_key_env for c in connections if c.api_key_env)
     return ServiceSpec(
         service="proxy",
         description="stackctl OpenAI-compatible proxy",

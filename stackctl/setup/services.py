@@ -9,7 +9,7 @@ from pathlib import Path
 from stackctl import health
 from stackctl.errors import StackctlError
 from stackctl.plan import Progress, Step
-from stackctl.secrets import first_proxy_key
+from stackctl.secrets import first_proxy_key, service_api_keys
 from stackctl.setup.context import Context
 
 
@@ -124,7 +124,7 @@ def _expected_model(ctx: Context, service: str) -> str | None:
 
 
 def _all_healthy(ctx: Context) -> bool:
-    results = health.check_all(ctx.services, timeout=2.0, api_key=first_proxy_key(ctx.config))
+    results = health.check_all(ctx.services, timeout=2.0, api_keys=service_api_keys(ctx.config))
     return all(h.ok and (_expected_model(ctx, h.service) in (None, *h.models)) for h in results)
 
 
@@ -174,11 +174,12 @@ def health_step(ctx: Context) -> Step:
     """Wait for each service in start order, each with a budget that fits it."""
 
     def apply(progress: Progress) -> None:
+        keys = service_api_keys(ctx.config)
         for service in ctx.services:
             try:
                 result = health.wait_healthy(
                     service,
-                    api_key=first_proxy_key(ctx.config),
+                    api_key=keys.get(service.name),
                     report=progress.line,
                     gave_up=_failed_for_good(ctx, service.name),
                     expect_model=_expected_model(ctx, service.name),
