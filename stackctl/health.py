@@ -124,12 +124,16 @@ def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None)
 
 
 def check_all(
-    services: Sequence[Service], *, timeout: float = 2.0, api_keys: Mapping[str, str] = {}
+    services: Sequence[Service],
+    *,
+    timeout: float = 2.0,
+    api_keys: Mapping[str, str] | None = None,
 ) -> list[Health]:
     """Check every service at once, so one that hangs costs `timeout`, not the sum.
     `api_keys`: the key to send each service, by name (see secrets.service_api_keys)."""
     if not services:
         return []
+    api_keys = api_keys or {}
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
         futures = [
             pool.submit(check, s, timeout=timeout, api_key=api_keys.get(s.name)) for s in services

@@ -13,7 +13,7 @@ import secrets as _random
 from collections.abc import Mapping
 from pathlib import Path
 
-from stackctl.config.model import Config
+from stackctl.config.model import VLLM_API_KEY, Config
 from stackctl.errors import StackctlError
 from stackctl.fsutil import SECRET_MODE, atomic_write, is_private
 
@@ -21,7 +21,6 @@ WEBUI_SECRET_KEY = "WEBUI_SECRET_KEY"
 OPENWEBUI_PROXY_KEY = "OPENAI_API_KEYS"
 HF_TOKEN = "HF_TOKEN"
 WEBUI_ADMIN_PASSWORD = "WEBUI_ADMIN_PASSWORD"
-VLLM_API_KEY = "VLLM_API_KEY"  # optional: vLLM then requires it on /v1 (vllm.md §2)
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
 
@@ -82,16 +81,17 @@ def hf_token(secrets_file: Path, environ: Mapping[str, str]) -> str | None:
     return token or read_env_file(secrets_file).get(HF_TOKEN) or None
 
 
-def stored_secrets(config: Config) -> dict[str, str]:
-    """The secrets file of this config's scope, as NAME=value ({} when it cannot be read,
-    e.g. the system stack's file to someone who is not root)."""
+def services_environment(config: Config) -> dict[str, str]:
+    """What the services see: the secrets file of this config's scope (skipped when it cannot
+    be read, e.g. the system stack's file to someone who is not root), then the environment."""
     from stackctl.config import resolve_scope
     from stackctl.paths import paths_for
 
     try:
-        return read_env_file(paths_for(scope=resolve_scope(config)).secrets_file)  # type: ignore[arg-type]
+        stored = read_env_file(paths_for(scope=resolve_scope(config)).secrets_file)  # type: ignore[arg-type]
     except (StackctlError, OSError):
-        return {}
+        stored = {}
+    return {**stored, **os.environ}
 
 
 def service_api_keys(config: Config) -> dict[str, str]:
@@ -101,7 +101,7 @@ def service_api_keys(config: Config) -> dict[str, str]:
     proxy_key = first_proxy_key(config)
     if proxy_key:
         keys["proxy"] = proxy_key
-    vllm_key = os.environ.get(VLLM_API_KEY) or stored_secrets(config).get(VLLM_API_KEY)
+    vllm_key = services_environment(config).get(VLLM_API_KEY)
     if vllm_key:
         keys["vllm"] = vllm_key
     return keys

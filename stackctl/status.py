@@ -7,6 +7,7 @@ service that hangs costs one timeout, not a stuck command.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -189,15 +190,13 @@ def _tree_size(path: Path) -> int | None:
     return tree_size(path) if path.exists() else None
 
 
-def _list_connection(connection, config: Config) -> tuple[list[ModelRow], str | None]:
-    import os
-
+def _list_connection(
+    connection, config: Config, environ: Mapping[str, str]
+) -> tuple[list[ModelRow], str | None]:
     from stackctl.localhttp import Unreachable, get_json
 
     where = f"{connection.name} ({connection.base_url})"
-    from stackctl.secrets import stored_secrets
-
-    key = connection.key({**stored_secrets(config), **os.environ})
+    key = connection.key(environ)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     ollama = connection.mode == "ollama"
     url = f"{connection.base_url}/api/tags" if ollama else f"{connection.base_url}/models"
@@ -234,9 +233,11 @@ def _hf_cache_size(config: Config) -> int | None:
 def list_models(config: Config) -> ModelList:
     """Every model every backend connection serves, asked concurrently."""
     from stackctl.config import proxy_connections
+    from stackctl.secrets import services_environment
 
     connections = proxy_connections(config)
+    environ = services_environment(config)  # the keys of api_key_env connections
     with ThreadPoolExecutor(max_workers=max(1, len(connections))) as pool:
-        results = list(pool.map(lambda c: _list_connection(c, config), connections))
+        results = list(pool.map(lambda c: _list_connection(c, config, environ), connections))
     rows = [row for found, _ in results for row in found]
     return ModelList(rows, [error for _, error in results if error])

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 Backend = Literal["ollama", "vllm"]
 SECRET_MASK = "********"
+VLLM_API_KEY = "VLLM_API_KEY"  # in secrets.env: vLLM then wants it on /v1 (vllm.md §2)
 
 
 @dataclass
@@ -119,7 +120,7 @@ def default_connections(config: Config, backend: Backend) -> list[Connection]:
                 name="vllm",
                 mode="openai_compatible",
                 base_url=f"http://127.0.0.1:{config.vllm.port}/v1",
-                api_key_env="VLLM_API_KEY",  # set in secrets.env when vLLM should want a key
+                api_key_env=VLLM_API_KEY,
             )
         ]
     return [Connection(name="ollama", mode="ollama", base_url=config.ollama.url)]

@@ -73,9 +73,8 @@ class InstallReport:
         """Count one unit file (status new | changed | unchanged | removed) and its backup."""
         if backup is not None:
             self.backed_up.append((path, backup))
-        {"unchanged": self.unchanged, "removed": self.removed}.get(status, self.written).append(
-            path
-        )
+        by_status = {"unchanged": self.unchanged, "removed": self.removed}
+        by_status.get(status, self.written).append(path)
 
 
 class ServiceManager(Protocol):
