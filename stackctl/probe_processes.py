@@ -221,7 +221,7 @@ def _installer_unit_enabled() -> bool:
     """True when /etc/systemd/system/ollama.service (from ollama's install.sh) is enabled.
 
     install.sh writes the unit and runs `systemctl enable ollama`, which links it into
-    `<target>.wants/` (shared/reference/ollama.md section 8.1). Reading the links needs no
+    `<target>.wants/` (ollama/ollama `scripts/install.sh`, `configure_systemd`). Reading the links needs no
     running systemd.
     """
     units = _paths.system_path("/etc/systemd/system")

@@ -40,7 +40,7 @@ def test_catalogue_has_gemma3_and_other_families() -> None:
 
 
 def test_figures_match_the_ollama_readme() -> None:
-    """Download sizes from ollama's README table (reference/ollama.md section 9)."""
+    """Download sizes from ollama's README model table (ollama/ollama `519b11eba^:README.md`)."""
     sizes = {m.ollama: m.download_gb for m in catalog.family_models("gemma3")}
     assert sizes == {"gemma3:1b": 0.815, "gemma3:4b": 3.3, "gemma3:12b": 8.1, "gemma3:27b": 17}
     assert catalog.find("gemma3:27b").memory_gb == 20  # "needs about 20 GB" (issue 2)

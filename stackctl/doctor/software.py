@@ -10,7 +10,8 @@ from stackctl import catalog
 from stackctl.doctor.base import Context, Finding, Severity, downloaded
 from stackctl.install_commands import ollama_linux_install
 
-# What the proxy uses from Ollama, and the first version that has it (ollama.md section 11).
+# What the proxy uses from Ollama, and the first release tag of ollama/ollama that contains
+# it (found with `git tag --contains` on the change).
 OLLAMA_FEATURES = [
     ((0, 1, 34), "the fix for CVE-2024-37032 (Probllama)"),
     ((0, 8, 0), "streamed tool calls"),

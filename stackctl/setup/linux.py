@@ -7,7 +7,8 @@ manual install from Ollama's docs (docs/linux.mdx, "Manual install": the binary,
 else) and stop.
 
 vLLM: its own venv (`uv pip install vllm --torch-backend=auto` picks the PyTorch build that
-matches the driver, shared/reference/vllm.md §3), then the model downloaded ahead into
+matches the driver: vllm-project/vllm `docs/getting_started/installation/gpu.cuda.inc.md`),
+then the model downloaded ahead into
 HF_HOME with huggingface_hub's CLI from that venv, so the service starts on a warm cache.
 """
 

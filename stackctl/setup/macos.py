@@ -1,7 +1,8 @@
 """macOS steps: Homebrew's Ollama (Metal), and stopping an Ollama that would fight ours.
 
 stackctl runs Ollama from its own LaunchAgent, not `brew services`: brew upgrades overwrite
-brew's plist and it sets env vars of its own (shared/reference/ollama.md §8.2-8.3). The
+brew's plist and it sets env vars of its own (Homebrew/homebrew-core `Formula/o/ollama.rb`
+`service do`; ollama/ollama issues #1501, #3581, #10724). The
 Ollama.app and brew's service both serve on port 11434, so they are stopped (the plan
 lists that step, and `up` asks before applying the plan).
 """

@@ -1,7 +1,8 @@
 """Open WebUI in its own venv: a Python 3.11 or 3.12, the venv, `pip install open-webui`.
 
 Open WebUI pins many dependencies exactly and supports only Python 3.11 and 3.12
-(shared/reference/openwebui.md §1), so it gets a venv of its own under stackctl's data dir.
+(`requires-python = ">= 3.11, < 3.13.0a1"` in open-webui/open-webui `pyproject.toml`), so it
+gets a venv of its own under stackctl's data dir.
 The install takes minutes (torch and friends): its output is shown as progress.
 """
 

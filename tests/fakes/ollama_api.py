@@ -1,4 +1,5 @@
-"""A fake Ollama HTTP server that behaves like the real one (shared/reference/ollama.md).
+"""A fake Ollama HTTP server that behaves like the real one (ollama/ollama `docs/api.md`,
+`server/routes.go`, `api/types.go`).
 
 Run it: `python -m tests.fakes.ollama_api [--host H] [--port P] [--state-dir DIR]` (host and
 port default to OLLAMA_HOST, read like real Ollama), or `main([...])` from a fake `ollama

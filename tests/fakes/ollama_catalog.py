@@ -1,6 +1,6 @@
 """Models the fake Ollama knows: realistic sizes, families and capabilities.
 
-Sizes of gemma3 follow Ollama's README table (shared/reference/ollama.md §9); capabilities
+Sizes of gemma3 follow Ollama's README model table (ollama/ollama `519b11eba^:README.md`); capabilities
 follow what the real models report in /api/show (gemma3 has no tools, 1b no vision).
 """
 

@@ -1,4 +1,5 @@
-"""A fake OpenAI-compatible server that behaves like vLLM's (shared/reference/vllm.md §2).
+"""A fake OpenAI-compatible server that behaves like vLLM's (vllm-project/vllm
+`vllm/entrypoints/openai/api_server.py`: /health, /v1/models, /version, chat and completions).
 
 Run it: `python -m tests.fakes.openai_backend [MODEL] --host H --port P --served-model-name N
 [--api-key K] [--max-model-len L] [--state-dir D]` (other `vllm serve` flags are accepted and
