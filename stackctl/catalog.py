@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from stackctl.backend import auto_backend
 from stackctl.config.model import Config
+from stackctl.output import GIB, gb
 
 if TYPE_CHECKING:
     from stackctl.probe import HostFacts
 
 CATALOGUE_FILE = Path(__file__).parent / "data" / "models.yaml"
-GIB = 1024**3
 APPLE_SMALL_FRACTION = 2 / 3  # Metal's working-set limit up to 32 GiB of RAM
 APPLE_LARGE_FRACTION = 3 / 4  # ... and above
 APPLE_LARGE_FROM = 32 * GIB
@@ -88,13 +89,6 @@ class Budget:
             " of RAM" if self.kind == "ram" else ""
         )
         return f"{has}, about {gb(self.gib)} GB of it {usable[self.kind]}"
-
-
-def gb(value: float) -> str:
-    """A size for people: whole numbers from 10 up, one decimal below."""
-    if value >= 10 or float(value).is_integer():
-        return f"{value:.0f}"
-    return f"{value:.1f}"
 
 
 @functools.cache
@@ -158,16 +152,12 @@ def fits(model: Model, facts: HostFacts, backend: str) -> bool:
 
 
 def recommend(facts: HostFacts, backend: str | None = None, family: str | None = None) -> Model:
-    """The largest model of the family that fits this host, else the family's smallest."""
-    backend = backend or host_backend(facts)
+    """The largest model of the family that fits this host, else the family's smallest
+    (on the given backend, else the one `backend: auto` means on this host)."""
+    backend = backend or auto_backend(facts.platform, facts.gpus)
     candidates = family_models(family)
     fitting = [m for m in candidates if fits(m, facts, backend)]
     return fitting[-1] if fitting else candidates[0]
-
-
-def host_backend(facts: HostFacts) -> Literal["ollama", "vllm"]:
-    """What backend: auto means here: vLLM on Linux with an NVIDIA GPU, else Ollama."""
-    return "vllm" if facts.platform == "linux" and facts.gpus else "ollama"
 
 
 def default_models(config: Config, backend: str) -> list[str]:

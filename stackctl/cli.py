@@ -21,7 +21,8 @@ from stackctl import __version__
 from stackctl.errors import ExitCode
 
 if TYPE_CHECKING:
-    from stackctl.config import Config
+    from stackctl.config.model import Config
+    from stackctl.stack import Overrides, Stack
 
 # command name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
@@ -70,6 +71,12 @@ class AppContext:
 
             self._config = config.load(self.config_path, required=self.config_given)
         return self._config
+
+    def stack(self, overrides: Overrides | None = None) -> Stack:
+        """The stack the config describes on this machine (flags in `overrides`)."""
+        from stackctl.stack import resolve_stack
+
+        return resolve_stack(self.config, self.config_path, overrides=overrides)
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stackctl.catalog import Model, host_backend, recommend
+from stackctl.backend import auto_backend
+from stackctl.catalog import Model, recommend
 from stackctl.errors import StackctlError
 from stackctl.probe import HostFacts, describe_host
 
@@ -69,7 +70,7 @@ def check_generated(text: str, path: Path, platform: str) -> None:
 
 def render(facts: HostFacts) -> tuple[str, str, str, Model]:
     """The config text for this host, and the backend, scope and model it chose."""
-    backend = host_backend(facts)
+    backend = auto_backend(facts.platform, facts.gpus)
     scope = "system" if facts.is_root else "user"
     model = recommend(facts, backend)
     text = fill_template(

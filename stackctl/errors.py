@@ -18,6 +18,7 @@ class ExitCode(enum.IntEnum):
     ERROR = 1
     USAGE = 2
     DEGRADED = 3  # `status`: the stack runs but something in it is not healthy
+    INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
 
 
 class StackctlError(click.ClickException):

@@ -1,13 +1,15 @@
 """Is each service of the stack answering? Quick concurrent checks, and patient waits.
 
-What "healthy" means per service (see shared/reference): Ollama answers `GET /api/tags`;
-vLLM answers `GET /health` (empty 200) and then lists its model on `GET /v1/models`; the proxy
-lists models on `GET /v1/models`; Open WebUI answers `GET /health` with `{"status": true}`.
+What "healthy" means for each service, and how long `up` waits for it, is in its registry
+entry (`stackctl.registry`): Ollama answers `GET /api/tags`; vLLM answers
+`GET /health` (empty 200) and then lists its model on `GET /v1/models`; the proxy lists
+models on `GET /v1/models`; Open WebUI answers `GET /health` with `{"status": true}`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,24 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from stackctl.output import rough_duration
+from stackctl.registry import HealthCheck, info, label
 from stackctl.stack import Service
 
-LABELS = {"ollama": "Ollama", "vllm": "vLLM", "proxy": "the proxy", "openwebui": "Open WebUI"}
-HEALTH_PATHS = {
-    "ollama": "/api/tags",
-    "vllm": "/health",
-    "proxy": "/v1/models",
-    "openwebui": "/health",
-}
-# How long `up` waits for each service. Open WebUI's first start downloads its embedding
-# model (~90 s seen, shared/reference/peers.md §3.12); vLLM loads weights and may compile
-# kernels ("several minutes on Hopper", shared/reference/vllm.md §3).
-BUDGETS = {"ollama": 60.0, "vllm": 1200.0, "proxy": 30.0, "openwebui": 600.0}
+__all__ = ["Health", "NotHealthy", "budget_for", "check", "check_all", "label", "wait_healthy"]
+
 REPORT_EVERY = 10.0  # seconds between "still waiting" lines while the answer stays the same
-WHY_SLOW = {
-    "vllm": "loading the model takes minutes",
-    "openwebui": "its first start downloads an embedding model",
-}
 
 
 @dataclass
@@ -46,11 +37,6 @@ class Health:
     latency_ms: float | None = None
     version: str | None = None
     models: list[str] = field(default_factory=list)
-
-
-def label(service: str) -> str:
-    """A service's name as people say it."""
-    return LABELS.get(service, service)
 
 
 def _get_json(url: str, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
@@ -71,18 +57,23 @@ def _version(url: str, timeout: float) -> str | None:
     return None
 
 
-def _model_ids(body: Any) -> list[str]:
+def _model_ids(body: Any, shape: str) -> list[str]:
+    """The model names in an Ollama `/api/tags` or an OpenAI `/v1/models` answer."""
+    if shape == "ollama":
+        return [m.get("name", "") for m in (body or {}).get("models", [])]
     if isinstance(body, dict) and isinstance(body.get("data"), list):
         return [str(m.get("id")) for m in body["data"] if isinstance(m, dict)]
     return []
 
 
 def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None) -> Health:
-    """Ask one service whether it is healthy (one request, plus its version when it is).
-    `api_key` is sent as a Bearer token: the proxy's key, or vLLM's VLLM_API_KEY."""
+    """Ask one service whether it is healthy (one request, plus its model list and version
+    when its registry entry names them). `api_key` is sent as a Bearer token: the proxy's
+    key, or vLLM's VLLM_API_KEY."""
     from stackctl.localhttp import Unreachable
 
-    url = service.url + HEALTH_PATHS[service.name]
+    spec: HealthCheck = info(service.name).health
+    url = service.url + spec.path
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     started = time.monotonic()
     try:
@@ -93,26 +84,22 @@ def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None)
     if status != 200:
         return health
     try:
-        if service.name == "ollama":
-            health.models = [m.get("name", "") for m in (body or {}).get("models", [])]
-            health.version = _version(service.url + "/api/version", timeout)
-        elif service.name == "vllm":
-            models_status, models_body = _get_json(service.url + "/v1/models", headers, timeout)
-            if models_status != 200:
-                health.detail = f"/health ok but /v1/models gave HTTP {models_status}"
-                return health
-            health.models = _model_ids(models_body)
-            health.version = _version(service.url + "/version", timeout)
-        elif service.name == "proxy":
-            health.models = _model_ids(body)
+        if spec.expect is not None and body != spec.expect:
+            health.detail = f"answered {body!r}, not {json.dumps(spec.expect)}"
+            return health
+        if spec.models_path is not None:
+            if spec.models_path != spec.path:
+                status, body = _get_json(service.url + spec.models_path, headers, timeout)
+                if status != 200:
+                    health.detail = f"{spec.path} ok but {spec.models_path} gave HTTP {status}"
+                    return health
+            health.models = _model_ids(body, spec.models_shape)
+        if spec.version_is_stackctl:
             from stackctl import __version__
 
-            health.version = __version__  # the proxy is this very package
-        elif service.name == "openwebui":
-            if not (isinstance(body, dict) and body.get("status") is True):
-                health.detail = f'answered {body!r}, not {{"status": true}}'
-                return health
-            health.version = _version(service.url + "/api/version", timeout)
+            health.version = __version__
+        elif spec.version_path is not None:
+            health.version = _version(service.url + spec.version_path, timeout)
     except Unreachable as exc:
         health.detail = exc.reason
         return health
@@ -130,7 +117,7 @@ def check_all(
     api_keys: Mapping[str, str] | None = None,
 ) -> list[Health]:
     """Check every service at once, so one that hangs costs `timeout`, not the sum.
-    `api_keys`: the key to send each service, by name (see secrets.service_api_keys)."""
+    `api_keys`: the key to send each service, by name (see Stack.service_api_keys)."""
     if not services:
         return []
     api_keys = api_keys or {}
@@ -143,7 +130,7 @@ def check_all(
 
 def budget_for(service: str) -> float:
     """Seconds `up` waits for a service; STACKCTL_HEALTH_BUDGET (seconds) caps them all."""
-    budget = BUDGETS.get(service, 60.0)
+    budget = info(service).budget
     cap = os.environ.get("STACKCTL_HEALTH_BUDGET")
     if cap:
         with contextlib.suppress(ValueError):
@@ -159,10 +146,6 @@ class NotHealthy(Exception):
         self.waited = waited
         self.reason = reason
         super().__init__(f"{label(health.service)} is not healthy: {health.detail}")
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.0f}m" if seconds >= 120 else f"{seconds:.0f}s"
 
 
 def wait_healthy(
@@ -182,7 +165,7 @@ def wait_healthy(
     budget = budget_for(service.name) if budget is None else budget
     started = time.monotonic()
     delay = 0.1
-    why = WHY_SLOW.get(service.name, "")
+    why = info(service.name).why_slow
     last_report: tuple[str, float] = ("", -REPORT_EVERY)
     while True:
         health = check(service, timeout=min(5.0, max(1.0, budget / 10)), api_key=api_key)
@@ -202,7 +185,7 @@ def wait_healthy(
             # a new answer, or a sign of life every few seconds: not a line per poll
             last_report = (health.detail, waited)
             note = f"waiting for {label(service.name)} at {health.url}: {health.detail}"
-            note += f" ({_duration(waited)} of up to {_duration(budget)}"
+            note += f" ({rough_duration(waited)} of up to {rough_duration(budget)}"
             report(note + (f"; {why})" if why else ")"))
         time.sleep(min(delay, max(0.0, budget - waited)))
         delay = min(delay * 1.5, 3.0)

@@ -84,11 +84,11 @@ def _user_dirs(platform: Platform) -> dict[str, Path]:
         }
     from platformdirs.unix import Unix
 
-    dirs = Unix(APP)
+    unix = Unix(APP)
     return {
-        "config": Path(dirs.user_config_dir),
-        "data": Path(dirs.user_data_dir),
-        "logs": Path(dirs.user_log_dir),
+        "config": Path(unix.user_config_dir),
+        "data": Path(unix.user_data_dir),
+        "logs": Path(unix.user_log_dir),
     }
 
 

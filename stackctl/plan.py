@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import click
 
-from stackctl.errors import CommandFailed, StackctlError, stderr_tail
+from stackctl.errors import CommandFailed, ExitCode, StackctlError, stderr_tail
+from stackctl.output import StatusLine
 
 AGAIN = "run `stackctl up` again to finish (steps already done are kept)"
 
@@ -30,7 +31,7 @@ class Progress:
 
     def __init__(self, terminal: bool | None = None):
         self.terminal = sys.stdout.isatty() if terminal is None else terminal
-        self._open_line = False
+        self._status = StatusLine(self.terminal)
 
     def note(self, text: str) -> None:
         """A line worth keeping, e.g. "ollama serve is up"."""
@@ -45,16 +46,13 @@ class Progress:
         if self.terminal:
             width = 100
             shown = text if len(text) <= width else text[: width - 1] + "…"
-            click.echo(f"\r\x1b[2K      {shown}", nl=False)
-            self._open_line = True
+            self._status.show(f"      {shown}")
         else:
             click.echo(f"      | {text}")
 
     def end_line(self) -> None:
         """Finish an overwritten status line before printing something else."""
-        if self._open_line:
-            click.echo("\r\x1b[2K", nl=False)
-            self._open_line = False
+        self._status.end()
 
 
 @dataclass
@@ -89,7 +87,7 @@ class StepFailed(StackctlError):
 class Interrupted(StackctlError):
     """Ctrl-C during a step; the next `up` completes the work."""
 
-    exit_code = 130
+    exit_code = ExitCode.INTERRUPTED
 
 
 def command_step(

@@ -10,7 +10,6 @@ installed tools (Homebrew, Ollama, vLLM, Open WebUI, Python) in `stackctl.probe_
 
 from __future__ import annotations
 
-import functools
 import getpass
 import platform as _platform
 import re
@@ -22,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from stackctl import paths as _paths
 from stackctl import proc
+from stackctl.backend import chosen_backend
+from stackctl.probe_nvidia import GPU_QUERY, Gpu, parse_gpu_csv, read_gpus, read_nvidia_header
 from stackctl.probe_processes import Conflict, Listener, read_conflicts, read_listeners
 from stackctl.probe_tools import (  # TIMEOUT: nvidia-smi can take seconds on a cold driver
     TIMEOUT,
@@ -32,24 +33,28 @@ from stackctl.probe_tools import (  # TIMEOUT: nvidia-smi can take seconds on a 
     read_ollama_version,
     read_venv_version,
 )
+from stackctl.registry import stack_services
 
 if TYPE_CHECKING:
-    from stackctl.config import Config
-    from stackctl.paths import Paths, Platform
+    from stackctl.config.model import Config
+    from stackctl.paths import Paths
+    from stackctl.types import Backend, Platform
 
 __all__ = [
+    "GPU_QUERY",
     "Conflict",
     "Gpu",
     "HostFacts",
     "Listener",
     "find_ollama",
     "find_python_for_openwebui",
-    "has_nvidia_gpu",
+    "parse_gpu_csv",
     "parse_ollama_version",
     "probe",
     "probe_machine",
     "probe_memory",
     "read_brew_prefix",
+    "read_gpus",
     "read_listeners",
     "read_ollama_version",
     "read_venv_version",
@@ -59,16 +64,6 @@ __all__ = [
 OS_RELEASE = Path("/etc/os-release")
 CPUINFO = Path("/proc/cpuinfo")
 SYSTEMD_MARKER = Path("/run/systemd/system")  # exists when PID 1 is systemd (sd_booted(3))
-
-
-@dataclass
-class Gpu:
-    """One NVIDIA GPU, as nvidia-smi reports it."""
-
-    name: str
-    memory_total_mib: int
-    memory_used_mib: int
-    driver_version: str
 
 
 @dataclass
@@ -167,65 +162,6 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-# --- NVIDIA -------------------------------------------------------------------------------
-
-GPU_QUERY = [
-    "nvidia-smi",
-    "--query-gpu=name,memory.total,memory.used,driver_version",
-    "--format=csv,noheader,nounits",
-]
-
-
-def read_gpus() -> list[Gpu]:
-    """The NVIDIA GPUs (empty without nvidia-smi or when it fails)."""
-    if not proc.which("nvidia-smi"):
-        return []
-    return parse_gpu_csv(proc.output(GPU_QUERY, timeout=TIMEOUT) or "")
-
-
-def parse_gpu_csv(text: str) -> list[Gpu]:
-    """Rows like `NVIDIA GeForce RTX 4090, 24564, 1, 550.54.15` (MiB, no units)."""
-    gpus = []
-    for line in text.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 4:
-            continue
-        name, total, used, driver = parts
-        gpus.append(Gpu(name, _int(total), _int(used), driver))
-    return gpus
-
-
-def _int(text: str) -> int:
-    return int(text) if text.isdigit() else 0
-
-
-def read_nvidia_header() -> tuple[str | None, str | None]:
-    """(CUDA version, error) from plain `nvidia-smi`, whose header reads `CUDA Version: 12.4`."""
-    if not proc.which("nvidia-smi"):
-        return None, None
-    result = proc.run(["nvidia-smi"], check=False, timeout=TIMEOUT)
-    if not result.ok:
-        # e.g. "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver"
-        message = (result.stdout + result.stderr).strip().splitlines()
-        return None, message[0] if message else f"exit code {result.code}"
-    match = re.search(r"CUDA Version:\s*([0-9.]+)", result.stdout)
-    return (match.group(1) if match else None), None
-
-
-@functools.cache
-def has_nvidia_gpu() -> bool:
-    """True when `nvidia-smi -L` lists at least one GPU.
-
-    Asked once per process: `backend: auto` is resolved while loading the config and again
-    by the command, and nvidia-smi can take seconds when the driver is cold.
-    (Tests call `has_nvidia_gpu.cache_clear()` when they change the fakes.)
-    """
-    if not proc.which("nvidia-smi"):
-        return False
-    listing = proc.output(["nvidia-smi", "-L"], timeout=TIMEOUT)
-    return bool(listing and "GPU" in listing)
-
-
 # --- services, tools and installs ---------------------------------------------------------
 
 
@@ -307,18 +243,16 @@ def probe_machine(platform: Platform | None = None) -> HostFacts:
     return facts
 
 
-def models_dir(config: Config, paths: Paths, backend: str) -> Path:
+def models_dir(config: Config, paths: Paths, backend: Backend) -> Path:
     """Where the backend keeps models: HF_HOME for vLLM, OLLAMA_MODELS or Ollama's default."""
     if backend == "vllm":
         return Path(config.vllm.env.get("HF_HOME", paths.hf_home))
     return Path(config.ollama.env.get("OLLAMA_MODELS", paths.ollama_models)).expanduser()
 
 
-def probe(config: Config, paths: Paths) -> HostFacts:
-    """Every fact, for `doctor` and `up`. Slow pieces run concurrently."""
-    from stackctl.config import resolve_backend
-    from stackctl.stack import stack_services
-
+def probe(config: Config, paths: Paths, backend: Backend | None = None) -> HostFacts:
+    """Every fact, for `doctor` and `up`, about the stack this config runs with `backend`
+    (None: the one the config's setting means on this host). Slow pieces run concurrently."""
     platform = paths.platform
     with ThreadPoolExecutor(max_workers=6) as pool:
         brew = pool.submit(read_brew_prefix)
@@ -331,7 +265,7 @@ def probe(config: Config, paths: Paths) -> HostFacts:
         facts = machine.result()
         ollama = find_ollama(brew_prefix)
         version = pool.submit(read_ollama_version, ollama, config.ollama.port) if ollama else None
-        backend = resolve_backend(config, facts=facts)
+        backend = backend or chosen_backend(config.backend, platform, facts.gpus)
         ports = [s.port for s in stack_services(config, backend)]
         facts.ports = read_listeners(ports)
         facts.brew_prefix = brew_prefix
@@ -352,7 +286,7 @@ def probe(config: Config, paths: Paths) -> HostFacts:
 
 def describe_host(facts: HostFacts) -> str:
     """One line for people: 'macOS 14.5 on Apple M2 (arm64), 16 GB unified memory'."""
-    from stackctl.catalog import GIB, gb
+    from stackctl.output import GIB, gb
 
     ram = gb(facts.ram_total / GIB)
     system = f"{facts.os_name} {facts.os_version}".strip()

@@ -1,6 +1,7 @@
 """Pulling models into Ollama with a real progress bar, stall detection and retries.
 
-Ollama's `POST /api/pull` streams one JSON object a line (shared/reference/ollama.md §5):
+Ollama's `POST /api/pull` streams one JSON object a line (ollama/ollama `server/images.go`
+`PullModel`, `api/types.go` `ProgressResponse`):
 `{"status": "pulling <digest12>", "digest", "total", "completed"}` about every 60 ms per layer,
 then "verifying sha256 digest", "writing manifest", "success". A failure arrives as HTTP 200
 and then an `{"error": ...}` line. Progress is summed per digest over the layers. Pulls stall
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import click
 
 from stackctl.errors import StackctlError
+from stackctl.output import StatusLine, duration, human_bytes
 
 # The defaults of `stackctl pull` and `up` live here, and the command modules import them at
 # --help time: so asyncio (~25 ms) is imported inside the functions that stream, not above.
@@ -64,28 +66,12 @@ class PullState:
             self.layers[digest] = (int(event.get("completed") or 0), int(event["total"]))
 
 
-def human_bytes(count: float) -> str:
-    """Bytes as people read them: 815.3 MB, 17.4 GB."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(count) < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"
-
-
-def _eta(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.0f}h{seconds % 3600 / 60:02.0f}m"
-    if seconds >= 60:
-        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
-    return f"{seconds:.0f}s"
-
-
 class ProgressBar:
     """Renders a PullState: one line rewritten in place on a terminal, milestones in a log."""
 
     def __init__(self, terminal: bool | None = None, width: int = 24):
         self.terminal = sys.stdout.isatty() if terminal is None else terminal
+        self._status = StatusLine(self.terminal)
         self.width = width
         self.samples: deque[tuple[float, int]] = deque(maxlen=50)
         self._last_draw = 0.0
@@ -112,7 +98,7 @@ class ProgressBar:
         )
         rate = self.rate()
         if rate > 0:
-            text += f"  {human_bytes(rate)}/s  ETA {_eta((state.total - state.completed) / rate)}"
+            text += f"  {human_bytes(rate)}/s  ETA {duration((state.total - state.completed) / rate)}"
         return text
 
     def __call__(self, state: PullState) -> None:
@@ -124,7 +110,7 @@ class ProgressBar:
         self._last_status = state.status
         if self.terminal:
             if status_changed or now - self._last_draw >= 0.1:
-                click.echo(f"\r\x1b[2K  {self.line(state)}", nl=False)
+                self._status.show(f"  {self.line(state)}")
                 self._last_draw = now
             return
         tenth = int(state.completed * 10 / state.total) if state.total else -1
@@ -136,13 +122,14 @@ class ProgressBar:
 
     def note(self, text: str) -> None:
         """A message between progress lines (a retry, the end of a pull)."""
-        if self.terminal:
-            click.echo("\r\x1b[2K", nl=False)
+        self._status.end()
         click.echo(f"  {text}")
 
     def finish(self) -> None:
+        """Keep the last bar on screen and move below it."""
         if self.terminal:
             click.echo("")
+        self._status.open = False
 
 
 async def _next_line(lines, timeout: float) -> str | None:
@@ -174,7 +161,9 @@ async def _pull_once(
                 try:
                     return await _follow(lines, state, stall_seconds, on_update)
                 finally:
-                    await lines.aclose()
+                    # an async generator (httpx's typing says AsyncIterator): close it now,
+                    # not when it is collected
+                    await lines.aclose()  # type: ignore[attr-defined]
         except httpx.TransportError as exc:
             raise PullFailed(
                 f"cannot reach Ollama at {base_url} to pull {state.model} ({exc.__class__.__name__}): "

@@ -7,20 +7,38 @@ Open WebUI's `WEBUI_SECRET_KEY`, the key Open WebUI uses for the proxy (`OPENAI_
 
 from __future__ import annotations
 
-import os
 import re
 import secrets as _random
 from collections.abc import Mapping
 from pathlib import Path
 
-from stackctl.config.model import VLLM_API_KEY, Config
+from stackctl.config.model import ProxySection
 from stackctl.errors import StackctlError
 from stackctl.fsutil import SECRET_MODE, atomic_write, is_private
+from stackctl.secret_names import (
+    HF_TOKEN,
+    OPENWEBUI_PROXY_KEY,
+    VLLM_API_KEY,
+    WEBUI_ADMIN_PASSWORD,
+    WEBUI_SECRET_KEY,
+)
 
-WEBUI_SECRET_KEY = "WEBUI_SECRET_KEY"
-OPENWEBUI_PROXY_KEY = "OPENAI_API_KEYS"
-HF_TOKEN = "HF_TOKEN"
-WEBUI_ADMIN_PASSWORD = "WEBUI_ADMIN_PASSWORD"
+__all__ = [
+    "HF_TOKEN",
+    "OPENWEBUI_PROXY_KEY",
+    "VLLM_API_KEY",
+    "WEBUI_ADMIN_PASSWORD",
+    "WEBUI_SECRET_KEY",
+    "InsecureSecretFile",
+    "ensure_proxy_key",
+    "hf_token",
+    "new_token",
+    "proxy_api_keys",
+    "read_env_file",
+    "read_key_file",
+    "services_environment",
+    "write_env_file",
+]
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
 
@@ -81,30 +99,14 @@ def hf_token(secrets_file: Path, environ: Mapping[str, str]) -> str | None:
     return token or read_env_file(secrets_file).get(HF_TOKEN) or None
 
 
-def services_environment(config: Config) -> dict[str, str]:
-    """What the services see: the secrets file of this config's scope (skipped when it cannot
-    be read, e.g. the system stack's file to someone who is not root), then the environment."""
-    from stackctl.config import resolve_scope
-    from stackctl.paths import paths_for
-
+def services_environment(secrets_file: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """What the services see: the secrets file (skipped when it cannot be read, e.g. the
+    system stack's file to someone who is not root), then the environment."""
     try:
-        stored = read_env_file(paths_for(scope=resolve_scope(config)).secrets_file)  # type: ignore[arg-type]
+        stored = read_env_file(secrets_file)
     except (StackctlError, OSError):
         stored = {}
-    return {**stored, **os.environ}
-
-
-def service_api_keys(config: Config) -> dict[str, str]:
-    """The key stackctl sends each of its own services when it checks them: the proxy's
-    first key, and vLLM's VLLM_API_KEY (the environment's, else the secrets file's)."""
-    keys = {}
-    proxy_key = first_proxy_key(config)
-    if proxy_key:
-        keys["proxy"] = proxy_key
-    vllm_key = services_environment(config).get(VLLM_API_KEY)
-    if vllm_key:
-        keys["vllm"] = vllm_key
-    return keys
+    return {**stored, **environ}
 
 
 def read_key_file(path: Path) -> list[str]:
@@ -120,25 +122,19 @@ def read_key_file(path: Path) -> list[str]:
     return keys
 
 
-def proxy_api_keys(config: Config) -> list[str]:
+def proxy_api_keys(proxy: ProxySection) -> list[str]:
     """Every key the proxy accepts: `proxy.api_keys` plus those in `proxy.api_keys_file`."""
-    keys = list(config.proxy.api_keys)
-    if config.proxy.api_keys_file:
-        keys += read_key_file(Path(config.proxy.api_keys_file).expanduser())
+    keys = list(proxy.api_keys)
+    if proxy.api_keys_file:
+        keys += read_key_file(Path(proxy.api_keys_file).expanduser())
     return keys
 
 
-def first_proxy_key(config: Config) -> str | None:
-    """The key stackctl itself (and Open WebUI) uses for the proxy; None when it has none."""
-    keys = proxy_api_keys(config)
-    return keys[0] if keys else None
-
-
-def ensure_proxy_key(config: Config) -> None:
+def ensure_proxy_key(proxy: ProxySection) -> None:
     """Generate a key into `proxy.api_keys_file` when that file is configured and the proxy
     has no key yet (a configured key is never replaced)."""
-    if first_proxy_key(config) is not None or not config.proxy.api_keys_file:
+    if proxy_api_keys(proxy) or not proxy.api_keys_file:
         return
-    path = Path(config.proxy.api_keys_file).expanduser()
+    path = Path(proxy.api_keys_file).expanduser()
     key = new_token("sk-stackctl-")
     atomic_write(path, f"# stackctl proxy API keys, one a line\n{key}\n", SECRET_MODE)

@@ -1,34 +1,175 @@
-"""Which services make up the stack, in dependency order, and where they listen."""
+"""Which stack is this? One resolution, shared by every command.
+
+`resolve_stack(config, config_path, facts=…, overrides=…)` answers the questions each
+command used to answer for itself: the platform, the scope, the backend (`auto` resolved by
+the one rule in `stackctl.backend`), the locations, the services with their ports and URLs,
+the connections the proxy serves, and the secrets. The result, a `Stack`, is immutable:
+`up`, `doctor`, `status`, `units`, `proxy serve` and `down` take one and read from it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from stackctl.config import Config, resolve_backend
+from stackctl import secrets
+from stackctl.backend import chosen_backend
+from stackctl.config.model import SECRET_MASK, Config, Connection, default_connections
+from stackctl.paths import Paths, current_platform, default_scope, paths_for
+from stackctl.registry import Service, stack_services
+from stackctl.types import Backend, Platform, Scope
 
-SERVICES = ("ollama", "vllm", "proxy", "openwebui")
+__all__ = [
+    "Overrides",
+    "Service",
+    "Stack",
+    "effective_config",
+    "resolve_backend",
+    "resolve_scope",
+    "resolve_stack",
+    "stack_services",
+]
+
+if TYPE_CHECKING:
+    from stackctl.probe import HostFacts
+    from stackctl.services.base import ServiceManager
+
+def resolve_backend(config: Config, platform: Platform, facts: HostFacts | None = None) -> Backend:
+    """The backend this config means here: `auto` decided by the GPUs the probe's `facts`
+    found, or (without facts) by asking nvidia-smi once."""
+    if config.backend != "auto":
+        return config.backend
+    if facts is not None:
+        return chosen_backend("auto", platform, facts.gpus)
+    from stackctl.probe_nvidia import read_gpus
+
+    return chosen_backend("auto", platform, read_gpus() if platform == "linux" else [])
+
+
+def resolve_scope(config: Config) -> Scope:
+    """The configured scope, else system for root and user otherwise."""
+    return config.scope or default_scope()
 
 
 @dataclass(frozen=True)
-class Service:
-    """One service of the stack: its name, the port it listens on and the host it binds."""
+class Overrides:
+    """What a command's flags say over the config: `up --backend/--scope`, `proxy serve
+    --backend`, `units render --platform/--scope`."""
 
-    name: str  # ollama | vllm | proxy | openwebui
-    port: int
-    host: str
+    platform: Platform | None = None
+    scope: Scope | None = None
+    backend: Backend | None = None
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The stack one config describes on one host, resolved (see the module docstring)."""
+
+    config: Config
+    config_path: Path
+    platform: Platform
+    scope: Scope
+    backend: Backend
+    paths: Paths
+    services: tuple[Service, ...]
+    connections: tuple[Connection, ...]
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+
+    def service(self, name: str) -> Service | None:
+        """One service of this stack, or None when the stack does not run it."""
+        return next((s for s in self.services if s.name == name), None)
 
     @property
-    def url(self) -> str:
-        host = "127.0.0.1" if self.host == "0.0.0.0" else self.host
-        return f"http://{host}:{self.port}"
+    def service_names(self) -> list[str]:
+        return [s.name for s in self.services]
+
+    @functools.cached_property
+    def manager(self) -> ServiceManager:
+        """The service manager for this platform and scope (launchd or systemd)."""
+        from stackctl.services.managers import manager_for
+
+        return manager_for(self.paths)
+
+    # --- secrets ----------------------------------------------------------------------------
+
+    @property
+    def services_environment(self) -> dict[str, str]:
+        """What the services see: this scope's secrets file (skipped when it cannot be read,
+        e.g. the system stack's file to someone who is not root), then the environment."""
+        return secrets.services_environment(self.paths.secrets_file, self.environ)
+
+    @property
+    def proxy_api_keys(self) -> list[str]:
+        """Every key the proxy accepts: `proxy.api_keys` plus those in its keys file (read
+        each time: `up` writes that file part way through)."""
+        return secrets.proxy_api_keys(self.config.proxy)
+
+    @property
+    def first_proxy_key(self) -> str | None:
+        """The key stackctl itself (and Open WebUI) uses for the proxy; None without keys."""
+        keys = self.proxy_api_keys
+        return keys[0] if keys else None
+
+    @property
+    def service_api_keys(self) -> dict[str, str]:
+        """The key stackctl sends each of its own services when it checks them: the proxy's
+        first key, and vLLM's VLLM_API_KEY (the environment's, else the secrets file's)."""
+        keys = {}
+        proxy_key = self.first_proxy_key
+        if proxy_key:
+            keys["proxy"] = proxy_key
+        vllm_key = self.services_environment.get(secrets.VLLM_API_KEY)
+        if vllm_key:
+            keys["vllm"] = vllm_key
+        return keys
 
 
-def stack_services(config: Config, backend: str | None = None) -> list[Service]:
-    """The services of this config's stack, backend first, Open WebUI last (start order)."""
-    backend = backend or resolve_backend(config)
-    services = [Service(backend, config.backend_port(backend), "127.0.0.1")]  # type: ignore[arg-type]
-    if config.proxy.enabled:
-        services.append(Service("proxy", config.proxy.port, config.bind_host))
-    if config.openwebui.enabled:
-        services.append(Service("openwebui", config.openwebui.port, config.bind_host))
-    return services
+def resolve_stack(
+    config: Config,
+    config_path: Path | str | None = None,
+    *,
+    facts: HostFacts | None = None,
+    overrides: Overrides | None = None,
+) -> Stack:
+    """The stack this config describes on this host (the module docstring says what that is).
+
+    `facts`: the host probe's, when the caller has them (their GPUs decide `backend: auto`
+    without asking nvidia-smi again). `config_path`: the file the services are started with
+    (default: where the config came from, else this scope's stack.yaml)."""
+    overrides = overrides or Overrides()
+    platform = overrides.platform or (facts.platform if facts else current_platform())
+    scope = overrides.scope or resolve_scope(config)
+    backend = overrides.backend or resolve_backend(config, platform, facts)
+    paths = paths_for(platform, scope)
+    path = Path(config_path) if config_path else (config.source or paths.config_file)
+    return Stack(
+        config=config,
+        config_path=path,
+        platform=platform,
+        scope=scope,
+        backend=backend,
+        paths=paths,
+        services=tuple(stack_services(config, backend)),
+        connections=tuple(default_connections(config, backend)),
+    )
+
+
+def effective_config(stack: Stack) -> dict[str, Any]:
+    """The config as `config show` prints it: defaults merged, `auto` resolved for this host,
+    the models `up` would pull, the proxy's connections, secrets masked."""
+    from stackctl.catalog import default_models
+
+    config = stack.config
+    data = config.to_dict(mask_secrets=True)
+    data["backend"] = stack.backend
+    data["scope"] = stack.scope
+    data["models"] = (
+        config.models if config.models is not None else default_models(config, stack.backend)
+    )
+    data["proxy"]["connections"] = [
+        {**vars(c), "api_key": SECRET_MASK if c.api_key else None} for c in stack.connections
+    ]
+    return data

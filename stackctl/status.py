@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 from stackctl.errors import ExitCode
 
 if TYPE_CHECKING:
-    from stackctl.config import Config
+    from stackctl.config.model import Connection
     from stackctl.health import Health
-    from stackctl.services.base import ServiceManager, ServiceState
-    from stackctl.stack import Service
+    from stackctl.services.base import ServiceState
+    from stackctl.stack import Service, Stack
 
 CHECK_TIMEOUT = 2.0  # seconds per health check; they run at once
 
@@ -72,26 +72,6 @@ class StackStatus:
         }
 
 
-@dataclass
-class StackScope:
-    """Which stack to look at: its config, backend, services and service manager."""
-
-    config: Config
-    backend: str
-    services: list[Service]
-    manager: ServiceManager
-
-
-def stack_scope(config: Config) -> StackScope:
-    """The stack a config describes, on this machine."""
-    from stackctl.config import resolve_backend
-    from stackctl.services import manager_for
-    from stackctl.stack import stack_services
-
-    backend = resolve_backend(config)
-    return StackScope(config, backend, stack_services(config, backend), manager_for(config))
-
-
 def _uptime(state: ServiceState) -> float | None:
     if state.since is None or state.state != "active":
         return None
@@ -117,23 +97,23 @@ def _row(service: Service, state: ServiceState | None, health: Health) -> Servic
     )
 
 
-def collect(scope: StackScope, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
+def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
     """Ask the service manager and every service at the same time."""
     from stackctl.health import check
-    from stackctl.secrets import service_api_keys
 
-    names = [s.name for s in scope.services]
-    keys = service_api_keys(scope.config)
+    names: list[str] = list(stack.service_names)
+    keys = stack.service_api_keys
+    manager = stack.manager
     with ThreadPoolExecutor(max_workers=len(names) + 2) as pool:
-        installed = pool.submit(scope.manager.installed_services)
-        states = pool.submit(scope.manager.status, names)
+        installed = pool.submit(manager.installed_services)
+        states = pool.submit(manager.status, names)
         checks = [
-            pool.submit(check, s, timeout=timeout, api_key=keys.get(s.name)) for s in scope.services
+            pool.submit(check, s, timeout=timeout, api_key=keys.get(s.name)) for s in stack.services
         ]
         by_name = {state.service: state for state in states.result()}
         rows = [
             _row(s, by_name.get(s.name), c.result())
-            for s, c in zip(scope.services, checks, strict=True)
+            for s, c in zip(stack.services, checks, strict=True)
         ]
         is_installed = bool(installed.result())
     message = "" if is_installed else "the stack is not installed: run `stackctl up`"
@@ -142,7 +122,7 @@ def collect(scope: StackScope, *, timeout: float = CHECK_TIMEOUT) -> StackStatus
 
 def problems(status: StackStatus) -> list[str]:
     """One line per unhealthy service, with the command that tells why."""
-    from stackctl.health import label
+    from stackctl.registry import label
 
     lines = []
     for row in status.rows:
@@ -191,7 +171,7 @@ def _tree_size(path: Path) -> int | None:
 
 
 def _list_connection(
-    connection, config: Config, environ: Mapping[str, str]
+    connection: Connection, stack: Stack, environ: Mapping[str, str]
 ) -> tuple[list[ModelRow], str | None]:
     from stackctl.localhttp import Unreachable, get_json
 
@@ -215,29 +195,25 @@ def _list_connection(
     rows = []
     for model_id in ids:
         size = None
-        if model_id == config.vllm.served_model_name and connection.name == "vllm":
-            size = _hf_cache_size(config)
+        if model_id == stack.config.vllm.served_model_name and connection.name == "vllm":
+            size = _hf_cache_size(stack)
         rows.append(ModelRow(model_id, size, where))
     return rows, None
 
 
-def _hf_cache_size(config: Config) -> int | None:
-    from stackctl.config import resolve_scope
-    from stackctl.paths import hf_repo_cache, paths_for
+def _hf_cache_size(stack: Stack) -> int | None:
+    from stackctl.paths import hf_repo_cache
     from stackctl.probe import models_dir
 
-    paths = paths_for(scope=resolve_scope(config))  # type: ignore[arg-type]
-    return _tree_size(hf_repo_cache(models_dir(config, paths, "vllm"), config.vllm.model))
+    config = stack.config
+    return _tree_size(hf_repo_cache(models_dir(config, stack.paths, "vllm"), config.vllm.model))
 
 
-def list_models(config: Config) -> ModelList:
+def list_models(stack: Stack) -> ModelList:
     """Every model every backend connection serves, asked concurrently."""
-    from stackctl.config import proxy_connections
-    from stackctl.secrets import services_environment
-
-    connections = proxy_connections(config)
-    environ = services_environment(config)  # the keys of api_key_env connections
+    connections = stack.connections
+    environ = stack.services_environment  # the keys of api_key_env connections
     with ThreadPoolExecutor(max_workers=max(1, len(connections))) as pool:
-        results = list(pool.map(lambda c: _list_connection(c, config, environ), connections))
+        results = list(pool.map(lambda c: _list_connection(c, stack, environ), connections))
     rows = [row for found, _ in results for row in found]
     return ModelList(rows, [error for _, error in results if error])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stackctl import plan
-from tests.conftest import FakeBin
+from tests.fakes.installer import FakeBin
 
 
 def make_user_stack(home: Path) -> dict[str, Path]:

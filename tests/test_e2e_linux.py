@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FakeBin
+from tests.fakes.installer import FakeBin
 from tests.ports import free_ports
 from tests.systemd_user import SystemdUser
 

@@ -17,10 +17,10 @@ from stackctl.config import load
 from stackctl.errors import StackctlError
 from stackctl.paths import paths_for
 from stackctl.secrets import write_env_file
-from stackctl.services import manager_for
 from stackctl.services.inputs import inputs_for_host
 from stackctl.services.launchd import job_state, parse_print, tail
 from stackctl.services.render import render_units
+from stackctl.stack import resolve_stack
 
 UID = os.getuid()
 GUI = f"gui/{UID}"
@@ -42,7 +42,7 @@ class Mac:
 
     def units(self):
         config = load(self.config_path)
-        inputs = inputs_for_host(config, self.config_path)
+        inputs = inputs_for_host(resolve_stack(config, self.config_path))
         inputs = dataclasses.replace(inputs, ollama_bin=Path("/opt/homebrew/bin/ollama"))
         return config, render_units(config, inputs)
 
@@ -67,7 +67,7 @@ def mac(fake_bin, isolated_home, monkeypatch, tmp_path) -> Mac:
 
 def first_install(mac: Mac):
     config, units = mac.units()
-    manager = manager_for(config)
+    manager = resolve_stack(config).manager
     report = manager.install(units)
     mac.fakes.clear_calls()
     return manager, report
@@ -75,7 +75,7 @@ def first_install(mac: Mac):
 
 def test_install_bootstraps_each_job_in_start_order(mac):
     config, units = mac.units()
-    report = manager_for(config).install(units)
+    report = resolve_stack(config).manager.install(units)
     expected = []
     for service in STACK:
         expected += [
@@ -169,7 +169,7 @@ def test_stop_start_restart_commands(mac, stackctl):
         ["launchctl", "bootout", f"{GUI}/dev.stackctl.{s}"] for s in reversed(STACK)
     ]
     assert all(mac.plist(s).exists() for s in STACK)  # loaded again at the next login
-    status = manager_for(load(mac.config_path)).status(["ollama"])[0]
+    status = resolve_stack(load(mac.config_path)).manager.status(["ollama"])[0]
     assert (status.installed, status.state, status.sub_state) == (True, "inactive", "not loaded")
 
     mac.fakes.clear_calls()
@@ -214,7 +214,7 @@ def test_no_gui_session_says_what_to_do(mac):
     config, units = mac.units()
     mac.fakes.scenario(launchctl_failures={"bootstrap": [125]})
     with pytest.raises(StackctlError) as failure:
-        manager_for(config).install(units)
+        resolve_stack(config).manager.install(units)
     assert failure.value.format_message() == (
         f"`launchctl bootstrap {GUI} {mac.plist('ollama')}` failed with exit code 125:\n"
         "    Bootstrap failed: 125: Domain does not support specified action\n"
@@ -255,7 +255,7 @@ def test_system_scope_runs_as_the_sudo_user(mac, monkeypatch):
     monkeypatch.setenv("SUDO_USER", "nobody")  # an account that exists on this Linux box
     config, units = mac.units()
     daemons = mac.home / "Library/LaunchDaemons"
-    manager_for(config).install(units)
+    resolve_stack(config).manager.install(units)
     assert mac.calls()[:3] == [
         ["launchctl", "print", "system/dev.stackctl.ollama"],
         ["launchctl", "enable", "system/dev.stackctl.ollama"],

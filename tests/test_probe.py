@@ -78,7 +78,7 @@ def test_nvidia_driver_that_fails_is_a_fact(fake_bin, monkeypatch, tmp_path) -> 
     facts = probe.probe_machine()
     assert facts.gpus == [] and facts.cuda_version is None
     assert facts.nvidia_error == message
-    assert not probe.has_nvidia_gpu()
+    assert not probe.read_gpus()
 
 
 def test_linux_without_nvidia_smi(fake_bin, monkeypatch, tmp_path) -> None:
@@ -86,7 +86,7 @@ def test_linux_without_nvidia_smi(fake_bin, monkeypatch, tmp_path) -> None:
     facts = probe.probe_machine()
     assert (facts.os_name, facts.os_version) == ("Debian GNU/Linux", "12")
     assert facts.gpus == [] and facts.cuda_version is None and facts.nvidia_error is None
-    assert not probe.has_nvidia_gpu()
+    assert not probe.read_gpus()
 
 
 def test_this_machine_probes_without_fakes(monkeypatch) -> None:

@@ -10,13 +10,13 @@ import time
 import httpx
 import openai
 import pytest
-from fakes.asgi_server import ServerThread
-from fakes.ollama_api import FakeOllama
-from fakes.openai_backend import FakeOpenAIBackend
 
 from stackctl.config.model import Config, Connection
 from stackctl.proxy.app import create_app
 from stackctl.proxy.upstream import Backend
+from tests.fakes.asgi_server import ServerThread
+from tests.fakes.ollama_api import FakeOllama
+from tests.fakes.openai_backend import FakeOpenAIBackend
 from tests.ports import free_port
 
 VLLM_KEY = "sk-vllm-secret"

@@ -12,12 +12,12 @@ import time
 import httpx
 import openai
 import pytest
-from fakes.asgi_server import ServerThread
-from fakes.ollama_api import FakeOllama
 
 from stackctl.config.model import Config
 from stackctl.proxy.app import create_app
 from stackctl.proxy.upstream import Backend
+from tests.fakes.asgi_server import ServerThread
+from tests.fakes.ollama_api import FakeOllama
 
 WEATHER = {
     "type": "function",

@@ -1,7 +1,7 @@
 """The fake Ollama and the fake OpenAI-compatible backend behave like the real servers.
 
 Other tests (and other fakes, like `ollama serve`) rely on these shapes, so they are pinned
-here against shared/reference/ollama.md and vllm.md.
+here against Ollama's `docs/api.md` and vLLM's OpenAI-compatible server.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakes.ollama_api import FakeOllama, read_requests
-from fakes.ollama_state import host_allowed, parse_ollama_host
-from fakes.openai_backend import FakeOpenAIBackend
+
+from tests.fakes.ollama_api import FakeOllama, read_requests
+from tests.fakes.ollama_state import host_allowed, parse_ollama_host
+from tests.fakes.openai_backend import FakeOpenAIBackend
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,13 +8,13 @@ from array import array
 import httpx
 import openai
 import pytest
-from fakes.asgi_server import ServerThread
-from fakes.ollama_api import FakeOllama
-from fakes.ollama_inference import embedding
 
 from stackctl.config.model import Config
 from stackctl.proxy.app import create_app
 from stackctl.proxy.upstream import Backend
+from tests.fakes.asgi_server import ServerThread
+from tests.fakes.ollama_api import FakeOllama
+from tests.fakes.ollama_inference import embedding
 
 KEY = "sk-stackctl-test-key"
 

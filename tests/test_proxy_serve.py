@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from fakes.ollama_api import FakeOllama
 
 from stackctl.proxy.server import is_loopback
+from tests.fakes.ollama_api import FakeOllama
 from tests.ports import free_port
 
 

@@ -11,8 +11,6 @@ import json
 
 import httpx
 import pytest
-from fakes.asgi_server import ServerThread
-from fakes.ollama_api import FakeOllama
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +20,8 @@ from stackctl.proxy.app import create_app
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.upstream import Backend
 from stackctl.proxy.validate import parse_body
+from tests.fakes.asgi_server import ServerThread
+from tests.fakes.ollama_api import FakeOllama
 
 JSON = st.recursive(
     st.none()

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from stackctl.output import human_bytes
 from stackctl.pull import (
     ProgressBar,
     PullFailed,
     PullState,
-    human_bytes,
     installed_models,
     pull_model,
     pull_with_bar,

@@ -16,8 +16,8 @@ import pytest
 from stackctl import health
 from stackctl.config import Config
 from stackctl.services.base import ServiceState
-from stackctl.stack import Service
-from stackctl.status import StackScope, collect, problems
+from stackctl.stack import Service, Stack, resolve_stack
+from stackctl.status import collect, problems
 from tests.fakes.ollama_api import FakeOllama
 from tests.fakes.openai_backend import FakeOpenAIBackend
 from tests.ports import free_port, wait_for_port
@@ -207,15 +207,17 @@ class StubManager:
         ]
 
 
-def scope_for(ollama_port: int, webui_port: int, states: dict[str, str]) -> StackScope:
+def scope_for(ollama_port: int, webui_port: int, states: dict[str, str]) -> Stack:
     config = Config(backend="ollama")
     config.proxy.enabled = False
     config.ollama.port, config.openwebui.port = ollama_port, webui_port
-    services = [
+    stack = resolve_stack(config)
+    assert stack.services == (
         Service("ollama", ollama_port, "127.0.0.1"),
         Service("openwebui", webui_port, "127.0.0.1"),
-    ]
-    return StackScope(config, "ollama", services, StubManager(states))  # type: ignore[arg-type]
+    )
+    stack.__dict__["manager"] = StubManager(states)  # seeds the cached_property
+    return stack
 
 
 def test_status_all_healthy_is_exit_0(ollama: FakeOllama, openwebui: int) -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from stackctl.config import load
-from stackctl.services import manager_for
 from stackctl.services.inputs import inputs_for_host
 from stackctl.services.render import render_units
+from stackctl.stack import resolve_stack
 from tests.ports import free_port
 
 pytestmark = pytest.mark.systemd
@@ -103,7 +103,7 @@ class Stack:
 
     def units(self):
         config = load(self.config_path)
-        inputs = inputs_for_host(config, self.config_path)
+        inputs = inputs_for_host(resolve_stack(config, self.config_path))
         inputs = dataclasses.replace(
             inputs, ollama_bin=self.bin_dir / "ollama", python=self.bin_dir / "python"
         )
@@ -132,7 +132,7 @@ def systemctl_calls(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_install_start_crash_restart_stop_uninstall(stack, systemd_user, stackctl, caplog):
     caplog.set_level(logging.INFO, logger="stackctl.proc")
     config, units = stack.units()
-    manager = manager_for(config)
+    manager = resolve_stack(config).manager
     assert [u.filename for u in units] == [
         "stackctl-ollama.service",
         "stackctl-proxy.service",
@@ -229,7 +229,7 @@ def test_install_start_crash_restart_stop_uninstall(stack, systemd_user, stackct
 
 def test_hand_edit_is_shown_by_units_diff_and_backed_up(stack, systemd_user, stackctl):
     config, units = stack.units()
-    manager = manager_for(config)
+    manager = resolve_stack(config).manager
     manager.install(units)
     unit = systemd_user.unit_dir / "stackctl-proxy.service"
     original = unit.read_text()
@@ -257,7 +257,7 @@ def test_failed_start_and_logs_follow(stack, systemd_user, stackctl):
     (stack.bin_dir / "python").write_text(
         f"#!{sys.executable}\nimport sys\nprint('proxy cannot start: bad key file', flush=True)\nsys.exit(3)\n"
     )
-    manager = manager_for(config)
+    manager = resolve_stack(config).manager
     manager.install(units)
     # between a crash and its restart (RestartSec=3) systemd keeps the exit status
     systemd_user.wait_for("stackctl-proxy.service", lambda s: s["SubState"] == "auto-restart")
@@ -289,7 +289,7 @@ def test_failed_start_and_logs_follow(stack, systemd_user, stackctl):
 
 
 def test_status_of_services_that_are_not_installed(systemd_user, stackctl, tmp_path):
-    manager = manager_for(load(None))
+    manager = resolve_stack(load(None)).manager
     states = manager.status(["ollama", "proxy"])
     assert [(s.service, s.unit, s.installed, s.state) for s in states] == [
         ("ollama", "stackctl-ollama.service", False, "not-installed"),

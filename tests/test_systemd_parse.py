@@ -8,8 +8,9 @@ import pytest
 
 from stackctl.config import Config
 from stackctl.errors import StackctlError
-from stackctl.services import manager_for
+from stackctl.paths import paths_for
 from stackctl.services.inputs import inputs_for_golden
+from stackctl.services.managers import manager_for
 from stackctl.services.render import render_units
 from stackctl.services.systemd import parse_state, parse_timestamp
 
@@ -91,7 +92,7 @@ def test_no_user_manager_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(empty))
     units = render_units(Config(backend="ollama"), inputs_for_golden("linux", "user"))
     with pytest.raises(StackctlError) as failure:
-        manager_for(Config(backend="ollama"), platform="linux").install(units)
+        manager_for(paths_for("linux", "user")).install(units)
     assert failure.value.format_message() == (
         "cannot reach your systemd user manager (Failed to connect to bus: No such file or "
         "directory): run stackctl in a login session, or keep the manager running without one "

@@ -19,6 +19,7 @@ from stackctl.secrets import write_env_file
 from stackctl.services.inputs import inputs_for_golden, inputs_for_host
 from stackctl.services.render import render_units
 from stackctl.services.units_systemd import environment, exec_arg
+from stackctl.stack import resolve_stack
 
 # launchd.plist(5): every top-level key and the type it takes
 LAUNCHD_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -258,13 +259,15 @@ def test_inputs_for_host_finds_the_real_things(tmp_path, monkeypatch, isolated_h
     (bin_dir / "ollama").write_text("#!/bin/sh\n")
     (bin_dir / "ollama").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    inputs = inputs_for_host(Config(backend="ollama"), "stack.yaml")
+    inputs = inputs_for_host(resolve_stack(Config(backend="ollama"), "stack.yaml"))
     assert (inputs.platform, inputs.scope, inputs.backend) == ("linux", "user", "ollama")
     assert inputs.ollama_bin == bin_dir / "ollama"
     assert inputs.python == Path(sys.executable)
     assert inputs.config_path == Path.cwd() / "stack.yaml"
     assert inputs.home == isolated_home and inputs.secrets == {}
-    system = inputs_for_host(Config(backend="ollama", scope="system"), "/etc/stackctl/stack.yaml")
+    system = inputs_for_host(
+        resolve_stack(Config(backend="ollama", scope="system"), "/etc/stackctl/stack.yaml")
+    )
     assert (system.user, system.group, system.home) == (
         "stackctl",
         "stackctl",
@@ -274,7 +277,7 @@ def test_inputs_for_host_finds_the_real_things(tmp_path, monkeypatch, isolated_h
     monkeypatch.setenv("PATH", "/nonexistent")
     config = Config(backend="ollama")
     with pytest.raises(StackctlError) as failure:
-        render_units(config, inputs_for_host(config, "stack.yaml"))
+        render_units(config, inputs_for_host(resolve_stack(config, "stack.yaml")))
     assert failure.value.format_message() == (
         "cannot find the ollama executable (not on PATH, nor in Homebrew's bin): run "
         "`stackctl up` to install it"

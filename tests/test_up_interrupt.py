@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import stackctl.setup as setup_package
+import stackctl.setup.steps as setup_package
 from stackctl.plan import Progress
-from tests.conftest import FakeBin
+from tests.fakes.installer import FakeBin
 from tests.ports import free_ports
 
 pytestmark = pytest.mark.systemd

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from stackctl.secrets import read_env_file
-from tests.conftest import FakeBin
+from tests.fakes.installer import FakeBin
 from tests.fakes.ollama_api import FakeOllama
 from tests.fakes.openai_backend import FakeOpenAIBackend
 from tests.ports import free_ports, wait_for_port

@@ -12,11 +12,12 @@ import yaml
 from stackctl.config import Config, load
 from stackctl.plan import Progress
 from stackctl.secrets import read_env_file
-from stackctl.setup import UpOptions, build_steps, resolve_context
+from stackctl.setup import UpOptions, resolve_context
 from stackctl.setup.common import account_step, ownership_step, secrets_step
 from stackctl.setup.configfile import config_text
+from stackctl.setup.steps import build_steps
 from stackctl.setup.summary import summary_lines
-from tests.conftest import FakeBin
+from tests.fakes.installer import FakeBin
 from tests.ports import free_ports
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from stackctl.secrets import read_env_file
-from tests.conftest import FakeBin
+from tests.fakes.installer import FakeBin
 from tests.ports import free_ports
 
 RTX_4090 = {"name": "NVIDIA GeForce RTX 4090", "memory_total_mib": 24564}

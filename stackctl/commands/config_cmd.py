@@ -34,9 +34,9 @@ def config_show(app: AppContext, json_: bool) -> None:
 
     Example: stackctl config show --json
     """
-    from stackctl.config import effective
+    from stackctl.stack import effective_config
 
-    data = effective(app.config)
+    data = effective_config(app.stack())
     if json_:
         from stackctl.output import print_json
 

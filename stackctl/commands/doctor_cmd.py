@@ -63,7 +63,7 @@ def render(report: Report) -> str:
 
 def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
     """What doctor shows about the host, in words."""
-    from stackctl.catalog import GIB, gb
+    from stackctl.output import GIB, gb
 
     def found(value: str | None, missing: str = "not found") -> str:
         return value if value else missing

@@ -26,14 +26,12 @@ def down(app: AppContext, purge: bool, yes: bool) -> None:
       stackctl down
       stackctl down --purge          # then: pip uninstall stackctl
     """
+    from stackctl.output import human_bytes
     from stackctl.plan import confirm
-    from stackctl.pull import human_bytes
-    from stackctl.services import manager_for
     from stackctl.setup import teardown
 
-    config = app.config
-    manager = manager_for(config)
-    paths = manager.paths
+    stack = app.stack()
+    config, manager, paths = stack.config, stack.manager, stack.paths
     removed = manager.uninstall()
     if removed:
         click.echo("Stopped and removed:")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from stackctl.cli import pass_app
+from stackctl.cli import AppContext, pass_app
+
+if TYPE_CHECKING:
+    from stackctl.types import Backend
 
 
 @click.group(name="proxy")
@@ -29,7 +34,9 @@ def proxy() -> None:
     "service is given the one `stackctl up` installed, so `backend: auto` is not guessed again).",
 )
 @pass_app
-def proxy_serve(app, host: str | None, port: int | None, backend: str | None) -> None:
+def proxy_serve(
+    app: AppContext, host: str | None, port: int | None, backend: Backend | None
+) -> None:
     """Serve the OpenAI API on /v1 in front of the configured backends.
 
     This is what the stack's proxy service runs. Point any OpenAI client at
@@ -40,8 +47,14 @@ def proxy_serve(app, host: str | None, port: int | None, backend: str | None) ->
       stackctl --config ~/.config/stackctl/stack.yaml proxy serve --port 4000
     """
     from stackctl.proxy.server import serve
+    from stackctl.stack import Overrides
 
-    config = app.config
-    if backend:
-        config.backend = backend
-    serve(config, host=host or config.bind_host, port=port or config.proxy.port)
+    stack = app.stack(Overrides(backend=backend))
+    config = stack.config
+    serve(
+        config,
+        host=host or config.bind_host,
+        port=port or config.proxy.port,
+        connections=stack.connections,
+        keys=stack.proxy_api_keys,
+    )

@@ -7,17 +7,20 @@ import click
 from stackctl.cli import AppContext, pass_app
 from stackctl.pull import DEFAULT_RETRIES, DEFAULT_STALL_SECONDS, STALL_ENV
 
-
-@click.command(name="pull")
-@click.argument("model_names", metavar="MODEL...", nargs=-1, required=True)
-@click.option(
+# `up` pulls too: both read the option and STACKCTL_PULL_STALL_TIMEOUT the same way
+stall_timeout_option = click.option(
     "--stall-timeout",
     type=click.FloatRange(min=0.1),
     default=DEFAULT_STALL_SECONDS,
     show_default=True,
     envvar=STALL_ENV,
-    help="Seconds without progress before the download is asked for again (it resumes).",
+    help="Seconds without progress before a model download is asked for again (it resumes).",
 )
+
+
+@click.command(name="pull")
+@click.argument("model_names", metavar="MODEL...", nargs=-1, required=True)
+@stall_timeout_option
 @click.option(
     "--retries",
     type=click.IntRange(min=0),
@@ -37,12 +40,12 @@ def pull(app: AppContext, model_names: tuple[str, ...], stall_timeout: float, re
       stackctl pull gemma3:12b
       stackctl pull llama3.2 qwen3:8b
     """
-    from stackctl.config import resolve_backend
     from stackctl.errors import StackctlError
     from stackctl.pull import installed_models, pull_with_bar
 
-    config = app.config
-    if resolve_backend(config) == "vllm":
+    stack = app.stack()
+    config = stack.config
+    if stack.backend == "vllm":
         raise StackctlError(
             "this stack serves models with vLLM, one model per server: set vllm.model (a "
             f"Hugging Face id) and vllm.served_model_name in {app.config_path}, then run "

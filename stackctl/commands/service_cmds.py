@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from stackctl.cli import AppContext, pass_app
+from stackctl.registry import NAMES
 
-SERVICE_NAMES = "ollama, vllm, proxy, openwebui"
+if TYPE_CHECKING:
+    from stackctl.services.base import ServiceManager
+
+SERVICE_NAMES = ", ".join(NAMES)
 
 
-def _manager(app: AppContext):
-    from stackctl.services import manager_for
-
-    return manager_for(app.config)
+def _manager(app: AppContext) -> ServiceManager:
+    return app.stack().manager
 
 
 @click.command(name="start")

@@ -7,19 +7,6 @@ import click
 from stackctl.cli import AppContext, pass_app
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
 def _health(row) -> str:
     if row.healthy:
         return f"ok {row.latency_ms:.0f}ms" if row.latency_ms is not None else "ok"
@@ -28,7 +15,7 @@ def _health(row) -> str:
 
 def render_status(status) -> str:
     """The status table and, below it, what to do about each problem."""
-    from stackctl.output import table
+    from stackctl.output import duration, table
     from stackctl.status import problems
 
     headers = [
@@ -47,7 +34,7 @@ def render_status(status) -> str:
             row.service,
             row.state,
             row.pid or "-",
-            _duration(row.uptime_seconds),
+            "-" if row.uptime_seconds is None else duration(row.uptime_seconds),
             "-" if row.restarts is None else row.restarts,
             row.port,
             _health(row),
@@ -83,11 +70,11 @@ def status(app: AppContext, json_: bool, watch: bool) -> None:
     """
     import time
 
-    from stackctl.status import collect, stack_scope
+    from stackctl.status import collect
 
-    scope = stack_scope(app.config)
+    stack = app.stack()
     while True:
-        result = collect(scope)
+        result = collect(stack)
         if json_:
             from stackctl.output import print_json
 
@@ -118,11 +105,10 @@ def models(app: AppContext, json_: bool) -> None:
     """
     from dataclasses import asdict
 
-    from stackctl.output import print_json, table
-    from stackctl.pull import human_bytes
+    from stackctl.output import human_bytes, print_json, table
     from stackctl.status import list_models
 
-    found = list_models(app.config)
+    found = list_models(app.stack())
     if json_:
         print_json({"models": [asdict(r) for r in found.rows], "unreachable": found.unreachable})
     else:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from stackctl.cli import AppContext, pass_app
+
+if TYPE_CHECKING:
+    from stackctl.types import Platform, Scope
 
 
 @click.group(name="units")
@@ -37,7 +41,7 @@ def units() -> None:
 )
 @pass_app
 def units_render(
-    app: AppContext, out: Path | None, platform: str | None, scope: str | None
+    app: AppContext, out: Path | None, platform: Platform | None, scope: Scope | None
 ) -> None:
     """Render the units of all four services (Ollama, vLLM, proxy, Open WebUI) from the config,
     without installing anything. Secrets are shown as placeholders.
@@ -47,15 +51,11 @@ def units_render(
     from stackctl.fsutil import atomic_write
     from stackctl.services.inputs import inputs_for_host
     from stackctl.services.render import render_units
+    from stackctl.stack import Overrides
 
-    inputs = inputs_for_host(
-        app.config,
-        app.config_path,
-        platform=platform,  # type: ignore[arg-type]
-        scope=scope,  # type: ignore[arg-type]
-        preview=True,
-    )
-    rendered = render_units(app.config, inputs, every_service=True)
+    stack = app.stack(Overrides(platform=platform, scope=scope))
+    inputs = inputs_for_host(stack, preview=True)
+    rendered = render_units(stack.config, inputs, every_service=True)
     if out is not None:
         for unit in rendered:
             target = out / unit.filename
@@ -79,9 +79,7 @@ def units_diff(app: AppContext, json_: bool) -> None:
 
     Example: stackctl units diff
     """
-    from stackctl.services import manager_for
-
-    drifted = manager_for(app.config).drift()
+    drifted = app.stack().manager.drift()
     if json_:
         from stackctl.output import print_json
 

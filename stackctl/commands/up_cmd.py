@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
 import click
 
 from stackctl.cli import AppContext, pass_app
-from stackctl.pull import DEFAULT_STALL_SECONDS, STALL_ENV
+from stackctl.commands.pull_cmd import stall_timeout_option
 
-
-def stall_seconds() -> float:
-    """Seconds without download progress before a pull is retried (STACKCTL_PULL_STALL_TIMEOUT)."""
-    try:
-        return float(os.environ.get(STALL_ENV, DEFAULT_STALL_SECONDS))
-    except ValueError:
-        return DEFAULT_STALL_SECONDS
+if TYPE_CHECKING:
+    from stackctl.types import Backend, Scope
 
 
 @click.command(name="up")
@@ -40,16 +35,18 @@ def stall_seconds() -> float:
     help="user: services of your login; system: at boot for the whole machine (root).",
 )
 @click.option("--upgrade", is_flag=True, help="Also upgrade Ollama (brew), Open WebUI and vLLM.")
+@stall_timeout_option
 @pass_app
 def up(
     app: AppContext,
     dry_run: bool,
     yes: bool,
-    backend: str | None,
+    backend: Backend | None,
     models: tuple[str, ...],
     no_webui: bool,
-    scope: str | None,
+    scope: Scope | None,
     upgrade: bool,
+    stall_timeout: float,
 ) -> None:
     """Install and start Ollama (or vLLM), the proxy and Open WebUI as services.
 
@@ -65,7 +62,8 @@ def up(
     """
     from stackctl.plan import run_plan
     from stackctl.probe import describe_host
-    from stackctl.setup import UpOptions, build_steps, resolve_context
+    from stackctl.setup import UpOptions, resolve_context
+    from stackctl.setup.steps import build_steps
     from stackctl.setup.summary import summary_lines
 
     options = UpOptions(
@@ -76,7 +74,7 @@ def up(
         no_webui=no_webui,
         scope=scope,
         upgrade=upgrade,
-        stall_seconds=stall_seconds(),
+        stall_seconds=stall_timeout,
     )
     ctx = resolve_context(app.config, app.config_path, options)
     click.echo(f"stackctl up: {describe_host(ctx.facts)}")

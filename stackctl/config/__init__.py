@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from stackctl.config.model import (
-    SECRET_MASK,
     Config,
     Connection,
     OllamaSection,
@@ -38,17 +36,15 @@ from stackctl.config.schema import (
     suggestion,
 )
 from stackctl.errors import ConfigError
-from stackctl.paths import Platform, current_platform, default_scope
-
-if TYPE_CHECKING:
-    from stackctl.probe import HostFacts
+from stackctl.paths import Platform, current_platform, paths_for
+from stackctl.registry import stack_services
+from stackctl.types import BACKENDS, Backend
 
 __all__ = [
     "Config",
     "Connection",
     "default_connections",
     "load",
-    "proxy_connections",
     "validate_text",
 ]
 
@@ -147,8 +143,11 @@ def _build(data: dict, source: Path | None, lines: dict[str, int]) -> Config:
     )
 
 
-def _cross_checks(config: Config, out: Problems, platform: Platform, backend: str) -> None:
-    """Problems between keys: shared ports, exposure without keys, impossible backends."""
+def _cross_checks(config: Config, out: Problems, platform: Platform) -> None:
+    """Problems between keys: shared ports, exposure without keys, impossible backends.
+
+    Which backend `auto` means depends on the host's GPUs, which loading a config does not
+    probe: the ports are checked against each backend `auto` may become."""
     line = out.lines.get
     if config.backend == "vllm" and platform == "macos":
         out.add(
@@ -156,16 +155,19 @@ def _cross_checks(config: Config, out: Problems, platform: Platform, backend: st
             "backend: vllm needs Linux with an NVIDIA GPU; on macOS use backend: ollama "
             "(Metal) or backend: auto",
         )
-    from stackctl.stack import stack_services  # stack imports this module
-
-    ports = [(f"{s.name}.port", s.port) for s in stack_services(config, backend)]
-    for i, (key, port) in enumerate(ports):
-        for other, other_port in ports[:i]:
-            if port == other_port:
-                out.add(
-                    line(key) or line(other),
-                    f"{key} and {other} are both {port}: give each service its own port",
-                )
+    shared: dict[tuple[str, str], int] = {}  # (key, other key) -> the port both name
+    backends: tuple[Backend, ...] = BACKENDS if config.backend == "auto" else (config.backend,)
+    for backend in backends:
+        ports = [(f"{s.name}.port", s.port) for s in stack_services(config, backend)]
+        for i, (key, port) in enumerate(ports):
+            for other, other_port in ports[:i]:
+                if port == other_port:
+                    shared.setdefault((key, other), port)
+    for (key, other), port in shared.items():
+        out.add(
+            line(key) or line(other),
+            f"{key} and {other} are both {port}: give each service its own port",
+        )
     if config.expose:
         if not config.proxy.enabled:
             out.add(
@@ -195,44 +197,11 @@ def _cross_checks(config: Config, out: Problems, platform: Platform, backend: st
                 )
 
 
-def resolve_backend(
-    config: Config, platform: Platform | None = None, facts: HostFacts | None = None
-) -> str:
-    """`auto` becomes vllm on Linux with an NVIDIA GPU, else ollama.
-
-    With the host probe's `facts`, the GPUs it found decide (no second nvidia-smi call)."""
-    if config.backend != "auto":
-        return config.backend
-    if facts is not None:
-        from stackctl.catalog import host_backend
-
-        return host_backend(facts)
-    platform = platform or current_platform()
-    if platform == "linux":
-        from stackctl.probe import has_nvidia_gpu
-
-        if has_nvidia_gpu():
-            return "vllm"
-    return "ollama"
-
-
-def proxy_connections(config: Config) -> list[Connection]:
-    """The proxy's connections on this host: the configured ones, else the backend's own."""
-    return default_connections(config, resolve_backend(config))  # type: ignore[arg-type]
-
-
-def resolve_scope(config: Config) -> str:
-    """The configured scope, else system for root and user otherwise."""
-    return config.scope or default_scope()
-
-
 def validate_text(
     text: str, source: str = "stack.yaml", platform: Platform | None = None
 ) -> tuple[Config | None, list[str]]:
     """Validate config text. Returns the config (None when unusable) and every problem."""
     platform = platform or current_platform()
-    from stackctl.paths import paths_for
-
     secrets_hint = str(paths_for(platform).secrets_file)
     out = Problems(source)
     loader = yaml.SafeLoader(text)
@@ -257,7 +226,7 @@ def validate_text(
     if data is None:
         return None, out.items
     config = _build(data, Path(source), out.lines)
-    _cross_checks(config, out, platform, resolve_backend(config, platform))
+    _cross_checks(config, out, platform)
     problems = sorted(out.items, key=_line_number)
     return (None if problems else config), problems
 
@@ -288,20 +257,3 @@ def load(
     if problems or config is None:
         raise ConfigError(str(path), problems)
     return config
-
-
-def effective(config: Config, platform: Platform | None = None) -> dict:
-    """The config as `config show` prints it: auto values resolved, secrets masked."""
-    from stackctl.catalog import default_models
-
-    platform = platform or current_platform()
-    backend = resolve_backend(config, platform)
-    data = config.to_dict(mask_secrets=True)
-    data["backend"] = backend
-    data["scope"] = resolve_scope(config)
-    data["models"] = config.models if config.models is not None else default_models(config, backend)
-    data["proxy"]["connections"] = [
-        {**vars(c), "api_key": SECRET_MASK if c.api_key else None}
-        for c in default_connections(config, backend)  # type: ignore[arg-type]
-    ]
-    return data

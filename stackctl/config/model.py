@@ -7,14 +7,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Backend = Literal["ollama", "vllm"]
+from stackctl.secret_names import VLLM_API_KEY
+from stackctl.types import Backend, BackendSetting, Scope
+
 SECRET_MASK = "********"
-VLLM_API_KEY = "VLLM_API_KEY"  # in secrets.env: vLLM then wants it on /v1 (vllm.md §2)
 
 
 @dataclass
 class Connection:
-    """One upstream the proxy routes to (the seed notebook's "Connection")."""
+    """One upstream the proxy routes to: an Ollama server or an OpenAI-compatible one."""
 
     name: str
     mode: Literal["ollama", "openai_compatible"]
@@ -78,8 +79,8 @@ class ProxySection:
 class Config:
     """The whole stack.yaml, defaults filled in. `source` is the file it came from."""
 
-    backend: Literal["auto", "ollama", "vllm"] = "auto"
-    scope: Literal["user", "system"] | None = None  # None: system when root, else user
+    backend: BackendSetting = "auto"
+    scope: Scope | None = None  # None: system when root, else user
     models: list[str] | None = None  # None: the host probe's recommendation
     expose: bool = False
     ollama: OllamaSection = field(default_factory=OllamaSection)

@@ -57,12 +57,9 @@ CHECKS: list[Callable[[Context], Iterator[Finding]]] = [
 
 def run(config: Config, config_path: Path, config_problems: list[str]) -> Report:
     """Probe this host for the config and diagnose it."""
-    from stackctl.config import resolve_backend, resolve_scope
-    from stackctl.paths import paths_for
     from stackctl.probe import probe
+    from stackctl.stack import resolve_stack
 
-    paths = paths_for(scope=resolve_scope(config))  # type: ignore[arg-type]
-    facts = probe(config, paths)
-    backend = resolve_backend(config, facts=facts)
-    ctx = Context(config, config_path, config_problems, paths, facts, backend)
-    return Report(facts, diagnose(ctx))
+    stack = resolve_stack(config, config_path)
+    facts = probe(config, stack.paths, stack.backend)
+    return Report(facts, diagnose(Context(stack, config_problems, facts)))

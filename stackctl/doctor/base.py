@@ -11,9 +11,10 @@ from stackctl.catalog import Model
 from stackctl.config.model import Config
 from stackctl.paths import Paths, hf_repo_cache
 from stackctl.probe import HostFacts
+from stackctl.stack import Stack
+from stackctl.types import Backend
 
 Severity = Literal["ok", "warn", "error"]
-GB = 1e9
 
 
 @dataclass
@@ -32,15 +33,29 @@ class Finding:
 
 @dataclass
 class Context:
-    """Everything the checks look at."""
+    """Everything the checks look at: the stack, what is wrong with its config file, the
+    host probe's facts and the environment."""
 
-    config: Config
-    config_path: Path
+    stack: Stack
     config_problems: list[str]
-    paths: Paths
     facts: HostFacts
-    backend: str
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @property
+    def config(self) -> Config:
+        return self.stack.config
+
+    @property
+    def config_path(self) -> Path:
+        return self.stack.config_path
+
+    @property
+    def paths(self) -> Paths:
+        return self.stack.paths
+
+    @property
+    def backend(self) -> Backend:
+        return self.stack.backend
 
 
 def downloaded(ctx: Context, name: str, model: Model) -> bool:

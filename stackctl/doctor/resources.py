@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from stackctl import catalog
-from stackctl.doctor.base import GB, Context, Finding, Severity, downloaded
+from stackctl.doctor.base import Context, Finding, Severity, downloaded
+from stackctl.output import GB, gb
 from stackctl.probe_processes import OLLAMA_APP, QUIT_OLLAMA_APP, fights_other_ollamas
 
-ROOM_FOR_VENVS_GB = 10  # Open WebUI's and vLLM's venvs take several GB each (openwebui.md, vllm.md)
+# Open WebUI's venv is about 7 GB (torch, transformers, chromadb, onnxruntime), vLLM's with
+# torch and the CUDA wheels 5-10 GB
+ROOM_FOR_VENVS_GB = 10
 
 
 def check_conflicts(ctx: Context) -> Iterator[Finding]:
@@ -23,9 +26,7 @@ def check_conflicts(ctx: Context) -> Iterator[Finding]:
 
 
 def check_ports(ctx: Context) -> Iterator[Finding]:
-    from stackctl.stack import stack_services
-
-    for service in stack_services(ctx.config, ctx.backend):
+    for service in ctx.stack.services:
         key = f"{service.name}.port"
         listener = ctx.facts.ports.get(service.port)
         if listener is None:
@@ -82,7 +83,7 @@ def check_models(ctx: Context) -> Iterator[Finding]:
                 "ok", "model", f"{name} is not in stackctl's catalogue: its size is unknown"
             )
             continue
-        need = catalog.gb(model.need_gib(backend))
+        need = gb(model.need_gib(backend))
         if catalog.fits(model, facts, backend):
             yield Finding("ok", "model", f"{name} needs about {need} GB; {budget.describe()}")
             continue
@@ -124,14 +125,14 @@ def check_disk(ctx: Context) -> Iterator[Finding]:
         yield Finding(
             "error",
             "disk",
-            f"the models need about {catalog.gb(need)} GB to download and {where} has {catalog.gb(free)} GB free",
+            f"the models need about {gb(need)} GB to download and {where} has {gb(free)} GB free",
             f"free some space there, or keep models on another disk: set {moved_by}",
         )
     elif free - need < ROOM_FOR_VENVS_GB:
         yield Finding(
             "warn",
             "disk",
-            f"{catalog.gb(free)} GB free in {where}; after the models (about {catalog.gb(need)} GB) "
+            f"{gb(free)} GB free in {where}; after the models (about {gb(need)} GB) "
             "little is left for the Open WebUI and vLLM installs (several GB each)",
             "free some space on that disk",
         )
@@ -139,5 +140,5 @@ def check_disk(ctx: Context) -> Iterator[Finding]:
         yield Finding(
             "ok",
             "disk",
-            f"{catalog.gb(free)} GB free in {where} (models to download: {catalog.gb(need)} GB)",
+            f"{gb(free)} GB free in {where} (models to download: {gb(need)} GB)",
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from stackctl.errors import StackctlError
@@ -45,16 +46,14 @@ def describe(backends: list[Any], keys: int, host: str, port: int) -> str:
     return f"stackctl proxy on http://{host}:{port} -> {upstreams}; {door}"
 
 
-def serve(config: Any, host: str, port: int) -> None:
-    """Serve the proxy until SIGTERM/SIGINT."""
-    from stackctl.config import proxy_connections
+def serve(
+    config: Any, host: str, port: int, *, connections: Sequence[Any], keys: list[str]
+) -> None:
+    """Serve the proxy in front of `connections` until SIGTERM/SIGINT, open to `keys`."""
     from stackctl.proxy.upstream import Backend
-    from stackctl.secrets import proxy_api_keys
 
-    keys = proxy_api_keys(config)
     if not keys and not is_loopback(host):
         raise OpenDoorRefused(host, port)
-    connections = proxy_connections(config)
     backends = [Backend.from_connection(c) for c in connections]
 
     import uvicorn

@@ -95,6 +95,11 @@ class ServiceManager(Protocol):
         """
         ...
 
+    def planned_commands(self, units: list[Unit]) -> list[list[str]]:
+        """The commands `install` runs to load and start units that are not installed yet:
+        what `up --dry-run` shows, from the same code that runs them."""
+        ...
+
     def installed_services(self) -> list[str]:
         """The services stackctl installed, in start order (empty when none)."""
         ...

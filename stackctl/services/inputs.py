@@ -14,12 +14,17 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from stackctl.config import Config, resolve_backend, resolve_scope
+from stackctl.config.model import Config
 from stackctl.errors import StackctlError
-from stackctl.paths import SERVICE_ACCOUNT, Paths, Platform, Scope, current_platform, paths_for
+from stackctl.paths import SERVICE_ACCOUNT, Paths, current_platform, paths_for
 from stackctl.probe_tools import find_ollama, read_brew_prefix
-from stackctl.secrets import HF_TOKEN, OPENWEBUI_PROXY_KEY, WEBUI_ADMIN_PASSWORD, WEBUI_SECRET_KEY
+from stackctl.secrets import OPENWEBUI_PROXY_KEY, WEBUI_ADMIN_PASSWORD, WEBUI_SECRET_KEY
+from stackctl.types import Backend, Platform, Scope
+
+if TYPE_CHECKING:
+    from stackctl.stack import Stack
 
 LINUX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # systemd's default
 MACOS_SYSTEM_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
@@ -38,7 +43,7 @@ class RenderInputs:
 
     platform: Platform
     scope: Scope
-    backend: str  # ollama | vllm: what the proxy and Open WebUI depend on
+    backend: Backend  # what the proxy and Open WebUI depend on
     paths: Paths
     user: str
     group: str
@@ -61,34 +66,26 @@ class RenderInputs:
 
 
 def inputs_for_host(
-    config: Config,
-    config_path: Path | str,
-    *,
-    platform: Platform | None = None,
-    scope: Scope | None = None,
-    preview: bool = False,
-    backend: str | None = None,
-    brew_prefix: Path | None = None,
+    stack: Stack, *, preview: bool = False, brew_prefix: Path | None = None
 ) -> RenderInputs:
-    """Inputs for this machine: real executables, accounts and (launchd) secret values.
+    """Inputs for this machine's stack: real executables, accounts and (launchd) secret
+    values. The stack may be planned for another platform (`units render --platform`).
 
     `preview=True` (for `stackctl units render`) never fails on a missing executable or
     account, uses typical paths instead, and puts placeholders where secrets would go.
-    `backend` and `brew_prefix`, when the caller already knows them (`up` has probed the
-    host), save asking nvidia-smi and brew again.
+    `brew_prefix`, when the caller already knows it (`up` has probed the host), saves asking
+    brew again.
     """
+    platform, scope, paths = stack.platform, stack.scope, stack.paths
     host = current_platform()
-    platform = platform or host
-    scope = scope or resolve_scope(config)  # type: ignore[assignment]
-    paths = paths_for(platform, scope)
     if platform == "macos" and brew_prefix is None:
         found = read_brew_prefix() if platform == host else None
         brew_prefix = Path(found) if found else DEFAULT_BREW_PREFIX
     user, group, home = _account(platform, scope, paths, preview)
     return RenderInputs(
         platform=platform,
-        scope=scope,  # type: ignore[arg-type]
-        backend=backend or resolve_backend(config, platform),
+        scope=scope,
+        backend=stack.backend,
         paths=paths,
         user=user,
         group=group,
@@ -97,9 +94,9 @@ def inputs_for_host(
         python=Path(sys.executable),
         openwebui_venv=paths.openwebui_venv,
         vllm_venv=paths.vllm_venv,
-        config_path=Path(config_path).expanduser().absolute(),
+        config_path=stack.config_path.expanduser().absolute(),
         brew_prefix=brew_prefix,
-        secrets=_secrets(config, paths, platform, preview),
+        secrets=_secrets(stack.config, paths, platform, preview),
     )
 
 
@@ -227,8 +224,3 @@ def _lookup_account(name: str, lenient: bool) -> tuple[str, str, Path]:
         group, home = "staff", Path("/Users") / name
     return name, group, fake_root() or home
 
-
-SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
-    "openwebui": (WEBUI_SECRET_KEY, OPENWEBUI_PROXY_KEY, WEBUI_ADMIN_PASSWORD),
-    "vllm": (HF_TOKEN,),
-}

@@ -58,13 +58,27 @@ class LaunchdManager(state.RecordedUnits):
             raise CommandFailed(result.argv, result.code, result.stderr or result.stdout)
         return parse_print(result.stdout)
 
+    def _load_commands(self, service: str) -> tuple[list[str], list[str]]:
+        """`enable` (clears a disabled override, which would make bootstrap fail), then
+        `bootstrap`: the launchctl arguments that load a job."""
+        return ["enable", self._target(service)], [
+            "bootstrap",
+            self.domain,
+            str(self._plist(service)),
+        ]
+
+    def planned_commands(self, units: list[Unit]) -> list[list[str]]:
+        """What `install` runs to load units that are not loaded yet (for --dry-run)."""
+        return [
+            ["launchctl", *args] for unit in units for args in self._load_commands(unit.service)
+        ]
+
     def _load(self, service: str) -> None:
-        """enable (clears a disabled override, which would make bootstrap fail) + bootstrap."""
-        self._launchctl("enable", self._target(service))
+        """Load a job: enable + bootstrap."""
+        enable, bootstrap = self._load_commands(service)
+        self._launchctl(*enable)
         for attempt in range(10):
-            result = self._launchctl(
-                "bootstrap", self.domain, str(self._plist(service)), check=False
-            )
+            result = self._launchctl(*bootstrap, check=False)
             if result.ok:
                 return
             # launchd tears a job down asynchronously after bootout: retry briefly.

@@ -5,13 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stackctl.stack import SERVICES
+from stackctl.registry import LAUNCHD_PREFIX, SYSTEMD_TARGET, start_order
 
 if TYPE_CHECKING:
     from stackctl.paths import Paths
 
-SYSTEMD_TARGET = "stackctl.target"  # groups the stack: `systemctl stop stackctl.target` stops all
-LAUNCHD_PREFIX = "dev.stackctl."
+__all__ = [
+    "LAUNCHD_PREFIX",
+    "SYSTEMD_TARGET",
+    "launchd_filename",
+    "launchd_label",
+    "launchd_log_file",
+    "start_order",
+    "systemd_unit",
+]
 
 
 def systemd_unit(service: str) -> str:
@@ -32,9 +39,3 @@ def launchd_log_file(paths: Paths, service: str) -> Path:
     """Where a launchd job's stdout and stderr go (one file, so the lines stay in order) and
     where `stackctl logs` reads them."""
     return paths.log_dir / f"{service}.log"
-
-
-def start_order(services: list[str]) -> list[str]:
-    """Services sorted backend first, Open WebUI last (unknown names keep their place at the end)."""
-    rank = {name: i for i, name in enumerate(SERVICES)}
-    return sorted(services, key=lambda name: rank.get(name, len(rank)))

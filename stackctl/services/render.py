@@ -12,37 +12,22 @@ config cannot override.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import importlib
+from collections.abc import Mapping
 from pathlib import Path
 
-from stackctl.config import Config, default_connections
+from stackctl.config.model import Config, default_connections
 from stackctl.errors import StackctlError
-from stackctl.paths import templates_dir
+from stackctl.registry import BACKEND, NAMES, info
 from stackctl.services.base import Unit
-from stackctl.services.inputs import SERVICE_SECRETS, RenderInputs
-from stackctl.stack import SERVICES, stack_services
+from stackctl.services.inputs import RenderInputs
+from stackctl.services.spec import ServiceSpec
+from stackctl.stack import stack_services
 
 LOOPBACK = "127.0.0.1"
 # vLLM flags stackctl sets itself: the backend stays on loopback (the proxy is the only door)
 # and a key on a command line would be readable by every user (ps, /proc).
 RESERVED_VLLM_FLAGS = ("--host", "--port", "--served-model-name", "--api-key")
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """One service, independent of the service manager."""
-
-    service: str
-    description: str
-    argv: list[str]
-    env: dict[str, str]
-    secret_names: tuple[str, ...]  # secrets it reads (launchd embeds their values)
-    uses_secrets_file: bool  # systemd: EnvironmentFile= the 0600 secrets file
-    working_directory: Path
-    depends_on: tuple[str, ...]  # services it starts after (and wants)
-    writable: tuple[Path, ...]  # system scope: the only places it may write
 
 
 def render_units(
@@ -51,7 +36,7 @@ def render_units(
     """The units for this config's stack (`every_service`: all four, for review and the
     golden examples), plus `stackctl.target` on systemd, in start order."""
     if every_service:
-        services = list(SERVICES)
+        services = list(NAMES)
     else:
         services = [s.name for s in stack_services(config, inputs.backend)]
     specs = [service_spec(config, inputs, name) for name in services]
@@ -65,9 +50,17 @@ def render_units(
 
 
 def service_spec(config: Config, inputs: RenderInputs, service: str) -> ServiceSpec:
-    """The spec of one service (ollama, vllm, proxy or openwebui)."""
-    builder = {"ollama": _ollama, "vllm": _vllm, "proxy": _proxy, "openwebui": _openwebui}
-    return builder[service](config, inputs)
+    """The spec of one service, built by the function its registry entry names."""
+    module, function = info(service).spec.split(":")
+    return getattr(importlib.import_module(module), function)(config, inputs)
+
+
+def starts_after(config: Config, inputs: RenderInputs, service: str) -> tuple[str, ...]:
+    """The services of this stack a service starts after: its registry entry's `depends_on`,
+    the backend placeholder made concrete, services not in this stack left out."""
+    present = {s.name for s in stack_services(config, inputs.backend)}
+    after = [inputs.backend if name == BACKEND else name for name in info(service).depends_on]
+    return tuple(name for name in after if name in present)
 
 
 def _base_env(inputs: RenderInputs, first_on_path: Path | None = None) -> dict[str, str]:
@@ -104,7 +97,7 @@ def _workdir(inputs: RenderInputs) -> Path:
     return inputs.home if inputs.scope == "user" else inputs.paths.data_dir
 
 
-def _ollama(config: Config, inputs: RenderInputs) -> ServiceSpec:
+def ollama_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     if inputs.ollama_bin is None:
         raise StackctlError(
             "cannot find the ollama executable (not on PATH, nor in Homebrew's bin): "
@@ -118,18 +111,18 @@ def _ollama(config: Config, inputs: RenderInputs) -> ServiceSpec:
     env = merge_env(defaults, config.ollama.env, enforced)
     return ServiceSpec(
         service="ollama",
-        description="Ollama model server (stackctl)",
+        description=info("ollama").description,
         argv=[str(inputs.ollama_bin), "serve"],
         env=env,
         secret_names=(),
         uses_secrets_file=False,
         working_directory=_workdir(inputs),
-        depends_on=(),
+        depends_on=starts_after(config, inputs, "ollama"),
         writable=_writable(inputs, env.get("OLLAMA_MODELS")),
     )
 
 
-def _vllm(config: Config, inputs: RenderInputs) -> ServiceSpec:
+def vllm_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     for arg in config.vllm.args:
         flag = arg.split("=", 1)[0]
         if flag in RESERVED_VLLM_FLAGS:
@@ -161,13 +154,13 @@ def _vllm(config: Config, inputs: RenderInputs) -> ServiceSpec:
     ]
     return ServiceSpec(
         service="vllm",
-        description="vLLM OpenAI-compatible model server (stackctl)",
+        description=info("vllm").description,
         argv=argv,
         env=env,
-        secret_names=SERVICE_SECRETS["vllm"],
+        secret_names=info("vllm").secrets,
         uses_secrets_file=True,
         working_directory=inputs.paths.data_dir,
-        depends_on=(),
+        depends_on=starts_after(config, inputs, "vllm"),
         writable=_writable(inputs, env.get("HF_HOME")),
     )
 
@@ -180,7 +173,7 @@ def openwebui_base_url(config: Config, backend: str) -> str:
     return f"http://{LOOPBACK}:{config.backend_port(backend)}/v1"  # type: ignore[arg-type]
 
 
-def _openwebui(config: Config, inputs: RenderInputs) -> ServiceSpec:
+def openwebui_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     data = inputs.paths.openwebui_data
     defaults = {
         **_base_env(inputs, inputs.openwebui_venv / "bin"),
@@ -198,10 +191,9 @@ def _openwebui(config: Config, inputs: RenderInputs) -> ServiceSpec:
     }
     if config.openwebui.admin_email:
         enforced["WEBUI_ADMIN_EMAIL"] = config.openwebui.admin_email
-    depends = (inputs.backend, "proxy") if config.proxy.enabled else (inputs.backend,)
     return ServiceSpec(
         service="openwebui",
-        description="Open WebUI chat interface (stackctl)",
+        description=info("openwebui").description,
         argv=[
             str(inputs.openwebui_venv / "bin/open-webui"),
             "serve",
@@ -211,21 +203,21 @@ def _openwebui(config: Config, inputs: RenderInputs) -> ServiceSpec:
             str(config.openwebui.port),
         ],
         env=merge_env(defaults, config.openwebui.env, enforced),
-        secret_names=SERVICE_SECRETS["openwebui"],
+        secret_names=info("openwebui").secrets,
         uses_secrets_file=True,
         working_directory=data,  # Open WebUI writes .webui_secret_key into its cwd when unset
-        depends_on=depends,
+        depends_on=starts_after(config, inputs, "openwebui"),
         writable=_writable(inputs),
     )
 
 
-def _proxy(config: Config, inputs: RenderInputs) -> ServiceSpec:
+def proxy_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     defaults = {**_base_env(inputs, inputs.python.parent), "PYTHONUNBUFFERED": "1"}
-    connections = default_connections(config, inputs.backend)  # type: ignore[arg-type]
+    connections = default_connections(config, inputs.backend)
     key_names = tuple(c.api_key_env for c in connections if c.api_key_env)
     return ServiceSpec(
         service="proxy",
-        description="stackctl OpenAI-compatible proxy",
+        description=info("proxy").description,
         argv=[
             str(inputs.python),
             "-m",
@@ -243,35 +235,6 @@ def _proxy(config: Config, inputs: RenderInputs) -> ServiceSpec:
         secret_names=key_names,
         uses_secrets_file=True,  # connections' api_key_env values live in secrets.env
         working_directory=inputs.paths.data_dir,
-        depends_on=(inputs.backend,),
+        depends_on=starts_after(config, inputs, "proxy"),
         writable=_writable(inputs),
     )
-
-
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-
-
-def fill(template: str, values: Mapping[str, str | Sequence[str]]) -> str:
-    """Fill `{name}` placeholders. A placeholder alone on its line takes a list of lines,
-    each indented like it (an empty list removes the line); elsewhere it takes text."""
-    out: list[str] = []
-    for line in template.splitlines():
-        alone = _PLACEHOLDER.fullmatch(line.strip())
-        if alone and not isinstance(values[alone.group(1)], str):
-            indent = line[: len(line) - len(line.lstrip())]
-            out.extend(indent + item for item in values[alone.group(1)])
-            continue
-        out.append(_PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), line))
-    return "\n".join(out) + "\n"
-
-
-def template(kind: str, name: str) -> str:
-    """The text of templates/<kind>/<name>.tmpl."""
-    return (templates_dir() / kind / f"{name}.tmpl").read_text(encoding="utf-8")
-
-
-def no_line_breaks(what: str, value: str) -> str:
-    """Unit files are line-based: a line break in a value would inject directives."""
-    if "\n" in value or "\r" in value:
-        raise StackctlError(f"{what} contains a line break, which cannot go into a unit file")
-    return value

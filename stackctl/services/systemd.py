@@ -39,8 +39,19 @@ class SystemdManager(state.RecordedUnits):
         self.unit_dir = paths.unit_dir
         self._scope_flag = ["--user"] if paths.scope == "user" else []
 
+    def _argv(self, *args: str) -> list[str]:
+        return ["systemctl", *self._scope_flag, *args]
+
+    def planned_commands(self, units: list[Unit]) -> list[list[str]]:
+        """What `install` runs for units that are not installed yet (for --dry-run)."""
+        return [self._argv("daemon-reload"), self._argv("enable", "--now", *self._names_of(units))]
+
+    @staticmethod
+    def _names_of(units: list[Unit]) -> list[str]:
+        return [unit.filename for unit in units]
+
     def _systemctl(self, *args: str, check: bool = True, env: dict | None = None) -> proc.Result:
-        result = proc.run(["systemctl", *self._scope_flag, *args], check=False, env=env)
+        result = proc.run(self._argv(*args), check=False, env=env)
         if result.ok or not check:
             return result
         unreachable(self.scope, result)
@@ -76,7 +87,7 @@ class SystemdManager(state.RecordedUnits):
             self._systemctl("daemon-reload")
         if report.removed:
             self._systemctl("reset-failed", *[r.name for r in stale], check=False)
-        names = [unit.filename for unit in units]
+        names = self._names_of(units)
         now = self._show(names, ("Id", "UnitFileState", "ActiveState"))
         to_start = [
             name

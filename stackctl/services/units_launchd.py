@@ -7,7 +7,7 @@ from xml.sax.saxutils import escape
 from stackctl.services.base import Unit
 from stackctl.services.inputs import RenderInputs
 from stackctl.services.names import launchd_filename, launchd_label, launchd_log_file
-from stackctl.services.render import ServiceSpec, fill, no_line_breaks, template
+from stackctl.services.spec import ServiceSpec, fill, no_line_breaks, template
 
 
 def render_launchd(specs: list[ServiceSpec], inputs: RenderInputs) -> list[Unit]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from stackctl.services.base import Unit
 from stackctl.services.inputs import RenderInputs
 from stackctl.services.names import SYSTEMD_TARGET, systemd_unit
-from stackctl.services.render import ServiceSpec, fill, no_line_breaks, template
+from stackctl.services.spec import ServiceSpec, fill, no_line_breaks, template
 
 _NEEDS_QUOTES = re.compile(r"""[\s"'\\;]""")
 BACKENDS = ("ollama", "vllm")

@@ -197,7 +197,7 @@ def _wanted_secrets(ctx: Context) -> dict[str, str | None]:
         wanted[sec.WEBUI_SECRET_KEY] = None
         if config.proxy.enabled:
             # Open WebUI talks to the proxy with the proxy's first key when it has keys
-            wanted[sec.OPENWEBUI_PROXY_KEY] = sec.first_proxy_key(config)
+            wanted[sec.OPENWEBUI_PROXY_KEY] = ctx.stack.first_proxy_key
         if config.openwebui.admin_email:
             wanted[sec.WEBUI_ADMIN_PASSWORD] = None
     token = os.environ.get(sec.HF_TOKEN, "").strip()
@@ -220,7 +220,7 @@ def _secret_changes(ctx: Context, stored: dict[str, str]) -> dict[str, str]:
 
 def _needs_proxy_key_file(ctx: Context) -> bool:
     proxy = ctx.config.proxy
-    return bool(proxy.enabled and proxy.api_keys_file and not sec.proxy_api_keys(ctx.config))
+    return bool(proxy.enabled and proxy.api_keys_file and not sec.proxy_api_keys(proxy))
 
 
 def secrets_step(ctx: Context) -> Step:
@@ -238,7 +238,7 @@ def secrets_step(ctx: Context) -> Step:
 
     def apply(progress: Progress) -> None:
         if _needs_proxy_key_file(ctx):
-            sec.ensure_proxy_key(ctx.config)
+            sec.ensure_proxy_key(ctx.config.proxy)
             progress.note(f"API key for apps written to {ctx.config.proxy.api_keys_file}")
         changes = _secret_changes(ctx, sec.read_env_file(path))
         if changes:

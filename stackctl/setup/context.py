@@ -10,16 +10,17 @@ running a stack that `stackctl status` and the proxy would not agree with.
 from __future__ import annotations
 
 import copy
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stackctl.config import Config, resolve_backend, resolve_scope
+from stackctl.config.model import Config
 from stackctl.errors import StackctlError
-from stackctl.paths import Paths, Platform, current_platform, is_root, paths_for
+from stackctl.paths import Paths, current_platform, is_root, paths_for
 from stackctl.probe_processes import fights_other_ollamas
 from stackctl.pull import DEFAULT_STALL_SECONDS
+from stackctl.stack import Overrides, Stack, resolve_backend, resolve_scope, resolve_stack
+from stackctl.types import Backend, Platform, Scope
 
 if TYPE_CHECKING:
     from stackctl.probe import HostFacts
@@ -33,39 +34,55 @@ class UpOptions:
 
     dry_run: bool = False
     yes: bool = False
-    backend: str | None = None
+    backend: Backend | None = None
     models: tuple[str, ...] = ()
     no_webui: bool = False
-    scope: str | None = None
+    scope: Scope | None = None
     upgrade: bool = False
     stall_seconds: float = DEFAULT_STALL_SECONDS
 
 
 @dataclass
 class Context:
-    """Everything the steps of one run need, resolved once."""
+    """Everything the steps of one run need, resolved once: the stack, the models this run
+    makes available, the host probe's facts and the flags."""
 
-    config: Config
-    config_path: Path
-    platform: Platform
-    scope: str
-    backend: str
-    paths: Paths
+    stack: Stack
     models: list[str]
     facts: HostFacts
     options: UpOptions = field(default_factory=UpOptions)
 
     @property
-    def services(self) -> list[Service]:
-        from stackctl.stack import stack_services
+    def config(self) -> Config:
+        return self.stack.config
 
-        return stack_services(self.config, self.backend)
+    @property
+    def config_path(self) -> Path:
+        return self.stack.config_path
 
-    @functools.cached_property
+    @property
+    def platform(self) -> Platform:
+        return self.stack.platform
+
+    @property
+    def scope(self) -> Scope:
+        return self.stack.scope
+
+    @property
+    def backend(self) -> Backend:
+        return self.stack.backend
+
+    @property
+    def paths(self) -> Paths:
+        return self.stack.paths
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        return self.stack.services
+
+    @property
     def manager(self) -> ServiceManager:
-        from stackctl.services import manager_for
-
-        return manager_for(self.config, platform=self.platform, scope=self.scope)  # type: ignore[arg-type]
+        return self.stack.manager
 
     @property
     def ollama_conflicts(self) -> list:
@@ -83,7 +100,7 @@ def _refuse(path: Path, key: str, in_file: object, flag: str) -> StackctlError:
     )
 
 
-def _check_flags_agree(config: Config, path: Path, options: UpOptions, backend: str) -> None:
+def _check_flags_agree(config: Config, path: Path, options: UpOptions, backend: Backend) -> None:
     """A stack.yaml exists: refuse flags that contradict it (the module docstring says why)."""
     if options.backend and options.backend != backend:
         raise _refuse(path, "backend", backend, f"--backend {options.backend}")
@@ -114,11 +131,11 @@ def _apply_vllm_model(config: Config, name: str) -> None:
         )
 
 
-def _new_config(config: Config, options: UpOptions, backend: str, scope: str) -> Config:
+def _new_config(config: Config, options: UpOptions, backend: Backend, scope: Scope) -> Config:
     """The config a new stack.yaml will hold: the defaults with the flags applied."""
     config = copy.deepcopy(config)
-    config.backend = backend  # type: ignore[assignment]
-    config.scope = scope  # type: ignore[assignment]
+    config.backend = backend
+    config.scope = scope
     if options.no_webui:
         config.openwebui.enabled = False
     if backend == "vllm" and options.models:
@@ -133,7 +150,7 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
     platform = current_platform()
     exists = config.source is not None
     configured_backend = resolve_backend(config, platform)
-    backend = options.backend or configured_backend
+    backend: Backend = options.backend or configured_backend
     if backend == "vllm" and platform == "macos":
         raise StackctlError(
             "vLLM needs Linux with an NVIDIA GPU; on a Mac use --backend ollama (Metal)"
@@ -144,7 +161,7 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
         )
     if exists:
         _check_flags_agree(config, config_path, options, configured_backend)
-    scope = options.scope or resolve_scope(config)
+    scope: Scope = options.scope or resolve_scope(config)
     if scope == "system" and not is_root():
         raise StackctlError(
             "system scope installs services for the whole machine and needs root: "
@@ -152,8 +169,7 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
         )
     if not exists:
         config = _new_config(config, options, backend, scope)
-    paths = paths_for(platform, scope)  # type: ignore[arg-type]
-    facts = probe(config, paths)
+    facts = probe(config, paths_for(platform, scope), backend)
     if not exists and backend == "vllm" and not options.models:
         from stackctl.catalog import recommend
 
@@ -162,20 +178,12 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
     models = _models(config, options, backend, facts)
     if not exists and backend == "ollama":
         config.models = models  # what the new stack.yaml records
-    return Context(
-        config=config,
-        config_path=config_path,
-        platform=platform,
-        scope=scope,
-        backend=backend,
-        paths=paths,
-        models=models,
-        facts=facts,
-        options=options,
-    )
+    overrides = Overrides(platform=platform, scope=scope, backend=backend)
+    stack = resolve_stack(config, config_path, facts=facts, overrides=overrides)
+    return Context(stack=stack, models=models, facts=facts, options=options)
 
 
-def _models(config: Config, options: UpOptions, backend: str, facts: HostFacts) -> list[str]:
+def _models(config: Config, options: UpOptions, backend: Backend, facts: HostFacts) -> list[str]:
     """The models this run makes available: the flags, else the config, else what fits."""
     if backend == "vllm":
         return [config.vllm.served_model_name]

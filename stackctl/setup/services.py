@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 
 from stackctl import health
 from stackctl.errors import StackctlError
 from stackctl.plan import Progress, Step
-from stackctl.secrets import first_proxy_key, service_api_keys
+from stackctl.registry import info
 from stackctl.setup.context import Context
 
 
@@ -21,12 +20,8 @@ def render(ctx: Context, *, preview: bool = False) -> list:
     from stackctl.services.render import render_units
 
     inputs = inputs_for_host(
-        ctx.config,
-        ctx.config_path,
-        platform=ctx.platform,  # type: ignore[arg-type]
-        scope=ctx.scope,  # type: ignore[arg-type]
+        ctx.stack,
         preview=preview,
-        backend=ctx.backend,
         brew_prefix=Path(ctx.facts.brew_prefix) if ctx.facts.brew_prefix else None,
     )
     return render_units(ctx.config, inputs)
@@ -45,8 +40,7 @@ def _units_in_place(ctx: Context) -> bool:
                 return False
         except OSError:
             return False
-    names = [s.name for s in ctx.services]
-    states = ctx.manager.status(names)
+    states = ctx.manager.status(ctx.stack.service_names)
     return all(state.state == "active" for state in states)
 
 
@@ -61,44 +55,21 @@ def units_step(ctx: Context) -> Step:
         for path in report.written:
             progress.note(f"wrote {path}")
 
-    unit_files = _planned_unit_files(ctx)
+    planned = render(ctx, preview=True)
     return Step(
         description="Write the service units and start " + ", ".join(names),
         check=lambda: _units_in_place(ctx),
         apply=apply,
-        commands=_manager_commands(ctx, names),
-        files=unit_files,
+        commands=[shlex.join(argv) for argv in ctx.manager.planned_commands(planned)],
+        files=[f"{ctx.paths.unit_dir / u.filename} ({u.mode:04o})" for u in planned],
         fix="`stackctl units diff` shows what differs; `stackctl logs` shows why a service stopped",
     )
 
 
-def _planned_unit_files(ctx: Context) -> list[str]:
-    units = render(ctx, preview=True)
-    return [f"{ctx.paths.unit_dir / u.filename} ({u.mode:04o})" for u in units]
-
-
-def _manager_commands(ctx: Context, names: list[str]) -> list[str]:
-    """What loading the units runs, for --dry-run."""
-    from stackctl.services.names import launchd_label, systemd_unit
-
-    if ctx.platform == "macos":
-        domain = "system" if ctx.scope == "system" else f"gui/{os.getuid()}"
-        commands = []
-        for name in names:
-            plist = ctx.paths.unit_dir / (launchd_label(name) + ".plist")
-            commands.append(f"launchctl enable {domain}/{launchd_label(name)}")
-            commands.append(shlex.join(["launchctl", "bootstrap", domain, str(plist)]))
-        return commands
-    flag = "" if ctx.scope == "system" else " --user"
-    units = " ".join(systemd_unit(n) for n in [*names, "target"])
-    return [f"systemctl{flag} daemon-reload", f"systemctl{flag} enable --now {units}"]
-
-
 def upgraded_services(ctx: Context) -> list[str]:
-    """The services whose software `--upgrade` replaces (Linux's ollama is not ours to upgrade)."""
-    names = [s.name for s in ctx.services]
-    upgraded = {"openwebui", "vllm"} | ({"ollama"} if ctx.platform == "macos" else set())
-    return [name for name in names if name in upgraded]
+    """The services whose software `--upgrade` replaces on this platform (their registry
+    entry says where: Linux's ollama binary, say, is not ours to upgrade)."""
+    return [s.name for s in ctx.services if ctx.platform in info(s.name).upgradable_on]
 
 
 def restart_step(ctx: Context) -> Step:
@@ -124,7 +95,7 @@ def _expected_model(ctx: Context, service: str) -> str | None:
 
 
 def _all_healthy(ctx: Context) -> bool:
-    results = health.check_all(ctx.services, timeout=2.0, api_keys=service_api_keys(ctx.config))
+    results = health.check_all(ctx.services, timeout=2.0, api_keys=ctx.stack.service_api_keys)
     return all(h.ok and (_expected_model(ctx, h.service) in (None, *h.models)) for h in results)
 
 
@@ -174,7 +145,7 @@ def health_step(ctx: Context) -> Step:
     """Wait for each service in start order, each with a budget that fits it."""
 
     def apply(progress: Progress) -> None:
-        keys = service_api_keys(ctx.config)
+        keys = ctx.stack.service_api_keys
         for service in ctx.services:
             try:
                 result = health.wait_healthy(
@@ -195,7 +166,7 @@ def health_step(ctx: Context) -> Step:
         description="Wait until every service answers its health check",
         check=lambda: _all_healthy(ctx),
         apply=apply,
-        commands=[f"GET {s.url}{health.HEALTH_PATHS[s.name]}" for s in ctx.services],
+        commands=[f"GET {s.url}{info(s.name).health.path}" for s in ctx.services],
     )
 
 
@@ -222,7 +193,7 @@ def _wait_until_the_proxy_lists(ctx: Context, progress: Progress) -> None:
     proxy = next((s for s in ctx.services if s.name == "proxy"), None)
     if proxy is None:
         return
-    key = first_proxy_key(ctx.config)
+    key = ctx.stack.first_proxy_key
     deadline = time.monotonic() + ctx.config.proxy.models_cache_seconds + 15
     while True:
         result = health.check(proxy, api_key=key)

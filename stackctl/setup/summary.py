@@ -31,7 +31,7 @@ def summary_lines(ctx: Context) -> list[str]:
         lines.append(f"  OpenAI base URL:  http://{host}:{config.proxy.port}/v1")
         lines.append("  API key:          " + _key_line(ctx))
     else:
-        backend_port = config.backend_port(ctx.backend)  # type: ignore[arg-type]
+        backend_port = config.backend_port(ctx.backend)
         lines.append(f"  {ctx.backend}:  http://127.0.0.1:{backend_port}")
     lines.append("  Models:           " + ", ".join(ctx.models))
     lines.append("Next: `stackctl status` (is it up? why not?), `stackctl logs SERVICE`")

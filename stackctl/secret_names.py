@@ -1,0 +1,8 @@
+"""The secrets stackctl keeps in secrets.env (mode 0600): each is an environment variable a
+service reads, so the name is fixed by the program that reads it."""
+
+WEBUI_SECRET_KEY = "WEBUI_SECRET_KEY"  # Open WebUI signs its sessions with it
+OPENWEBUI_PROXY_KEY = "OPENAI_API_KEYS"  # Open WebUI's key for its OpenAI connection: the proxy
+WEBUI_ADMIN_PASSWORD = "WEBUI_ADMIN_PASSWORD"  # Open WebUI's headless first admin
+HF_TOKEN = "HF_TOKEN"  # Hugging Face downloads of gated models (vLLM)
+VLLM_API_KEY = "VLLM_API_KEY"  # set it and vLLM wants it as a Bearer token on /v1

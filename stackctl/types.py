@@ -1,0 +1,20 @@
+"""The few small types every module shares: what platform, scope, backend and service mean.
+
+Literal types, so a value read from a config, a flag or an environment variable is checked
+once where it enters and then carried as what it is, not as a bare `str`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Platform = Literal["macos", "linux"]
+Scope = Literal["user", "system"]
+Backend = Literal["ollama", "vllm"]
+BackendSetting = Literal["auto", "ollama", "vllm"]  # what stack.yaml may say
+ServiceName = Literal["ollama", "vllm", "proxy", "openwebui"]
+
+PLATFORMS: tuple[Platform, ...] = get_args(Platform)
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+SERVICE_NAMES: tuple[ServiceName, ...] = get_args(ServiceName)
