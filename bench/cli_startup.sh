@@ -3,12 +3,16 @@
 # (nothing installed: every check is refused at once) (hyperfine), next to
 # a bare `python -c pass` for scale, and the modules `import stackctl.cli` pulls in.
 #
-# Usage: bash bench/cli_startup.sh [RUNS]     (from the checkout, stackctl installed)
+# Usage: bash bench/cli_startup.sh [RUNS] [BASE_REV]   (from the checkout, stackctl installed)
 # Prints hyperfine's table and the import-time check; exits 1 if a heavy module is imported
 # at startup. Everything runs against a throwaway STACKCTL_HOME.
+# With BASE_REV (e.g. HEAD~1 or main), it also times `python -m stackctl --help` and
+# `python -m stackctl status` of that commit (checked out into a temporary worktree) next to
+# this checkout's, in the same hyperfine run, and prints the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-30}"
+base_rev="${2:-}"
 python="${PYTHON:-python3}"
 
 if ! command -v hyperfine >/dev/null 2>&1; then
@@ -58,3 +62,27 @@ for command in "--help" "config path"; do
     | sort -u | grep -E "$heavy" | tr '\n' ' ' || true)"
   echo "stackctl $command: heavy: ${pkgs:-none}"
 done
+
+if [ -n "$base_rev" ]; then
+  echo
+  echo "== this checkout against $base_rev (python -m stackctl, same interpreter, same run)"
+  base="$home/base"
+  git worktree add --detach --quiet "$base" "$base_rev"
+  trap 'git worktree remove --force "$base" >/dev/null 2>&1; rm -rf "$home"' EXIT
+  here="$(pwd)"
+  # -m runs the package found first on sys.path: the current directory (cd into each tree)
+  hyperfine --ignore-failure --warmup 3 --runs "$runs" --style basic --export-json "$home/compare.json" \
+    --command-name "--help ($base_rev)" "cd $base && $python -m stackctl --help" \
+    --command-name "--help (this)" "cd $here && $python -m stackctl --help" \
+    --command-name "status ($base_rev)" "cd $base && $python -m stackctl status" \
+    --command-name "status (this)" "cd $here && $python -m stackctl status" >/dev/null
+  "$python" - "$home/compare.json" "$base_rev" <<'PY'
+import json, sys
+results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+base = sys.argv[2]
+for command in ("--help", "status"):
+    old, new = results[f"{command} ({base})"], results[f"{command} (this)"]
+    print(f"stackctl {command:7} {base}: {old['mean'] * 1000:6.1f} ms  this: "
+          f"{new['mean'] * 1000:6.1f} ms  ratio this/{base}: {new['mean'] / old['mean']:.2f}")
+PY
+fi
