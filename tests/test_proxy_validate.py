@@ -39,9 +39,9 @@ VALID = {
     "embedding": {"model": "gemma3:1b", "input": "Hi"},
 }
 FIELDS = {
-    "chat": sorted(schemas.CHAT),
-    "completion": sorted(schemas.COMPLETION),
-    "embedding": sorted(schemas.EMBEDDING),
+    "chat": sorted(schemas.CHAT_FIELDS),
+    "completion": sorted(schemas.COMPLETION_FIELDS),
+    "embedding": sorted(schemas.EMBEDDING_FIELDS),
 }
 CHECK = {
     "chat": schemas.check_chat,

@@ -22,7 +22,7 @@ from stackctl.proxy import codec, relay, responses, schemas, translate
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.gate import Gate
 from stackctl.proxy.metrics import Metrics
-from stackctl.proxy.models import LIST_TIMEOUT, ModelRegistry, Route
+from stackctl.proxy.models import LIST_TIMEOUT, Destination, ModelRegistry
 from stackctl.proxy.upstream import Backend, Upstream
 from stackctl.proxy.validate import parse_body, require_model
 
@@ -30,10 +30,10 @@ log = logging.getLogger("stackctl.proxy")
 
 
 @dataclass(frozen=True)
-class Kind:
+class RouteSpec:
     """How one OpenAI route maps onto Ollama and onto an OpenAI-compatible backend."""
 
-    route: str
+    path: str  # the route's path, as the metrics label it
     check: Callable[[dict], None]
     to_ollama: Callable[[dict, str, dict], dict]
     ollama_path: str
@@ -59,7 +59,7 @@ def _echo(body: dict) -> str | None:
     return prompt[0] if isinstance(prompt, list) else prompt
 
 
-CHAT = Kind(
+CHAT_ROUTE = RouteSpec(
     "/v1/chat/completions",
     schemas.check_chat,
     translate.chat_to_ollama,
@@ -70,7 +70,7 @@ CHAT = Kind(
     ),
     lambda model, usage, body: responses.ChatStream(model, usage, _parallel_tool_calls(body)),
 )
-COMPLETION = Kind(
+COMPLETION_ROUTE = RouteSpec(
     "/v1/completions",
     schemas.check_completion,
     translate.completion_to_ollama,
@@ -79,7 +79,7 @@ COMPLETION = Kind(
     lambda native, model, body: responses.text_completion(native, model, _echo(body)),
     lambda model, usage, body: responses.CompletionStream(model, usage, _echo(body)),
 )
-EMBEDDING = Kind(
+EMBEDDING_ROUTE = RouteSpec(
     "/v1/embeddings",
     schemas.check_embedding,
     translate.embedding_to_ollama,
@@ -144,36 +144,38 @@ class Proxy:
             await self.registry.close()
             await self.upstream.close()
 
-    def pinned(self, route: Route) -> dict[str, Any]:
+    def pinned(self, destination: Destination) -> dict[str, Any]:
         """proxy.model_options for the model (`gemma3` finds `gemma3:latest` and back)."""
-        name = route.model.lower()
+        name = destination.model.lower()
         plain = name[: -len(":latest")] if name.endswith(":latest") else name
         return self.pins.get(name) or self.pins.get(plain) or self.pins.get(plain + ":latest") or {}
 
-    def handler(self, kind: Kind) -> Endpoint:
+    def handler(self, spec: RouteSpec) -> Endpoint:
         async def endpoint(scope: dict, receive: Any, send: Any) -> None:
-            await self.handle(kind, scope, receive, send)
+            await self.handle(spec, scope, receive, send)
 
         return Endpoint(endpoint)
 
-    async def handle(self, kind: Kind, scope: dict, receive: Any, send: Any) -> None:
+    async def handle(self, spec: RouteSpec, scope: dict, receive: Any, send: Any) -> None:
         started = time.perf_counter()
         status, label, backend_name = 500, "", "-"
         try:
             raw = await relay.read_body(receive, _content_length(scope), self.limit)
             body = parse_body(raw)
             requested = require_model(body)
-            route = await self.registry.route(requested)
+            destination = await self.registry.route(requested)
             label = requested
-            backend = route.backend
+            backend = destination.backend
             backend_name = backend.name
             if backend.params and any(body.get(k) is None for k in backend.params):
                 body = {**backend.params, **{k: v for k, v in body.items() if v is not None}}
                 raw = b""
             if backend.mode == "openai_compatible":
-                status = await self.passthrough(kind, route, body, raw, requested, receive, send)
+                status = await self.passthrough(
+                    spec, destination, body, raw, requested, receive, send
+                )
             else:
-                status = await self.translated(kind, route, body, requested, receive, send)
+                status = await self.translated(spec, destination, body, requested, receive, send)
         except relay.ClientGone:
             status = 499  # nginx's "client closed request", for the metrics only
         except OpenAIError as error:
@@ -184,15 +186,15 @@ class Proxy:
                 send, error.status, error.to_json(), extra=list(error.headers.items()) or None
             )
         except Exception:
-            log.exception("internal error while answering %s", kind.route)
+            log.exception("internal error while answering %s", spec.path)
             await relay.send_bytes(send, 500, _internal_error().to_json())
         finally:
-            self.metrics.observe(kind.route, label, status, time.perf_counter() - started)
+            self.metrics.observe(spec.path, label, status, time.perf_counter() - started)
 
     async def passthrough(
         self,
-        kind: Kind,
-        route: Route,
+        spec: RouteSpec,
+        destination: Destination,
         body: dict,
         raw: bytes,
         requested: str,
@@ -200,16 +202,16 @@ class Proxy:
         send: Any,
     ) -> int:
         """Forward unaltered (only the alias and the connection's default params applied)."""
-        backend = route.backend
-        if route.model != requested or not raw:
-            body = {**body, "model": route.model}
+        backend = destination.backend
+        if destination.model != requested or not raw:
+            body = {**body, "model": destination.model}
             raw = codec.dumps(body)
-        if kind.streams and body.get("stream") is True:
-            return await self.stream(backend, kind.openai_path, raw, receive, send)
-        reply = await self.upstream.call(backend, "POST", kind.openai_path, raw)
+        if spec.streams and body.get("stream") is True:
+            return await self.stream(backend, spec.openai_path, raw, receive, send)
+        reply = await self.upstream.call(backend, "POST", spec.openai_path, raw)
         if not 200 <= reply.status < 300:
             raise relay.backend_error(backend, reply.status, reply.body)
-        data = self._answered(reply.body, requested, rename=route.model != requested)
+        data = self._answered(reply.body, requested, rename=destination.model != requested)
         await relay.send_bytes(send, reply.status, data, reply.content_type.encode() or relay.JSON)
         return reply.status
 
@@ -245,17 +247,23 @@ class Proxy:
         return data
 
     async def translated(
-        self, kind: Kind, route: Route, body: dict, requested: str, receive: Any, send: Any
+        self,
+        spec: RouteSpec,
+        destination: Destination,
+        body: dict,
+        requested: str,
+        receive: Any,
+        send: Any,
     ) -> int:
         """Check, translate to Ollama's native API, and translate the answer back."""
-        kind.check(body)
-        native = codec.dumps(kind.to_ollama(body, route.model, self.pinned(route)))
-        backend = route.backend
-        if kind.translator and body.get("stream"):
+        spec.check(body)
+        native = codec.dumps(spec.to_ollama(body, destination.model, self.pinned(destination)))
+        backend = destination.backend
+        if spec.translator and body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            translator = kind.translator(requested, include_usage, body)
-            return await self.stream(backend, kind.ollama_path, native, receive, send, translator)
-        reply = await self.upstream.call(backend, "POST", kind.ollama_path, native)
+            translator = spec.translator(requested, include_usage, body)
+            return await self.stream(backend, spec.ollama_path, native, receive, send, translator)
+        reply = await self.upstream.call(backend, "POST", spec.ollama_path, native)
         if reply.status != 200:
             raise relay.backend_error(backend, reply.status, reply.body)
         try:
@@ -268,7 +276,7 @@ class Proxy:
                 f"The backend '{backend.name}' answered with something that is not JSON.",
                 code="backend_error",
             ) from None
-        answer = kind.answer(result, requested, body)
+        answer = spec.answer(result, requested, body)
         self.metrics.count_tokens(requested, answer.get("usage"))
         await relay.send_bytes(send, 200, codec.dumps(answer))
         return 200
@@ -339,23 +347,25 @@ def _error_handlers() -> dict:
 
 def create_app(config: Any, *, backends: list[Backend], api_keys: list[str]) -> Any:
     """The proxy app for a config, in front of `backends`, open to `api_keys` (none: any)."""
+    from starlette import routing
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
-    from starlette.routing import Route as Path
 
     proxy = Proxy(config, backends)
     routes = [
-        Path("/health", Endpoint(proxy.health), methods=["GET", "HEAD"]),
-        Path("/metrics", Endpoint(proxy.prometheus), methods=["GET"]),
+        routing.Route("/health", Endpoint(proxy.health), methods=["GET", "HEAD"]),
+        routing.Route("/metrics", Endpoint(proxy.prometheus), methods=["GET"]),
     ]
     fast_routes = {}
     for prefix in ("/v1", ""):
-        for kind in (CHAT, COMPLETION, EMBEDDING):
-            endpoint = fast_routes[("POST", prefix + kind.openai_path)] = proxy.handler(kind)
-            routes.append(Path(prefix + kind.openai_path, endpoint, methods=["POST"]))
+        for spec in (CHAT_ROUTE, COMPLETION_ROUTE, EMBEDDING_ROUTE):
+            endpoint = fast_routes[("POST", prefix + spec.openai_path)] = proxy.handler(spec)
+            routes.append(routing.Route(prefix + spec.openai_path, endpoint, methods=["POST"]))
         routes += [
-            Path(f"{prefix}/models", Endpoint(proxy.models), methods=["GET"]),
-            Path(f"{prefix}/models/{{model:path}}", Endpoint(proxy.models), methods=["GET"]),
+            routing.Route(f"{prefix}/models", Endpoint(proxy.models), methods=["GET"]),
+            routing.Route(
+                f"{prefix}/models/{{model:path}}", Endpoint(proxy.models), methods=["GET"]
+            ),
         ]
     gate = Middleware(
         Gate,

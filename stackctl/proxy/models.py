@@ -50,8 +50,8 @@ class BackendState:
 
 
 @dataclass(frozen=True)
-class Route:
-    """Where a request goes: the backend and the model name to send it."""
+class Destination:
+    """Where a request goes: the backend, and the model name to send it."""
 
     backend: Backend
     model: str  # the name the backend knows (the alias target)
@@ -173,9 +173,9 @@ class ModelRegistry:
         for alias, target in self.aliases.items():
             if alias in listed:
                 continue
-            route = self._find(target)
-            if route is not None and self._state(route.backend).reachable:
-                card = self._card_of(route)
+            destination = self._find(target)
+            if destination is not None and self._state(destination.backend).reachable:
+                card = self._card_of(destination)
                 listed[alias] = {
                     "id": alias,
                     "object": "model",
@@ -189,8 +189,8 @@ class ModelRegistry:
         for card in await self.cards():
             if card["id"] == model:
                 return card
-        route = await self.route(model, allow_unlisted=False)
-        return {**self._card_of(route), "id": model}
+        destination = await self.route(model, allow_unlisted=False)
+        return {**self._card_of(destination), "id": model}
 
     async def health(self) -> list[dict[str, Any]]:
         await self.ensure(wait=True)
@@ -199,20 +199,21 @@ class ModelRegistry:
     def _state(self, backend: Backend) -> BackendState:
         return next(s for s in self.states if s.backend is backend)
 
-    def _card_of(self, route: Route) -> dict[str, Any]:
-        state = self._state(route.backend)
-        wanted = _key(route.backend, route.model)
+    def _card_of(self, destination: Destination) -> dict[str, Any]:
+        state = self._state(destination.backend)
+        wanted = _key(destination.backend, destination.model)
         return next(
-            (c for c in state.cards if _key(route.backend, c["id"]) == wanted), {"id": route.model}
+            (c for c in state.cards if _key(destination.backend, c["id"]) == wanted),
+            {"id": destination.model},
         )
 
-    def _find(self, target: str) -> Route | None:
+    def _find(self, target: str) -> Destination | None:
         for state in self.states:
             if _key(state.backend, target) in self._index.get(state.backend.name, {}):
-                return Route(state.backend, target)
+                return Destination(state.backend, target)
         return None
 
-    async def route(self, model: str, *, allow_unlisted: bool = True) -> Route:
+    async def route(self, model: str, *, allow_unlisted: bool = True) -> Destination:
         """The backend for a model id (after aliases), or a 404 naming the model."""
         await self.ensure(wait=False)
         target = self.aliases.get(model, model)
@@ -228,5 +229,5 @@ class ModelRegistry:
             # client hears why that backend fails (502/504) rather than a misleading 404.
             down = next((s for s in self.states if s.reachable is False), None)
             if down is not None:
-                return Route(down.backend, target)
+                return Destination(down.backend, target)
         raise model_not_found(model)

@@ -184,7 +184,7 @@ def reasoning(path: str, value: Any) -> None:
     )(path, value)
 
 
-CHAT: dict[str, Check] = {
+CHAT_FIELDS: dict[str, Check] = {
     **SAMPLING,
     "messages": array_of(message, min_items=1),
     "max_completion_tokens": integer(1, 2**31 - 1),
@@ -208,7 +208,7 @@ CHAT: dict[str, Check] = {
     "function_call": refuse("deprecated: use tool_choice"),
 }
 
-COMPLETION: dict[str, Check] = {
+COMPLETION_FIELDS: dict[str, Check] = {
     **SAMPLING,
     "prompt": lambda path, value: None,  # checked by check_completion (its shape decides a lot)
     "suffix": string,
@@ -218,7 +218,7 @@ COMPLETION: dict[str, Check] = {
     "raw": boolean,
 }
 
-EMBEDDING: dict[str, Check] = {
+EMBEDDING_FIELDS: dict[str, Check] = {
     "model": string,
     "input": lambda path, value: None,  # checked by check_embedding
     "encoding_format": one_of("float", "base64"),
@@ -244,7 +244,7 @@ def check_chat(body: dict[str, Any]) -> None:
     """A chat completion request, as the Ollama translation needs it."""
     if body.get("messages") is None:
         raise missing("messages")
-    fields(body, CHAT)
+    fields(body, CHAT_FIELDS)
     check_stream_options(body)
 
 
@@ -264,7 +264,7 @@ def check_completion(body: dict[str, Any]) -> None:
             )
     elif not isinstance(prompt, str):
         raise invalid_type("prompt", "a string or an array of one string", prompt)
-    fields(body, COMPLETION)
+    fields(body, COMPLETION_FIELDS)
     check_stream_options(body)
 
 
@@ -283,4 +283,4 @@ def check_embedding(body: dict[str, Any]) -> None:
             raise invalid_type(f"input[{bad}]", "a string", data[bad])
     elif not isinstance(data, str):
         raise invalid_type("input", "a string or an array of strings", data)
-    fields(body, EMBEDDING)
+    fields(body, EMBEDDING_FIELDS)
