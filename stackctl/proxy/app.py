@@ -106,13 +106,46 @@ def _content_length(scope: dict) -> bytes | None:
 
 
 class Endpoint:
-    """A plain ASGI endpoint (Starlette wraps functions in Request/Response; this it leaves be)."""
+    """A plain ASGI endpoint (Starlette wraps functions in Request/Response; this it leaves be).
 
-    def __init__(self, function: Callable):
+    `answers_errors`: the function turns every failure into a response itself, so it may be
+    called directly (DirectRoutes), past Starlette's exception layer and router.
+    """
+
+    def __init__(self, function: Callable, *, answers_errors: bool = False):
         self.function = function
+        self.answers_errors = answers_errors
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         await self.function(scope, receive, send)
+
+
+class DirectRoutes:
+    """Calls the routes whose endpoint answers its own errors straight from a dict lookup.
+
+    This is the proxy's hot path (the POST routes): Starlette's exception layer and its
+    router, which tries each route's regex in turn, are skipped. The routes are the app's
+    one route list; everything else goes on to Starlette's router.
+    """
+
+    def __init__(self, app: Any, routes: list[Any]):
+        self.app = app
+        self.direct = {
+            (method, route.path): route.endpoint
+            for route in routes
+            if isinstance(route.endpoint, Endpoint)
+            and route.endpoint.answers_errors
+            and not route.param_convertors
+            for method in route.methods
+        }
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            endpoint = self.direct.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class Proxy:
@@ -154,7 +187,7 @@ class Proxy:
         async def endpoint(scope: dict, receive: Any, send: Any) -> None:
             await self.handle(spec, scope, receive, send)
 
-        return Endpoint(endpoint)
+        return Endpoint(endpoint, answers_errors=True)
 
     async def handle(self, spec: RouteSpec, scope: dict, receive: Any, send: Any) -> None:
         started = time.perf_counter()
@@ -356,26 +389,23 @@ def create_app(config: Any, *, backends: list[Backend], api_keys: list[str]) -> 
         routing.Route("/health", Endpoint(proxy.health), methods=["GET", "HEAD"]),
         routing.Route("/metrics", Endpoint(proxy.prometheus), methods=["GET"]),
     ]
-    fast_routes = {}
     for prefix in ("/v1", ""):
         for spec in (CHAT_ROUTE, COMPLETION_ROUTE, EMBEDDING_ROUTE):
-            endpoint = fast_routes[("POST", prefix + spec.openai_path)] = proxy.handler(spec)
-            routes.append(routing.Route(prefix + spec.openai_path, endpoint, methods=["POST"]))
+            path = prefix + spec.openai_path
+            routes.append(routing.Route(path, proxy.handler(spec), methods=["POST"]))
         routes += [
             routing.Route(f"{prefix}/models", Endpoint(proxy.models), methods=["GET"]),
             routing.Route(
                 f"{prefix}/models/{{model:path}}", Endpoint(proxy.models), methods=["GET"]
             ),
         ]
-    gate = Middleware(
-        Gate,
-        api_keys=api_keys,
-        cors_origins=list(config.proxy.cors_origins),
-        fast_routes=fast_routes,
-    )
+    middleware = [
+        Middleware(Gate, api_keys=api_keys, cors_origins=list(config.proxy.cors_origins)),
+        Middleware(DirectRoutes, routes=routes),
+    ]
     return Starlette(
         routes=routes,
-        middleware=[gate],
+        middleware=middleware,
         exception_handlers=_error_handlers(),
         lifespan=proxy.lifespan,
     )

@@ -27,17 +27,8 @@ def _digest(key: str | bytes) -> bytes:
 class Gate:
     """Auth and CORS in front of the app."""
 
-    def __init__(
-        self,
-        app: Any,
-        api_keys: list[str],
-        cors_origins: list[str],
-        fast_routes: dict[tuple[str, str], Any] | None = None,
-    ):
+    def __init__(self, app: Any, api_keys: list[str], cors_origins: list[str]):
         self.app = app
-        # POST routes called directly, skipping Starlette's exception layer and router: their
-        # handlers answer every error themselves, and this is the proxy's hot path.
-        self.fast_routes = fast_routes or {}
         self.digests = [_digest(k) for k in api_keys]
         self.origins = {o.rstrip("/").encode() for o in cors_origins}
         self.any_origin = b"*" in self.origins
@@ -78,7 +69,6 @@ class Gate:
         if scope["path"] not in OPEN_PATHS and not self.authorized(headers.get(b"authorization")):
             await self.refuse(send, headers.get(b"authorization") is None, cors)
             return
-        app = self.fast_routes.get((scope["method"], scope["path"]), self.app)
         if cors:
 
             async def send_with_cors(message: dict) -> None:
@@ -86,9 +76,9 @@ class Gate:
                     message = {**message, "headers": [*message.get("headers", []), *cors]}
                 await send(message)
 
-            await app(scope, receive, send_with_cors)
+            await self.app(scope, receive, send_with_cors)
             return
-        await app(scope, receive, send)
+        await self.app(scope, receive, send)
 
     async def preflight(self, send: Any, headers: dict[bytes, bytes], cors: list) -> None:
         if not cors:
