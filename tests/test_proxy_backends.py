@@ -73,7 +73,7 @@ def proxy(ollama, vllm, closed_port, monkeypatch_module):
         Connection("down", "openai_compatible", f"http://127.0.0.1:{closed_port}/v1"),
     ]
     app = create_app(
-        config, backends=[Backend.from_connection(c) for c in connections], api_keys=[]
+        config.proxy, backends=[Backend.from_connection(c) for c in connections], api_keys=[]
     )
     with ServerThread(app) as server:
         yield server
@@ -218,7 +218,7 @@ def test_a_silent_backend_is_504_and_the_list_stays_quick(silent):
     config.proxy.read_timeout = 1.0
     config.proxy.connect_timeout = 1.0
     backends = [Backend("silent", "openai_compatible", silent + "/v1")]
-    with ServerThread(create_app(config, backends=backends, api_keys=[])) as server:
+    with ServerThread(create_app(config.proxy, backends=backends, api_keys=[])) as server:
         models = httpx.get(server.url + "/v1/models", timeout=30)
         assert models.json() == {"object": "list", "data": []}
         health = httpx.get(server.url + "/health", timeout=30).json()
@@ -258,7 +258,7 @@ def test_a_backend_that_comes_up_is_listed_once_the_cache_expires(tmp_path):
     config.proxy.models_cache_seconds = 0.2
     port = free_port()  # down at first, then FakeOllama's
     backends = [Backend("ollama", "ollama", f"http://127.0.0.1:{port}")]
-    with ServerThread(create_app(config, backends=backends, api_keys=[])) as server:
+    with ServerThread(create_app(config.proxy, backends=backends, api_keys=[])) as server:
         assert httpx.get(server.url + "/v1/models").json()["data"] == []  # refused: not listed
         with FakeOllama(tmp_path / "ollama", port=port) as ollama:
             ollama.install("gemma3:1b")

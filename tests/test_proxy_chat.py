@@ -50,7 +50,7 @@ def proxy(ollama: FakeOllama):
     config = Config()
     config.proxy.aliases = {"gpt-4o": "gemma3:1b"}
     config.proxy.model_options = {"qwen3:8b": {"num_ctx": 8192, "temperature": 0.6}}
-    app = create_app(config, backends=[Backend("ollama", "ollama", ollama.url)], api_keys=[])
+    app = create_app(config.proxy, backends=[Backend("ollama", "ollama", ollama.url)], api_keys=[])
     with ServerThread(app) as server:
         yield server
 

@@ -31,7 +31,9 @@ def start_proxy(ollama: FakeOllama, keys: list[str], **proxy_settings) -> Server
     config.proxy.aliases = {"embedder": "nomic-embed-text:latest"}
     for name, value in proxy_settings.items():
         setattr(config.proxy, name, value)
-    app = create_app(config, backends=[Backend("ollama", "ollama", ollama.url)], api_keys=keys)
+    app = create_app(
+        config.proxy, backends=[Backend("ollama", "ollama", ollama.url)], api_keys=keys
+    )
     return ServerThread(app).start()
 
 

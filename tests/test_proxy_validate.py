@@ -97,7 +97,9 @@ def test_any_body_parses_or_is_a_400(raw):
 def proxy(tmp_path_factory: pytest.TempPathFactory):
     with FakeOllama(tmp_path_factory.mktemp("ollama")) as ollama:
         ollama.install("gemma3:1b")
-        app = create_app(Config(), backends=[Backend("ollama", "ollama", ollama.url)], api_keys=[])
+        app = create_app(
+            Config().proxy, backends=[Backend("ollama", "ollama", ollama.url)], api_keys=[]
+        )
         with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
             yield client
 

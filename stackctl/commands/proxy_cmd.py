@@ -52,9 +52,9 @@ def proxy_serve(
     stack = app.stack(Overrides(backend=backend))
     config = stack.config
     serve(
-        config,
+        config.proxy,
+        stack.connections,
+        stack.proxy_api_keys,
         host=host or config.bind_host,
         port=port or config.proxy.port,
-        connections=stack.connections,
-        keys=stack.proxy_api_keys,
     )

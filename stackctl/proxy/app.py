@@ -1,4 +1,4 @@
-"""The proxy's ASGI app: `create_app(config, backends=…, api_keys=…)` returns a Starlette app.
+"""The proxy's ASGI app: `create_app(settings, backends=…, api_keys=…)` returns a Starlette app.
 
 Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models,
 /v1/models/{id}; GET /health (no auth); GET /metrics. The same routes answer without the
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackctl.proxy import codec, relay, responses, schemas, translate
 from stackctl.proxy.errors import OpenAIError
@@ -25,6 +25,9 @@ from stackctl.proxy.metrics import Metrics
 from stackctl.proxy.models import LIST_TIMEOUT, Destination, ModelRegistry
 from stackctl.proxy.upstream import Backend, Upstream
 from stackctl.proxy.validate import parse_body, require_model
+
+if TYPE_CHECKING:
+    from stackctl.config.model import ProxySection
 
 log = logging.getLogger("stackctl.proxy")
 
@@ -151,21 +154,20 @@ class DirectRoutes:
 class Proxy:
     """The state behind the routes: backends, model registry, metrics, limits."""
 
-    def __init__(self, config: Any, backends: list[Backend]):
-        proxy = config.proxy
-        self.upstream = Upstream(proxy.connect_timeout, proxy.read_timeout)
+    def __init__(self, settings: ProxySection, backends: list[Backend]):
+        self.upstream = Upstream(settings.connect_timeout, settings.read_timeout)
         self.registry = ModelRegistry(
             backends,
-            proxy.aliases,
+            settings.aliases,
             self.upstream,
-            proxy.models_cache_seconds,
-            list_timeout=min(LIST_TIMEOUT, proxy.read_timeout),
+            settings.models_cache_seconds,
+            list_timeout=min(LIST_TIMEOUT, settings.read_timeout),
         )
         self.metrics = Metrics()
         self.pins: dict[str, dict[str, Any]] = {
-            k.lower(): v for k, v in proxy.model_options.items()
+            k.lower(): v for k, v in settings.model_options.items()
         }
-        self.limit = int(proxy.max_body_mb) * 1024 * 1024
+        self.limit = int(settings.max_body_mb) * 1024 * 1024
 
     @asynccontextmanager
     async def lifespan(self, app: Any):
@@ -378,13 +380,14 @@ def _error_handlers() -> dict:
     return {HTTPException: http_error, Exception: internal_error}
 
 
-def create_app(config: Any, *, backends: list[Backend], api_keys: list[str]) -> Any:
-    """The proxy app for a config, in front of `backends`, open to `api_keys` (none: any)."""
+def create_app(settings: ProxySection, *, backends: list[Backend], api_keys: list[str]) -> Any:
+    """The proxy app for stack.yaml's `proxy:` section, in front of `backends`, open to
+    `api_keys` (none: any)."""
     from starlette import routing
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
 
-    proxy = Proxy(config, backends)
+    proxy = Proxy(settings, backends)
     routes = [
         routing.Route("/health", Endpoint(proxy.health), methods=["GET", "HEAD"]),
         routing.Route("/metrics", Endpoint(proxy.prometheus), methods=["GET"]),
@@ -400,7 +403,7 @@ def create_app(config: Any, *, backends: list[Backend], api_keys: list[str]) -> 
             ),
         ]
     middleware = [
-        Middleware(Gate, api_keys=api_keys, cors_origins=list(config.proxy.cors_origins)),
+        Middleware(Gate, api_keys=api_keys, cors_origins=list(settings.cors_origins)),
         Middleware(DirectRoutes, routes=routes),
     ]
     return Starlette(

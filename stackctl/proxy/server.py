@@ -9,9 +9,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackctl.errors import StackctlError
+
+if TYPE_CHECKING:
+    from stackctl.config.model import Connection, ProxySection
+    from stackctl.proxy.upstream import Backend
 
 log = logging.getLogger("stackctl.proxy")
 
@@ -39,7 +43,7 @@ class OpenDoorRefused(StackctlError):
         )
 
 
-def describe(backends: list[Any], keys: int, host: str, port: int) -> str:
+def describe(backends: list[Backend], keys: int, host: str, port: int) -> str:
     """The startup line (never the keys themselves)."""
     door = f"{keys} API key{'s' if keys != 1 else ''}" if keys else "no API key (loopback only)"
     upstreams = ", ".join(f"{b.name} ({b.mode}) {b.base_url}" for b in backends)
@@ -47,12 +51,17 @@ def describe(backends: list[Any], keys: int, host: str, port: int) -> str:
 
 
 def serve(
-    config: Any, host: str, port: int, *, connections: Sequence[Any], keys: list[str]
+    settings: ProxySection,
+    connections: Sequence[Connection],
+    api_keys: list[str],
+    *,
+    host: str,
+    port: int,
 ) -> None:
-    """Serve the proxy in front of `connections` until SIGTERM/SIGINT, open to `keys`."""
+    """Serve the proxy in front of `connections` until SIGTERM/SIGINT."""
     from stackctl.proxy.upstream import Backend
 
-    if not keys and not is_loopback(host):
+    if not api_keys and not is_loopback(host):
         raise OpenDoorRefused(host, port)
     backends = [Backend.from_connection(c) for c in connections]
 
@@ -60,7 +69,7 @@ def serve(
 
     from stackctl.proxy.app import create_app
 
-    app = create_app(config, backends=backends, api_keys=keys)
+    app = create_app(settings, backends=backends, api_keys=api_keys)
     options: dict[str, Any] = {}
     try:
         import uvloop  # noqa: F401  (uvicorn picks it up by name)
@@ -75,7 +84,7 @@ def serve(
     except ImportError:
         options["http"] = "h11"
     logging.getLogger("stackctl.proxy").setLevel(logging.INFO)
-    print(describe(backends, len(keys), host, port), flush=True)
+    print(describe(backends, len(api_keys), host, port), flush=True)
     uvicorn.run(
         app,
         host=host,

@@ -14,10 +14,13 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackctl import __version__
 from stackctl.proxy.errors import OpenAIError
+
+if TYPE_CHECKING:
+    from stackctl.config.model import Connection
 
 MAX_LINE = 64 * 1024 * 1024  # an NDJSON line longer than this is not Ollama talking
 
@@ -33,7 +36,7 @@ class Backend:
     params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_connection(cls, connection: Any) -> Backend:
+    def from_connection(cls, connection: Connection) -> Backend:
         return cls(
             name=connection.name,
             mode=connection.mode,
