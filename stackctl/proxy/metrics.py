@@ -63,8 +63,9 @@ class Metrics:
         ]
         for route, counts in sorted(self.latency.items()):
             running = 0.0
-            for bound, n in zip((*BUCKETS, float("inf")), counts[: len(BUCKETS) + 1], strict=True):
-                running += n
+            buckets = zip((*BUCKETS, float("inf")), counts[: len(BUCKETS) + 1], strict=True)
+            for bound, in_bucket in buckets:
+                running += in_bucket
                 le = "+Inf" if bound == float("inf") else f"{bound:g}"
                 out.append(
                     f"stackctl_proxy_request_duration_seconds_bucket{_labels(route=route, le=le)} {running:g}"

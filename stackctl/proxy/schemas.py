@@ -43,7 +43,8 @@ def image_url(path: str, value: Any) -> None:
     where = f"{path}.url" if isinstance(value, dict) else path
     if isinstance(value, dict) and url is None:
         raise missing(where)
-    string(where, url)
+    if not isinstance(url, str):
+        raise invalid_type(where, "a string", url)
     if not DATA_URI.match(url):
         if re.match(r"^https?://", url, re.I):
             raise unsupported(where, REMOTE_IMAGE)
