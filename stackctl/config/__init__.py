@@ -36,6 +36,7 @@ from stackctl.config.schema import (
     suggestion,
 )
 from stackctl.errors import ConfigError
+from stackctl.ollama_options import OPTION_TYPES
 from stackctl.paths import Platform, current_platform, paths_for
 from stackctl.registry import stack_services
 from stackctl.types import BACKENDS, Backend
@@ -49,14 +50,6 @@ __all__ = [
 ]
 
 MODEL_NAME = r"^[A-Za-z0-9_][A-Za-z0-9._:/@-]{0,349}$"
-# Ollama's options (api/types.go Options/Runner). Ollama ignores unknown keys silently, so a
-# typo in model_options would never be noticed; we catch it here instead.
-OLLAMA_OPTIONS = [
-    "num_keep", "seed", "num_predict", "top_k", "top_p", "min_p", "typical_p",
-    "repeat_last_n", "temperature", "repeat_penalty", "presence_penalty",
-    "frequency_penalty", "stop", "num_ctx", "num_batch", "num_gpu", "main_gpu",
-    "use_mmap", "num_thread",
-]  # fmt: skip
 
 
 def _schema(secrets_hint: str) -> Section:
@@ -189,11 +182,11 @@ def _cross_checks(config: Config, out: Problems, platform: Platform) -> None:
             )
     for model, options in config.proxy.model_options.items():
         for option in options:
-            if option not in OLLAMA_OPTIONS:
+            if option not in OPTION_TYPES:
                 out.add(
                     line(f"proxy.model_options.{model}") or line("proxy.model_options"),
                     f"unknown Ollama option '{option}' in proxy.model_options.{model}"
-                    + suggestion(option, OLLAMA_OPTIONS),
+                    + suggestion(option, list(OPTION_TYPES)),
                 )
 
 

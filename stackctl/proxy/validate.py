@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from stackctl.ollama_options import OPTION_TYPES
 from stackctl.proxy import codec
 from stackctl.proxy.errors import (
     OpenAIError,
@@ -29,17 +30,6 @@ GO_DURATION = re.compile(r"-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+|-?\d+")
 
 
 THINK_LEVELS = ("low", "medium", "high", "max")
-# Ollama's options (api/types.go Options and Runner) and their JSON types.
-OPTION_TYPES: dict[str, str] = {
-    **dict.fromkeys(
-        ["num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx", "num_batch",
-         "num_gpu", "main_gpu", "num_thread"], "integer"),
-    **dict.fromkeys(
-        ["top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty",
-         "frequency_penalty"], "number"),
-    "stop": "array",
-    "use_mmap": "boolean",
-}  # fmt: skip
 
 
 def json_error_reason(raw: bytes) -> str:
