@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal
 from stackctl.backend import auto_backend
 from stackctl.config.model import Config
 from stackctl.output import GIB, gb
+from stackctl.probe import probe_memory
 
 if TYPE_CHECKING:
     from stackctl.probe import HostFacts
@@ -168,6 +169,5 @@ def default_models(config: Config, backend: str) -> list[str]:
     """
     if backend == "vllm":
         return [config.vllm.served_model_name]
-    from stackctl.probe import probe_memory
 
     return [recommend(probe_memory(), "ollama").ollama]

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from stackctl.backend import auto_backend
 from stackctl.catalog import Model, recommend
+from stackctl.config import validate_text
 from stackctl.errors import StackctlError
+from stackctl.fsutil import atomic_write, backup
+from stackctl.paths import templates_dir
 from stackctl.probe import HostFacts, describe_host
 
 TEMPLATE = "stack.yaml.tmpl"
@@ -43,8 +46,6 @@ def fill_template(
 ) -> str:
     """The commented stack.yaml with these values (model names double-quoted, so any name
     stays a string). `config init` and `up` both write it."""
-    from stackctl.paths import templates_dir
-
     template = (templates_dir() / TEMPLATE).read_text(encoding="utf-8")
     return template.format(
         host_summary=host_summary,
@@ -59,8 +60,6 @@ def fill_template(
 def check_generated(text: str, path: Path, platform: str) -> None:
     """Refuse to write generated config text that does not validate (a bug: the template and
     the values disagree)."""
-    from stackctl.config import validate_text
-
     _, problems = validate_text(text, str(path), platform)  # type: ignore[arg-type]
     if problems:
         raise StackctlError(
@@ -86,8 +85,6 @@ def render(facts: HostFacts) -> tuple[str, str, str, Model]:
 
 def write_config(path: Path, facts: HostFacts, *, force: bool, backups_dir: Path) -> InitResult:
     """Render, validate and write the config; refuse to replace a file without force."""
-    from stackctl.fsutil import atomic_write, backup
-
     if path.exists() and not force:
         raise StackctlError(
             f"{path} already exists: pass --force to replace it (the old file is backed up "

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from stackctl import __version__
+from stackctl.localhttp import Unreachable, get_json
 from stackctl.output import rough_duration
 from stackctl.registry import HealthCheck, info, label
 from stackctl.stack import Service
@@ -40,14 +42,10 @@ class Health:
 
 
 def _get_json(url: str, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
-    from stackctl.localhttp import get_json
-
     return get_json(url, headers=headers, timeout=timeout)
 
 
 def _version(url: str, timeout: float) -> str | None:
-    from stackctl.localhttp import Unreachable
-
     try:
         status, body = _get_json(url, {}, timeout)
     except Unreachable:  # the version is a nicety: never let it fail a health check
@@ -70,8 +68,6 @@ def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None)
     """Ask one service whether it is healthy (one request, plus its model list and version
     when its registry entry names them). `api_key` is sent as a Bearer token: the proxy's
     key, or vLLM's VLLM_API_KEY."""
-    from stackctl.localhttp import Unreachable
-
     spec: HealthCheck = info(service.name).health
     url = service.url + spec.path
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -95,8 +91,6 @@ def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None)
                     return health
             health.models = _model_ids(body, spec.models_shape)
         if spec.version_is_stackctl:
-            from stackctl import __version__
-
             health.version = __version__
         elif spec.version_path is not None:
             health.version = _version(service.url + spec.version_path, timeout)

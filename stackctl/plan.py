@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import click
 
+from stackctl import proc
 from stackctl.errors import CommandFailed, ExitCode, StackctlError, stderr_tail
 from stackctl.output import StatusLine
 
@@ -97,8 +98,6 @@ def command_step(
     same command."""
 
     def apply(progress: Progress) -> None:
-        from stackctl import proc
-
         proc.stream(argv, on_line=progress.line)
 
     return Step(description, check, apply, commands=[shlex.join(argv)], fix=fix)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from stackctl import paths as _paths
 from stackctl import proc
 from stackctl.backend import chosen_backend
+from stackctl.output import GIB, gb
 from stackctl.probe_nvidia import GPU_QUERY, Gpu, parse_gpu_csv, read_gpus, read_nvidia_header
 from stackctl.probe_processes import Conflict, Listener, read_conflicts, read_listeners
 from stackctl.probe_tools import (  # TIMEOUT: nvidia-smi can take seconds on a cold driver
@@ -286,8 +287,6 @@ def probe(config: Config, paths: Paths, backend: Backend | None = None) -> HostF
 
 def describe_host(facts: HostFacts) -> str:
     """One line for people: 'macOS 14.5 on Apple M2 (arm64), 16 GB unified memory'."""
-    from stackctl.output import GIB, gb
-
     ram = gb(facts.ram_total / GIB)
     system = f"{facts.os_name} {facts.os_version}".strip()
     cpu = f"{facts.cpu_brand} ({facts.arch})" if facts.cpu_brand else facts.arch

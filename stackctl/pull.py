@@ -98,7 +98,9 @@ class ProgressBar:
         )
         rate = self.rate()
         if rate > 0:
-            text += f"  {human_bytes(rate)}/s  ETA {duration((state.total - state.completed) / rate)}"
+            text += (
+                f"  {human_bytes(rate)}/s  ETA {duration((state.total - state.completed) / rate)}"
+            )
         return text
 
     def __call__(self, state: PullState) -> None:

@@ -19,7 +19,9 @@ from stackctl import secrets
 from stackctl.backend import chosen_backend
 from stackctl.config.model import SECRET_MASK, Config, Connection, default_connections
 from stackctl.paths import Paths, current_platform, default_scope, paths_for
+from stackctl.probe_nvidia import read_gpus
 from stackctl.registry import Service, stack_services
+from stackctl.services.managers import manager_for
 from stackctl.types import Backend, Platform, Scope
 
 __all__ = [
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from stackctl.probe import HostFacts
     from stackctl.services.base import ServiceManager
 
+
 def resolve_backend(config: Config, platform: Platform, facts: HostFacts | None = None) -> Backend:
     """The backend this config means here: `auto` decided by the GPUs the probe's `facts`
     found, or (without facts) by asking nvidia-smi once."""
@@ -44,7 +47,6 @@ def resolve_backend(config: Config, platform: Platform, facts: HostFacts | None 
         return config.backend
     if facts is not None:
         return chosen_backend("auto", platform, facts.gpus)
-    from stackctl.probe_nvidia import read_gpus
 
     return chosen_backend("auto", platform, read_gpus() if platform == "linux" else [])
 
@@ -89,8 +91,6 @@ class Stack:
     @functools.cached_property
     def manager(self) -> ServiceManager:
         """The service manager for this platform and scope (launchd or systemd)."""
-        from stackctl.services.managers import manager_for
-
         return manager_for(self.paths)
 
     # --- secrets ----------------------------------------------------------------------------

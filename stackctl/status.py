@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stackctl.errors import ExitCode
+from stackctl.fsutil import tree_size
+from stackctl.health import check
+from stackctl.localhttp import Unreachable, get_json
+from stackctl.paths import hf_repo_cache
+from stackctl.registry import label
 
 if TYPE_CHECKING:
     from stackctl.config.model import Connection
@@ -99,8 +104,6 @@ def _row(service: Service, state: ServiceState | None, health: Health) -> Servic
 
 def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
     """Ask the service manager and every service at the same time."""
-    from stackctl.health import check
-
     names: list[str] = list(stack.service_names)
     keys = stack.service_api_keys
     manager = stack.manager
@@ -122,8 +125,6 @@ def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
 
 def problems(status: StackStatus) -> list[str]:
     """One line per unhealthy service, with the command that tells why."""
-    from stackctl.registry import label
-
     lines = []
     for row in status.rows:
         if row.state == "not-installed" or not status.installed:
@@ -165,16 +166,12 @@ class ModelList:
 
 def _tree_size(path: Path) -> int | None:
     """Bytes under `path`, or None when it is not there (the model is not downloaded)."""
-    from stackctl.fsutil import tree_size
-
     return tree_size(path) if path.exists() else None
 
 
 def _list_connection(
     connection: Connection, stack: Stack, environ: Mapping[str, str]
 ) -> tuple[list[ModelRow], str | None]:
-    from stackctl.localhttp import Unreachable, get_json
-
     where = f"{connection.name} ({connection.base_url})"
     key = connection.key(environ)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -202,7 +199,6 @@ def _list_connection(
 
 
 def _hf_cache_size(stack: Stack) -> int | None:
-    from stackctl.paths import hf_repo_cache
     from stackctl.probe import models_dir
 
     config = stack.config

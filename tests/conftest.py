@@ -14,7 +14,6 @@ from tests.fakes.installer import FakeBin, install_fakes
 __all__ = ["FakeBin", "install_fakes"]
 
 
-
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point every stackctl location at a temp dir; plan as a normal user on this platform."""

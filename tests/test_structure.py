@@ -93,7 +93,9 @@ def test_no_import_cycles() -> None:
 
 def test_the_config_package_does_no_host_io() -> None:
     graph = import_graph()
-    config_modules = [m for m in graph if m == "stackctl.config" or m.startswith("stackctl.config.")]
+    config_modules = [
+        m for m in graph if m == "stackctl.config" or m.startswith("stackctl.config.")
+    ]
     reached = set().union(*(_reachable(graph, m) for m in config_modules))
     assert sorted(m for m in reached if m.startswith(HOST_PROBING)) == []
 

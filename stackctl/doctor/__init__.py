@@ -17,7 +17,8 @@ from stackctl.doctor.base import Context, Finding, Severity
 from stackctl.doctor.host import check_config, check_host, check_services
 from stackctl.doctor.resources import check_conflicts, check_disk, check_models, check_ports
 from stackctl.doctor.software import check_backend, check_gated, check_installs
-from stackctl.probe import HostFacts
+from stackctl.probe import HostFacts, probe
+from stackctl.stack import resolve_stack
 
 __all__ = ["Context", "Finding", "Report", "Severity", "diagnose", "run"]
 
@@ -57,9 +58,6 @@ CHECKS: list[Callable[[Context], Iterator[Finding]]] = [
 
 def run(config: Config, config_path: Path, config_problems: list[str]) -> Report:
     """Probe this host for the config and diagnose it."""
-    from stackctl.probe import probe
-    from stackctl.stack import resolve_stack
-
     stack = resolve_stack(config, config_path)
     facts = probe(config, stack.paths, stack.backend)
     return Report(facts, diagnose(Context(stack, config_problems, facts)))

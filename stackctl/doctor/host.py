@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from stackctl.doctor.base import Context, Finding
+from stackctl.probe import describe_host
 
 
 def check_config(ctx: Context) -> Iterator[Finding]:
@@ -20,8 +21,6 @@ def check_config(ctx: Context) -> Iterator[Finding]:
 
 
 def check_host(ctx: Context) -> Iterator[Finding]:
-    from stackctl.probe import describe_host
-
     facts = ctx.facts
     yield Finding("ok", "host", describe_host(facts))
     if facts.platform == "macos" and not facts.apple_silicon:

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 from stackctl import catalog
 from stackctl.doctor.base import Context, Finding, Severity, downloaded
+from stackctl.errors import StackctlError
 from stackctl.install_commands import ollama_linux_install
+from stackctl.secrets import hf_token
 
 # What the proxy uses from Ollama, and the first release tag of ollama/ollama that contains
 # it (found with `git tag --contains` on the change).
@@ -166,8 +168,6 @@ def check_gated(ctx: Context) -> Iterator[Finding]:
     model = catalog.find(ctx.config.vllm.model)
     if model is None or not model.gated or downloaded(ctx, model.hf_id, model):
         return
-    from stackctl.errors import StackctlError
-    from stackctl.secrets import hf_token
 
     try:
         has_token = hf_token(ctx.paths.secrets_file, ctx.env) is not None

@@ -18,9 +18,14 @@ from typing import TYPE_CHECKING
 
 from stackctl.config.model import Config
 from stackctl.errors import StackctlError
-from stackctl.paths import SERVICE_ACCOUNT, Paths, current_platform, paths_for
+from stackctl.paths import SERVICE_ACCOUNT, Paths, current_platform, fake_root, paths_for
 from stackctl.probe_tools import find_ollama, read_brew_prefix
-from stackctl.secrets import OPENWEBUI_PROXY_KEY, WEBUI_ADMIN_PASSWORD, WEBUI_SECRET_KEY
+from stackctl.secrets import (
+    OPENWEBUI_PROXY_KEY,
+    WEBUI_ADMIN_PASSWORD,
+    WEBUI_SECRET_KEY,
+    read_env_file,
+)
 from stackctl.types import Backend, Platform, Scope
 
 if TYPE_CHECKING:
@@ -162,7 +167,6 @@ def _secrets(config: Config, paths: Paths, platform: Platform, preview: bool) ->
         return {}  # systemd units read the 0600 secrets file themselves (EnvironmentFile=)
     if preview:
         return placeholder_secrets(config, paths)
-    from stackctl.secrets import read_env_file
 
     return read_env_file(paths.secrets_file)
 
@@ -209,8 +213,6 @@ def _account(
 
 
 def _lookup_account(name: str, lenient: bool) -> tuple[str, str, Path]:
-    from stackctl.paths import fake_root
-
     try:
         import grp
         import pwd
@@ -223,4 +225,3 @@ def _lookup_account(name: str, lenient: bool) -> tuple[str, str, Path]:
             raise StackctlError(f"there is no account named '{name}' on this machine") from None
         group, home = "staff", Path("/Users") / name
     return name, group, fake_root() or home
-

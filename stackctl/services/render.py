@@ -22,6 +22,8 @@ from stackctl.registry import BACKEND, NAMES, info
 from stackctl.services.base import Unit
 from stackctl.services.inputs import RenderInputs
 from stackctl.services.spec import ServiceSpec
+from stackctl.services.units_launchd import render_launchd
+from stackctl.services.units_systemd import render_systemd
 from stackctl.stack import stack_services
 
 LOOPBACK = "127.0.0.1"
@@ -41,10 +43,7 @@ def render_units(
         services = [s.name for s in stack_services(config, inputs.backend)]
     specs = [service_spec(config, inputs, name) for name in services]
     if inputs.platform == "linux":
-        from stackctl.services.units_systemd import render_systemd
-
         return render_systemd(specs, inputs)
-    from stackctl.services.units_launchd import render_launchd
 
     return render_launchd(specs, inputs)
 

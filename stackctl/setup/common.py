@@ -13,6 +13,7 @@ from stackctl import secrets as sec
 from stackctl.errors import StackctlError
 from stackctl.paths import SERVICE_ACCOUNT
 from stackctl.plan import Progress, Step, command_step
+from stackctl.probe import read_linger
 from stackctl.setup.context import Context
 
 NOLOGIN = "/usr/sbin/nologin"
@@ -174,8 +175,6 @@ def venv_commands(
 
 def linger_step(ctx: Context) -> Step:
     """Keep user services running after logout (and start them at boot) on a headless box."""
-    from stackctl.probe import read_linger
-
     user = ctx.facts.user
     argv = ["loginctl", "enable-linger", user]
     return command_step(

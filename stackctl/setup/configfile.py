@@ -5,13 +5,12 @@ from __future__ import annotations
 from stackctl.config_init import check_generated, fill_template
 from stackctl.fsutil import atomic_write
 from stackctl.plan import Progress, Step
+from stackctl.probe import describe_host
 from stackctl.setup.context import Context
 
 
 def config_text(ctx: Context) -> str:
     """A commented stack.yaml for this run (the `config init` template, filled in)."""
-    from stackctl.probe import describe_host
-
     text = fill_template(
         host_summary=describe_host(ctx.facts),
         backend=ctx.backend,

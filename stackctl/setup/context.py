@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stackctl.catalog import find, recommend
 from stackctl.config.model import Config
 from stackctl.errors import StackctlError
 from stackctl.paths import Paths, current_platform, is_root, paths_for
+from stackctl.probe import probe
 from stackctl.probe_processes import fights_other_ollamas
 from stackctl.pull import DEFAULT_STALL_SECONDS
 from stackctl.stack import Overrides, Stack, resolve_backend, resolve_scope, resolve_stack
@@ -117,8 +119,6 @@ def _check_flags_agree(config: Config, path: Path, options: UpOptions, backend: 
 def _apply_vllm_model(config: Config, name: str) -> None:
     """Point vllm.model (a Hugging Face id) and served_model_name (an Ollama-style name) at
     one model, so the same model id works on both backends."""
-    from stackctl.catalog import find
-
     entry = find(name)
     if entry is not None:
         config.vllm.model, config.vllm.served_model_name = entry.hf_id, entry.served_name
@@ -145,8 +145,6 @@ def _new_config(config: Config, options: UpOptions, backend: Backend, scope: Sco
 
 def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Context:
     """Resolve platform, scope, backend, paths, models and host facts for one run."""
-    from stackctl.probe import probe
-
     platform = current_platform()
     exists = config.source is not None
     configured_backend = resolve_backend(config, platform)
@@ -171,8 +169,6 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
         config = _new_config(config, options, backend, scope)
     facts = probe(config, paths_for(platform, scope), backend)
     if not exists and backend == "vllm" and not options.models:
-        from stackctl.catalog import recommend
-
         fit = recommend(facts, "vllm")  # the largest that fits the GPU memory
         config.vllm.model, config.vllm.served_model_name = fit.hf_id, fit.served_name
     models = _models(config, options, backend, facts)
@@ -191,6 +187,5 @@ def _models(config: Config, options: UpOptions, backend: Backend, facts: HostFac
         return list(dict.fromkeys([*(config.models or []), *options.models]))
     if config.models is not None:
         return list(config.models)
-    from stackctl.catalog import recommend
 
     return [recommend(facts, "ollama").ollama]

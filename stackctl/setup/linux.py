@@ -19,6 +19,7 @@ import shlex
 from pathlib import Path
 
 from stackctl import proc
+from stackctl.catalog import find
 from stackctl.errors import CommandFailed, StackctlError
 from stackctl.install_commands import ollama_linux_install
 from stackctl.paths import hf_repo_cache
@@ -119,8 +120,6 @@ def gated_message(ctx: Context, has_token: bool) -> str:
 
 def require_hf_token(ctx: Context) -> None:
     """Fail before the long vLLM install when a catalogued gated model has no token at all."""
-    from stackctl.catalog import find
-
     entry = find(ctx.config.vllm.model)
     if entry is None or not entry.gated or stored_hf_token(ctx):
         return

@@ -8,7 +8,10 @@ from pathlib import Path
 from stackctl import health
 from stackctl.errors import StackctlError
 from stackctl.plan import Progress, Step
+from stackctl.pull import has_model, installed_models, pull_with_bar
 from stackctl.registry import info
+from stackctl.services.inputs import inputs_for_host
+from stackctl.services.render import render_units
 from stackctl.setup.context import Context
 
 
@@ -16,9 +19,6 @@ def render(ctx: Context, *, preview: bool = False) -> list:
     """The units for this stack on this machine (rendered fresh: binaries may be new).
 
     `preview` never fails on what an earlier step installs (for the plan's file list)."""
-    from stackctl.services.inputs import inputs_for_host
-    from stackctl.services.render import render_units
-
     inputs = inputs_for_host(
         ctx.stack,
         preview=preview,
@@ -174,8 +174,6 @@ def health_step(ctx: Context) -> Step:
 
 
 def _missing_models(ctx: Context) -> list[str]:
-    from stackctl.pull import has_model, installed_models
-
     names = installed_models(ctx.config.ollama.url, timeout=2.0)
     if names is None:
         return list(ctx.models)
@@ -187,8 +185,6 @@ def _wait_until_the_proxy_lists(ctx: Context, progress: Progress) -> None:
     are true when `up` returns: the proxy caches /v1/models for models_cache_seconds and
     listed Ollama before the pull. Not listing them in time is a note, not a failure."""
     import time
-
-    from stackctl.pull import has_model
 
     proxy = next((s for s in ctx.services if s.name == "proxy"), None)
     if proxy is None:
@@ -213,8 +209,6 @@ def pull_step(ctx: Context) -> Step:
     """Pull the models Ollama does not have yet (a re-run resumes a partial download)."""
 
     def apply(progress: Progress) -> None:
-        from stackctl.pull import pull_with_bar
-
         progress.end_line()
         for model in _missing_models(ctx):
             pull_with_bar(ctx.config.ollama.url, model, stall_seconds=ctx.options.stall_seconds)

@@ -19,14 +19,13 @@ import sys
 from pathlib import Path
 
 from stackctl.plan import Step
+from stackctl.setup import common, linux, macos, openwebui, services
+from stackctl.setup.configfile import config_step
 from stackctl.setup.context import Context
 
 
 def build_steps(ctx: Context) -> list[Step]:
     """Every step of `up` for this context (each knows whether it is already done)."""
-    from stackctl.setup import common, linux, macos, openwebui, services
-    from stackctl.setup.configfile import config_step
-
     steps = [config_step(ctx)]
     if ctx.platform == "macos":
         steps += macos.ollama_steps(ctx)

@@ -62,5 +62,3 @@ def install_fakes(target: Path, names: list[str] | None = None) -> FakeBin:
         script.write_text(header + body)
         script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return FakeBin(bin=bin_dir, state=state)
-
-
