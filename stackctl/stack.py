@@ -28,6 +28,7 @@ __all__ = [
     "Overrides",
     "Service",
     "Stack",
+    "WithStack",
     "effective_config",
     "resolve_backend",
     "resolve_scope",
@@ -125,6 +126,45 @@ class Stack:
         if vllm_key:
             keys["vllm"] = vllm_key
         return keys
+
+
+class WithStack:
+    """For what holds a resolved `stack` (up's and doctor's contexts): its parts read as the
+    holder's own attributes, `ctx.config`, `ctx.paths`, … (one place, not one per holder)."""
+
+    stack: Stack
+
+    @property
+    def config(self) -> Config:
+        return self.stack.config
+
+    @property
+    def config_path(self) -> Path:
+        return self.stack.config_path
+
+    @property
+    def platform(self) -> Platform:
+        return self.stack.platform
+
+    @property
+    def scope(self) -> Scope:
+        return self.stack.scope
+
+    @property
+    def backend(self) -> Backend:
+        return self.stack.backend
+
+    @property
+    def paths(self) -> Paths:
+        return self.stack.paths
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        return self.stack.services
+
+    @property
+    def manager(self) -> ServiceManager:
+        return self.stack.manager
 
 
 def resolve_stack(

@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 from stackctl.catalog import Model
-from stackctl.config.model import Config
-from stackctl.paths import Paths, hf_repo_cache
+from stackctl.paths import hf_repo_cache
 from stackctl.probe import HostFacts
-from stackctl.stack import Stack
-from stackctl.types import Backend
+from stackctl.stack import Stack, WithStack
 
 Severity = Literal["ok", "warn", "error"]
 
@@ -32,7 +30,7 @@ class Finding:
 
 
 @dataclass
-class Context:
+class Context(WithStack):
     """Everything the checks look at: the stack, what is wrong with its config file, the
     host probe's facts and the environment."""
 
@@ -40,22 +38,6 @@ class Context:
     config_problems: list[str]
     facts: HostFacts
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-
-    @property
-    def config(self) -> Config:
-        return self.stack.config
-
-    @property
-    def config_path(self) -> Path:
-        return self.stack.config_path
-
-    @property
-    def paths(self) -> Paths:
-        return self.stack.paths
-
-    @property
-    def backend(self) -> Backend:
-        return self.stack.backend
 
 
 def downloaded(ctx: Context, name: str, model: Model) -> bool:

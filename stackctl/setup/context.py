@@ -17,17 +17,22 @@ from typing import TYPE_CHECKING
 from stackctl.catalog import find, recommend
 from stackctl.config.model import Config
 from stackctl.errors import StackctlError
-from stackctl.paths import Paths, current_platform, is_root, paths_for
+from stackctl.paths import current_platform, is_root, paths_for
 from stackctl.probe import probe
-from stackctl.probe_processes import fights_other_ollamas
+from stackctl.probe_processes import Conflict, fights_other_ollamas
 from stackctl.pull import DEFAULT_STALL_SECONDS
-from stackctl.stack import Overrides, Stack, resolve_backend, resolve_scope, resolve_stack
-from stackctl.types import Backend, Platform, Scope
+from stackctl.stack import (
+    Overrides,
+    Stack,
+    WithStack,
+    resolve_backend,
+    resolve_scope,
+    resolve_stack,
+)
+from stackctl.types import Backend, Scope
 
 if TYPE_CHECKING:
     from stackctl.probe import HostFacts
-    from stackctl.services.base import ServiceManager
-    from stackctl.stack import Service
 
 
 @dataclass
@@ -45,7 +50,7 @@ class UpOptions:
 
 
 @dataclass
-class Context:
+class Context(WithStack):
     """Everything the steps of one run need, resolved once: the stack, the models this run
     makes available, the host probe's facts and the flags."""
 
@@ -55,39 +60,7 @@ class Context:
     options: UpOptions = field(default_factory=UpOptions)
 
     @property
-    def config(self) -> Config:
-        return self.stack.config
-
-    @property
-    def config_path(self) -> Path:
-        return self.stack.config_path
-
-    @property
-    def platform(self) -> Platform:
-        return self.stack.platform
-
-    @property
-    def scope(self) -> Scope:
-        return self.stack.scope
-
-    @property
-    def backend(self) -> Backend:
-        return self.stack.backend
-
-    @property
-    def paths(self) -> Paths:
-        return self.stack.paths
-
-    @property
-    def services(self) -> tuple[Service, ...]:
-        return self.stack.services
-
-    @property
-    def manager(self) -> ServiceManager:
-        return self.stack.manager
-
-    @property
-    def ollama_conflicts(self) -> list:
+    def ollama_conflicts(self) -> list[Conflict]:
         """Other Ollamas that would fight ours: they all serve on 11434, Ollama's default, so
         they matter when our Ollama wants that port too."""
         if not fights_other_ollamas(self.backend, self.config.ollama.port):
