@@ -12,7 +12,7 @@ import secrets as _random
 from collections.abc import Mapping
 from pathlib import Path
 
-from stackctl.config.model import ProxySection
+from stackctl.config.model import PROXY_KEY_PATTERN, ProxySection
 from stackctl.errors import StackctlError
 from stackctl.fsutil import SECRET_MODE, atomic_write, is_private
 from stackctl.secret_names import (
@@ -109,22 +109,55 @@ def services_environment(secrets_file: Path, environ: Mapping[str, str]) -> dict
     return {**stored, **environ}
 
 
+class ShortProxyKey(StackctlError):
+    """A key in the proxy's key file that breaks the rule inline keys follow."""
+
+    def __init__(self, path: Path, line: int):
+        super().__init__(
+            f"{path}:{line}: a proxy API key needs at least 8 characters and no spaces: "
+            "replace this one (`stackctl up` writes a random key into an empty key file)."
+        )
+
+
+class ReadableInlineKeys(StackctlError):
+    """Inline proxy keys in a stack.yaml others can read, for a proxy on the network."""
+
+    def __init__(self, path: Path):
+        super().__init__(
+            f"{path} holds proxy.api_keys but others can read it, and the proxy would listen "
+            f"on the network: run `chmod 600 {path}`, or move the keys to proxy.api_keys_file "
+            "(a file of mode 0600)."
+        )
+
+
 def read_key_file(path: Path) -> list[str]:
-    """API keys from a key file: one a line; blank lines and `#` comments are skipped."""
+    """API keys from a key file: one a line; blank lines and `#` comments are skipped. Each
+    key follows the rule inline keys do (PROXY_KEY_PATTERN), else ShortProxyKey."""
     if not path.exists():
         return []
     _check_private(path)
     keys = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
         if line and not line.startswith("#"):
+            if not re.match(PROXY_KEY_PATTERN, line):
+                raise ShortProxyKey(path, number)
             keys.append(line)
     return keys
 
 
-def proxy_api_keys(proxy: ProxySection) -> list[str]:
-    """Every key the proxy accepts: `proxy.api_keys` plus those in `proxy.api_keys_file`."""
+def proxy_api_keys(
+    proxy: ProxySection, source: Path | None = None, *, exposed: bool = False
+) -> list[str]:
+    """Every key the proxy accepts: `proxy.api_keys` plus those in `proxy.api_keys_file`.
+
+    For a proxy on the network (`exposed`), keys are only taken from files others cannot
+    read: the key file always is one; inline keys need their stack.yaml (`source`) to be
+    (ReadableInlineKeys).
+    """
     keys = list(proxy.api_keys)
+    if keys and exposed and source is not None and source.exists() and not is_private(source):
+        raise ReadableInlineKeys(source)
     if proxy.api_keys_file:
         keys += read_key_file(Path(proxy.api_keys_file).expanduser())
     return keys

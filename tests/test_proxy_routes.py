@@ -161,8 +161,9 @@ def test_health_and_metrics(proxy, locked, client):
     client.chat.completions.create(
         model="gemma3:1b", messages=[{"role": "user", "content": "count me"}]
     )
-    for server in (proxy, locked):  # /health needs no key, even on a locked proxy
-        health = httpx.get(server.url + "/health")
+    assert httpx.get(locked.url + "/health").json() == {"status": "ok"}  # a stranger's view
+    for server, headers in ((proxy, {}), (locked, {"Authorization": f"Bearer {KEY}"})):
+        health = httpx.get(server.url + "/health", headers=headers)
         assert health.status_code == 200
         connection = health.json()["connections"][0]
         assert health.json()["status"] == "ok"

@@ -58,7 +58,10 @@ def test_serve_answers_the_sdk_and_stops_on_sigterm(tmp_path, ollama):
         deadline = time.monotonic() + 20
         while True:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health")
+                health = httpx.get(
+                    f"http://127.0.0.1:{port}/health",
+                    headers={"Authorization": "Bearer sk-from-file-123"},
+                )
                 break
             except httpx.ConnectError:
                 assert time.monotonic() < deadline, (
@@ -99,6 +102,54 @@ def test_serve_refuses_the_network_without_keys(tmp_path, stackctl):
         "writes one) or list keys in proxy.api_keys. Or listen on loopback only: "
         "`stackctl proxy serve --host 127.0.0.1`.\n"
     )
+
+
+def test_serve_refuses_a_short_key_in_the_key_file(tmp_path, stackctl):
+    """Keys from the file follow the rule inline keys follow: 8 characters, no spaces."""
+    keys = tmp_path / "proxy-keys"
+    keys.write_text("# proxy keys\nsk-long-enough\nabcde\n")
+    keys.chmod(0o600)
+    config = write_config(
+        tmp_path / "stack.yaml", "http://127.0.0.1:11434", 4000, f"  api_keys_file: '{keys}'\n"
+    )
+    result = stackctl("--config", str(config), "proxy", "serve", "--port", "4999")
+    assert result.code == 1
+    assert result.err == (
+        f"Error: {keys}:3: a proxy API key needs at least 8 characters and no spaces: "
+        "replace this one (`stackctl up` writes a random key into an empty key file).\n"
+    )
+
+
+def test_serve_on_the_network_refuses_inline_keys_others_can_read(tmp_path, stackctl):
+    config = write_config(
+        tmp_path / "stack.yaml", "http://127.0.0.1:11434", 4000, "  api_keys: [sk-inline-123]\n"
+    )
+    config.chmod(0o644)  # what `config init` and most editors write
+    result = stackctl(
+        "--config", str(config), "proxy", "serve", "--host", "0.0.0.0", "--port", "4999"
+    )
+    assert result.code == 1
+    assert result.err == (
+        f"Error: {config} holds proxy.api_keys but others can read it, and the proxy would "
+        f"listen on the network: run `chmod 600 {config}`, or move the keys to "
+        "proxy.api_keys_file (a file of mode 0600).\n"
+    )
+
+
+def test_inline_keys_are_served_from_a_private_file_or_on_loopback(tmp_path):
+    from stackctl.config import load
+    from stackctl.secrets import proxy_api_keys
+
+    path = write_config(
+        tmp_path / "stack.yaml", "http://127.0.0.1:11434", 4000, "  api_keys: [sk-inline-123]\n"
+    )
+    path.chmod(0o644)
+    config = load(path, "linux")
+    assert proxy_api_keys(config.proxy, config.source) == [
+        "sk-inline-123"
+    ]  # loopback: nobody else can connect
+    path.chmod(0o600)
+    assert proxy_api_keys(config.proxy, config.source, exposed=True) == ["sk-inline-123"]
 
 
 @pytest.mark.parametrize(

@@ -46,15 +46,12 @@ def proxy_serve(
     Example:
       stackctl --config ~/.config/stackctl/stack.yaml proxy serve --port 4000
     """
-    from stackctl.proxy.server import serve
+    from stackctl.proxy.server import is_loopback, serve
+    from stackctl.secrets import proxy_api_keys
     from stackctl.stack import Overrides
 
     stack = app.stack(Overrides(backend=backend))
     config = stack.config
-    serve(
-        config.proxy,
-        stack.connections,
-        stack.proxy_api_keys,
-        host=host or config.bind_host,
-        port=port or config.proxy.port,
-    )
+    host = host or config.bind_host
+    keys = proxy_api_keys(config.proxy, config.source, exposed=not is_loopback(host))
+    serve(config.proxy, stack.connections, keys, host=host, port=port or config.proxy.port)

@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 
 from stackctl.config.model import (
+    PROXY_KEY_PATTERN,
+    PROXY_KEY_RULE,
     Config,
     Connection,
     OllamaSection,
@@ -96,9 +98,7 @@ def _schema(secrets_hint: str) -> Section:
                 {
                     "enabled": Bool(),
                     "port": Port(),
-                    "api_keys": ListOf(
-                        Str(r"^\S{8,}$", "a key of at least 8 characters, no spaces")
-                    ),
+                    "api_keys": ListOf(Str(PROXY_KEY_PATTERN, PROXY_KEY_RULE)),
                     "api_keys_file": Str(),
                     "cors_origins": ListOf(
                         Str(r"^(\*|https?://\S+)$", "'*' or an origin like http://host:port")
@@ -109,6 +109,9 @@ def _schema(secrets_hint: str) -> Section:
                     ),
                     "connections": ListOf(connection),
                     "max_body_mb": Int(1, 1024, "megabytes"),
+                    "max_answer_mb": Int(1, 4096, "megabytes"),
+                    "max_connections": Int(1, 1_000_000, "connections"),
+                    "header_timeout": Number(0.1),
                     "connect_timeout": Number(0.1),
                     "read_timeout": Number(1),
                     "models_cache_seconds": Number(0),

@@ -11,6 +11,9 @@ from stackctl.secret_names import VLLM_API_KEY
 from stackctl.types import Backend, BackendSetting, Scope
 
 SECRET_MASK = "********"
+# One rule for the proxy's API keys, inline (proxy.api_keys) or in proxy.api_keys_file
+PROXY_KEY_PATTERN = r"^\S{8,}$"
+PROXY_KEY_RULE = "a key of at least 8 characters, no spaces"
 
 
 @dataclass
@@ -70,6 +73,9 @@ class ProxySection:
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     connections: list[Connection] = field(default_factory=list)
     max_body_mb: int = 32
+    max_answer_mb: int = 64  # a backend answer (or one streamed line) larger than this is a 502
+    max_connections: int = 1000  # past this many open connections, requests get a 503
+    header_timeout: float = 10.0  # seconds a client has to send a whole request head
     connect_timeout: float = 5.0
     read_timeout: float = 600.0  # longest silence allowed from a backend mid-answer
     models_cache_seconds: float = 5.0

@@ -1,8 +1,9 @@
 """The proxy's ASGI app: `create_app(settings, backends=…, api_keys=…)` returns a Starlette app.
 
 Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models,
-/v1/models/{id}; GET /health (no auth); GET /metrics. The same routes answer without the
-/v1 prefix, for clients configured with a base URL that lacks it.
+/v1/models/{id}; GET /health (the status for anyone, the details for a key); GET /metrics.
+The same routes answer without the /v1 prefix, for clients configured with a base URL that
+lacks it.
 
 The request handlers are plain ASGI callables (no Request objects on the hot path): each
 reads the body (413 past the limit), parses it, routes the model, and either forwards the
@@ -20,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from stackctl.proxy import codec, relay, responses, schemas, translate
 from stackctl.proxy.errors import OpenAIError
-from stackctl.proxy.gate import Gate
+from stackctl.proxy.gate import AUTHORIZED, Gate
 from stackctl.proxy.metrics import Metrics
 from stackctl.proxy.models import LIST_TIMEOUT, Destination, ModelRegistry
+from stackctl.proxy.shapes import WrongShape
 from stackctl.proxy.upstream import Backend, Upstream
 from stackctl.proxy.validate import parse_body, require_model
 
@@ -89,7 +91,7 @@ EMBEDDING_ROUTE = RouteSpec(
     "/api/embed",
     "/embeddings",
     lambda native, model, body: responses.embeddings(
-        native, model, body.get("encoding_format"), body.get("dimensions")
+        native, model, body.get("encoding_format"), translate.dimensions(body)
     ),
 )
 
@@ -155,7 +157,9 @@ class Proxy:
     """The state behind the routes: backends, model registry, metrics, limits."""
 
     def __init__(self, settings: ProxySection, backends: list[Backend]):
-        self.upstream = Upstream(settings.connect_timeout, settings.read_timeout)
+        self.upstream = Upstream(
+            settings.connect_timeout, settings.read_timeout, settings.max_answer_mb * 1024 * 1024
+        )
         self.registry = ModelRegistry(
             backends,
             settings.aliases,
@@ -194,23 +198,27 @@ class Proxy:
     async def handle(self, spec: RouteSpec, scope: dict, receive: Any, send: Any) -> None:
         started = time.perf_counter()
         status, label, backend_name = 500, "", "-"
-        try:
-            raw = await relay.read_body(receive, _content_length(scope), self.limit)
-            body = parse_body(raw)
-            requested = require_model(body)
+        raw, requested = b"", ""
+        body: dict[str, Any] = {}
+
+        async def forward(send: Any) -> int:
+            nonlocal body, raw, label, backend_name
             destination = await self.registry.route(requested)
-            label = requested
+            label = destination.label
             backend = destination.backend
             backend_name = backend.name
             if backend.params and any(body.get(k) is None for k in backend.params):
                 body = {**backend.params, **{k: v for k, v in body.items() if v is not None}}
                 raw = b""
             if backend.mode == "openai_compatible":
-                status = await self.passthrough(
-                    spec, destination, body, raw, requested, receive, send
-                )
-            else:
-                status = await self.translated(spec, destination, body, requested, receive, send)
+                return await self.passthrough(spec, destination, body, raw, requested, send)
+            return await self.translated(spec, destination, body, requested, send)
+
+        try:
+            raw = await relay.read_body(receive, _content_length(scope), self.limit)
+            body = parse_body(raw)
+            requested = require_model(body)
+            status = await relay.until_hang_up(receive, send, forward)
         except relay.ClientGone:
             status = 499  # nginx's "client closed request", for the metrics only
         except OpenAIError as error:
@@ -233,7 +241,6 @@ class Proxy:
         body: dict,
         raw: bytes,
         requested: str,
-        receive: Any,
         send: Any,
     ) -> int:
         """Forward unaltered (only the alias and the connection's default params applied)."""
@@ -242,11 +249,13 @@ class Proxy:
             body = {**body, "model": destination.model}
             raw = codec.dumps(body)
         if spec.streams and body.get("stream") is True:
-            return await self.stream(backend, spec.openai_path, raw, receive, send)
+            return await self.stream(backend, spec.openai_path, raw, send)
         reply = await self.upstream.call(backend, "POST", spec.openai_path, raw)
         if not 200 <= reply.status < 300:
             raise relay.backend_error(backend, reply.status, reply.body)
-        data = self._answered(reply.body, requested, rename=destination.model != requested)
+        data = self._answered(
+            reply.body, destination.label, requested, rename=destination.model != requested
+        )
         await relay.send_bytes(send, reply.status, data, reply.content_type.encode() or relay.JSON)
         return reply.status
 
@@ -255,19 +264,18 @@ class Proxy:
         backend: Backend,
         path: str,
         body: bytes,
-        receive: Any,
         send: Any,
         translator: Any = None,
     ) -> int:
         """Relay a streamed answer (relay.stream), counted in streams_in_flight."""
         self.metrics.streams_in_flight += 1
         try:
-            await relay.stream(self.upstream, backend, path, body, receive, send, translator)
+            await relay.stream(self.upstream, backend, path, body, send, translator)
         finally:
             self.metrics.streams_in_flight -= 1
         return 200
 
-    def _answered(self, data: bytes, requested: str, *, rename: bool) -> bytes:
+    def _answered(self, data: bytes, label: str, requested: str, *, rename: bool) -> bytes:
         """Count the tokens of a passed-through answer; give it the alias the client used."""
         try:
             reply = codec.loads(data)
@@ -275,7 +283,7 @@ class Proxy:
             return data
         if not isinstance(reply, dict):
             return data
-        self.metrics.count_tokens(requested, reply.get("usage"))
+        self.metrics.count_tokens(label, reply.get("usage"))
         if rename and "model" in reply:
             reply["model"] = requested
             return codec.dumps(reply)
@@ -287,7 +295,6 @@ class Proxy:
         destination: Destination,
         body: dict,
         requested: str,
-        receive: Any,
         send: Any,
     ) -> int:
         """Check, translate to Ollama's native API, and translate the answer back."""
@@ -297,7 +304,7 @@ class Proxy:
         if spec.translator and body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             translator = spec.translator(requested, include_usage, body)
-            return await self.stream(backend, spec.ollama_path, native, receive, send, translator)
+            return await self.stream(backend, spec.ollama_path, native, send, translator)
         reply = await self.upstream.call(backend, "POST", spec.ollama_path, native)
         if reply.status != 200:
             raise relay.backend_error(backend, reply.status, reply.body)
@@ -311,8 +318,11 @@ class Proxy:
                 f"The backend '{backend.name}' answered with something that is not JSON.",
                 code="backend_error",
             ) from None
-        answer = spec.answer(result, requested, body)
-        self.metrics.count_tokens(requested, answer.get("usage"))
+        try:
+            answer = spec.answer(result, requested, body)
+        except WrongShape as exc:
+            raise relay.wrong_shape(backend, exc) from None
+        self.metrics.count_tokens(destination.label, answer.get("usage"))
         await relay.send_bytes(send, 200, codec.dumps(answer))
         return 200
 
@@ -336,9 +346,13 @@ class Proxy:
             self.metrics.observe(route, "", status, time.perf_counter() - started)
 
     async def health(self, scope: dict, receive: Any, send: Any) -> None:
+        """The status for anyone; the connections (names, URLs, errors) only for a key holder,
+        or for anyone when the proxy has no keys (it then listens on loopback only)."""
         connections = await self.registry.health()
         healthy = all(c["reachable"] for c in connections)
-        payload = {"status": "ok" if healthy else "degraded", "connections": connections}
+        payload: dict[str, Any] = {"status": "ok" if healthy else "degraded"}
+        if scope.get(AUTHORIZED, True):
+            payload["connections"] = connections
         await relay.send_bytes(send, 200, codec.dumps(payload))
 
     async def prometheus(self, scope: dict, receive: Any, send: Any) -> None:

@@ -77,19 +77,73 @@ def describe(value: Any) -> str:
 def invalid_type(path: str, expected: str, value: Any) -> OpenAIError:
     return OpenAIError(
         400,
-        f"Invalid type for '{path}': expected {expected}, but got {describe(value)} instead.",
+        f"Invalid type for '{clip(path)}': expected {expected}, but got {describe(value)} instead.",
         param=path,
         code="invalid_type",
     )
 
 
+SHOWN = 80  # characters of a client's value or name an error message shows at most
+
+
+def clip(text: str, limit: int = SHOWN) -> str:
+    """A client's text, cut to `limit` characters for an error message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _render(value: Any, out: list[str], room: int) -> int:
+    """Append `value` as JSON to `out`, stopping once `room` characters are used; returns the
+    room left. Depth is bounded by `room` (each level writes a bracket), never by the value."""
+    if room <= 0:
+        return room
+    if isinstance(value, list):
+        out.append("[")
+        room -= 1
+        for i, item in enumerate(value):
+            if room <= 0:
+                return room
+            if i:
+                out.append(", ")
+                room -= 2
+            room = _render(item, out, room)
+        out.append("]")
+        return room - 1
+    if isinstance(value, dict):
+        out.append("{")
+        room -= 1
+        for i, (key, item) in enumerate(value.items()):
+            if room <= 0:
+                return room
+            if i:
+                out.append(", ")
+                room -= 2
+            text = json.dumps(str(key)[:room]) + ": "
+            out.append(text)
+            room = _render(item, out, room - len(text))
+        out.append("}")
+        return room - 1
+    try:
+        text = json.dumps(value[:room] if isinstance(value, str) else value)
+    except ValueError:  # an int past Python's 4,300-digit conversion limit
+        text = "a very large integer"
+    out.append(text)
+    return room - len(text)
+
+
+def shown(value: Any) -> str:
+    """A client's value as an error message shows it: a string's repr, else JSON, at most
+    SHOWN characters however large or deep the value is."""
+    if isinstance(value, str):
+        return clip(repr(value[: SHOWN + 1]))
+    out: list[str] = []
+    _render(value, out, SHOWN + 1)
+    return clip("".join(out))
+
+
 def invalid_value(path: str, expected: str, value: Any) -> OpenAIError:
-    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
     return OpenAIError(
         400,
-        f"Invalid value for '{path}': expected {expected}, but got {shown} instead.",
+        f"Invalid value for '{clip(path)}': expected {expected}, but got {shown(value)} instead.",
         param=path,
         code="invalid_value",
     )
@@ -110,14 +164,18 @@ def unsupported(path: str, why: str) -> OpenAIError:
 
 def unknown_parameter(path: str) -> OpenAIError:
     return OpenAIError(
-        400, f"Unrecognized request argument supplied: {path}", param=path, code="unknown_parameter"
+        400,
+        f"Unrecognized request argument supplied: {clip(path)}",
+        param=clip(path),
+        code="unknown_parameter",
     )
 
 
 def model_not_found(model: str) -> OpenAIError:
     return OpenAIError(
         404,
-        f"The model '{model}' does not exist: GET /v1/models lists the models this proxy serves.",
+        f"The model '{clip(model, 400)}' does not exist: GET /v1/models lists the models this "
+        "proxy serves.",
         param="model",
         code="model_not_found",
     )

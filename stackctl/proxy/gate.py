@@ -1,6 +1,7 @@
 """The door of the proxy: API keys and CORS, before any route runs (a plain ASGI middleware).
 
-With keys configured, every route but /health needs `Authorization: Bearer <key>`, compared
+With keys configured, every route but /health needs `Authorization: Bearer <key>` (/health
+answers anyone, with its details only for a key), compared
 in constant time (hmac.compare_digest on SHA-256 digests, so neither the content nor the
 length of a key leaks through timing). Without keys any bearer, or none, is accepted, as
 local servers do. CORS answers preflights itself (so they need no key) and adds the
@@ -17,6 +18,7 @@ from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.relay import send_bytes
 
 OPEN_PATHS = ("/health",)
+AUTHORIZED = "stackctl.authorized"  # scope key: did an open path's request carry a valid key
 ALLOW_METHODS = b"GET, POST, OPTIONS"
 
 
@@ -66,7 +68,10 @@ class Gate:
         ):
             await self.preflight(send, headers, cors)
             return
-        if scope["path"] not in OPEN_PATHS and not self.authorized(headers.get(b"authorization")):
+        if scope["path"] in OPEN_PATHS:
+            # open to anyone; the route shows details only to a key holder (AUTHORIZED)
+            scope[AUTHORIZED] = self.authorized(headers.get(b"authorization"))
+        elif not self.authorized(headers.get(b"authorization")):
             await self.refuse(send, headers.get(b"authorization") is None, cors)
             return
         if cors:

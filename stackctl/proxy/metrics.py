@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from typing import Any
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -39,10 +40,14 @@ class Metrics:
         counts[-2] += seconds
         counts[-1] += 1
 
-    def count_tokens(self, model: str, usage: dict | None) -> None:
-        if usage:
-            self.tokens[(model, "in")] += usage.get("prompt_tokens") or 0
-            self.tokens[(model, "out")] += usage.get("completion_tokens") or 0
+    def count_tokens(self, model: str, usage: Any) -> None:
+        """Add an answer's `usage` (a backend's: counts of another type are not counted)."""
+        if not isinstance(usage, dict):
+            return
+        for key, direction in (("prompt_tokens", "in"), ("completion_tokens", "out")):
+            count = usage.get(key)
+            if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+                self.tokens[(model, direction)] += count
 
     def backend_error(self, connection: str, status: int) -> None:
         self.backend_errors[(connection, status)] += 1

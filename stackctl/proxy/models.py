@@ -54,7 +54,10 @@ class Destination:
     """Where a request goes: the backend, and the model name to send it."""
 
     backend: Backend
-    model: str  # the name the backend knows (the alias target)
+    model: str  # the name to send the backend (the alias target)
+    # what metrics call the model: its id in the backend's list, or "other" for a model the
+    # backend did not list (a client's string is never a label: it could be anything)
+    label: str = "other"
 
 
 def _created(modified_at: Any) -> int:
@@ -209,8 +212,9 @@ class ModelRegistry:
 
     def _find(self, target: str) -> Destination | None:
         for state in self.states:
-            if _key(state.backend, target) in self._index.get(state.backend.name, {}):
-                return Destination(state.backend, target)
+            listed = self._index.get(state.backend.name, {}).get(_key(state.backend, target))
+            if listed is not None:
+                return Destination(state.backend, target, listed)
         return None
 
     async def route(self, model: str, *, allow_unlisted: bool = True) -> Destination:

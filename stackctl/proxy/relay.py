@@ -1,20 +1,26 @@
 """Moving bytes between the client and a backend: whole answers, streams, backend errors.
 
-Streams are sent the moment each backend read arrives (never buffered), while a second task
-waits for the client to hang up; if it does, the relay is cancelled at once, which closes the
-backend connection (Ollama then stops generating).
+Streams are sent the moment each backend read arrives (never buffered). While a request is
+with its backend, from the first byte sent to it to the last byte answered, a second task
+waits for the client to hang up; if it does, the request is cancelled at once, which closes
+the backend connection (Ollama then stops loading the model or generating).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from stackctl.proxy import codec
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.responses import StreamBroken
+from stackctl.proxy.shapes import WrongShape
 from stackctl.proxy.upstream import Backend, Upstream
+
+log = logging.getLogger("stackctl.proxy")
+Answer = TypeVar("Answer")
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -25,7 +31,7 @@ JSON = b"application/json"
 
 
 class ClientGone(Exception):
-    """The client hung up before its request body arrived: nothing left to answer."""
+    """The client hung up before its answer was complete: nothing left to answer."""
 
 
 def _too_large(limit: int) -> OpenAIError:
@@ -118,28 +124,53 @@ def backend_error(backend: Backend, status: int, body: bytes) -> OpenAIError:
     )
 
 
-async def until_hang_up(receive: Any, work: Awaitable[None]) -> None:
-    """Run `work` while watching for the client to disconnect; a hang-up cancels it."""
-    working = asyncio.ensure_future(work)
+def wrong_shape(backend: Backend, exc: WrongShape) -> OpenAIError:
+    return OpenAIError(
+        502,
+        f"The backend '{backend.name}' answered with a reply of the wrong shape: {exc}.",
+        code="backend_error",
+    )
 
-    async def hang_up() -> None:
+
+async def until_hang_up(
+    receive: Any, send: Any, work: Callable[[Any], Awaitable[Answer]]
+) -> Answer:
+    """`await work(send)`, cancelled at once if the client hangs up before it is answered.
+
+    The request's own task does the work, and one small task waits on `receive` (the body
+    was read already, so the next message is the disconnect). A hang-up cancels the work,
+    and so the backend request it is waiting on, and raises ClientGone.
+    """
+    task = asyncio.current_task()
+    assert task is not None  # an ASGI app always runs in a task
+    answered = gone = False
+
+    async def send_and_note(message: dict) -> None:
+        nonlocal answered
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered = True  # the disconnect that follows a whole answer is no hang-up
+        await send(message)
+
+    async def watch() -> None:
+        nonlocal gone
         while (await receive())["type"] != "http.disconnect":
             pass
+        if not answered:
+            gone = True
+            task.cancel()
 
-    watching = asyncio.ensure_future(hang_up())
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({working, watching}, return_when=asyncio.FIRST_COMPLETED)
+        return await work(send_and_note)
     except asyncio.CancelledError:
-        working.cancel()
-        watching.cancel()
-        raise
-    if working.done():
-        watching.cancel()
-        await asyncio.gather(watching, return_exceptions=True)
-        working.result()
-        return
-    working.cancel()
-    await asyncio.gather(working, return_exceptions=True)
+        if not gone:
+            raise
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: the cancel was handled
+        if uncancel is not None:
+            uncancel()
+        raise ClientGone from None
+    finally:
+        watcher.cancel()
 
 
 async def relay_ndjson(
@@ -172,9 +203,23 @@ async def relay_ndjson(
     except StreamBroken as exc:
         error = OpenAIError(502, f"The backend '{backend.name}' {exc}", code="backend_error")
         await send({"type": "http.response.body", "body": error.to_event(), "more_body": True})
+    except WrongShape as exc:
+        error = wrong_shape(backend, exc)
+        await send({"type": "http.response.body", "body": error.to_event(), "more_body": True})
     except OpenAIError as error:
         await send({"type": "http.response.body", "body": error.to_event(), "more_body": True})
+    except Exception:  # the answer started: end it with an error event, never cut it off
+        log.exception("internal error while relaying a stream from %s", backend.name)
+        await send({"type": "http.response.body", "body": _broken_relay(), "more_body": True})
     await send({"type": "http.response.body", "body": b""})
+
+
+def _broken_relay() -> bytes:
+    return OpenAIError(
+        500,
+        "The proxy failed while relaying the answer; its log has the details.",
+        type="server_error",
+    ).to_event()
 
 
 async def relay_raw(upstream: Upstream, backend: Backend, response: Any, send: Any) -> None:
@@ -193,11 +238,10 @@ async def stream(
     backend: Backend,
     path: str,
     body: bytes,
-    receive: Any,
     send: Any,
     translator: Any = None,
 ) -> None:
-    """POST to the backend; on 200 relay its stream until done or the client hangs up.
+    """POST to the backend; on 200 relay its stream until it is done.
 
     The stream passes through as it comes, or, given a `translator`, is translated from
     Ollama's NDJSON. A non-200 answer becomes an ordinary error response (nothing was sent yet).
@@ -206,7 +250,6 @@ async def stream(
         if response.status != 200:
             raise backend_error(backend, response.status, await response.read())
         if translator is None:
-            relayed = relay_raw(upstream, backend, response, send)
+            await relay_raw(upstream, backend, response, send)
         else:
-            relayed = relay_ndjson(upstream, backend, response, send, translator)
-        await until_hang_up(receive, relayed)
+            await relay_ndjson(upstream, backend, response, send, translator)

@@ -16,7 +16,7 @@ import uuid
 from array import array
 from typing import Any
 
-from stackctl.proxy import codec
+from stackctl.proxy import codec, shapes
 
 DONE_EVENT = b"data: [DONE]\n\n"
 
@@ -75,7 +75,8 @@ def tool_calls(
 def chat_completion(
     native: dict[str, Any], model: str, *, parallel_tool_calls: bool = True
 ) -> dict[str, Any]:
-    """A whole /api/chat reply -> a `chat.completion`."""
+    """A whole /api/chat reply -> a `chat.completion` (shapes.WrongShape if it is not one)."""
+    shapes.chat(native)
     message = native.get("message") or {}
     calls = message.get("tool_calls") or []
     if not parallel_tool_calls:
@@ -109,7 +110,8 @@ def chat_completion(
 def text_completion(
     native: dict[str, Any], model: str, echo_prompt: str | None = None
 ) -> dict[str, Any]:
-    """A whole /api/generate reply -> a `text_completion`."""
+    """A whole /api/generate reply -> a `text_completion` (shapes.WrongShape if it is not one)."""
+    shapes.generate(native)
     choice: dict[str, Any] = {
         "text": (echo_prompt or "") + (native.get("response") or ""),
         "index": 0,
@@ -141,6 +143,7 @@ def embeddings(
     native: dict[str, Any], model: str, encoding_format: str | None, dimensions: int | None
 ) -> dict[str, Any]:
     """An /api/embed reply -> a `list` of `embedding` objects (float lists or base64 float32)."""
+    shapes.embed(native)
     data = []
     for index, vector in enumerate(native.get("embeddings") or []):
         vector = _fit(vector, dimensions)
@@ -219,6 +222,7 @@ class ChatStream(_Stream):
 
     def feed(self, native: dict[str, Any]) -> bytes:
         self.check(native)
+        shapes.chat(native)
         message = native.get("message") or {}
         delta: dict[str, Any] = {}
         if message.get("thinking"):
@@ -263,6 +267,7 @@ class CompletionStream(_Stream):
 
     def feed(self, native: dict[str, Any]) -> bytes:
         self.check(native)
+        shapes.generate(native)
         text, thinking = native.get("response") or "", native.get("thinking")
         out = self._event(self._choice(text, thinking=thinking)) if text or thinking else b""
         if native.get("done"):

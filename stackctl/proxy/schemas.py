@@ -12,6 +12,10 @@ from typing import Any
 from stackctl.proxy import codec
 from stackctl.proxy.errors import OpenAIError, invalid_type, invalid_value, missing, unsupported
 from stackctl.proxy.validate import (
+    MAX_CONTENT_PARTS,
+    MAX_INPUTS,
+    MAX_MESSAGES,
+    MAX_TOOLS,
     SAMPLING,
     Check,
     array_of,
@@ -25,6 +29,7 @@ from stackctl.proxy.validate import (
     options,
     refuse,
     string,
+    too_long,
 )
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -57,6 +62,8 @@ def content(path: str, value: Any, role: str) -> None:
         return
     if not isinstance(value, list):
         raise invalid_type(path, "a string or an array of content parts", value)
+    if len(value) > MAX_CONTENT_PARTS:
+        raise too_long(path, value, MAX_CONTENT_PARTS)
     for i, part in enumerate(value):
         where = f"{path}[{i}]"
         obj(where, part)
@@ -187,10 +194,10 @@ def reasoning(path: str, value: Any) -> None:
 
 CHAT_FIELDS: dict[str, Check] = {
     **SAMPLING,
-    "messages": array_of(message, min_items=1),
+    "messages": array_of(message, min_items=1, max_items=MAX_MESSAGES),
     "max_completion_tokens": integer(1, 2**31 - 1),
     "response_format": response_format,
-    "tools": array_of(tool),
+    "tools": array_of(tool, max_items=MAX_TOOLS),
     "tool_choice": tool_choice,
     "parallel_tool_calls": boolean,
     "reasoning_effort": one_of(*REASONING_EFFORTS),
@@ -277,6 +284,8 @@ def check_embedding(body: dict[str, Any]) -> None:
     if isinstance(data, list):
         if not data:
             raise invalid_value("input", "a string or a non-empty array of strings", data)
+        if len(data) > MAX_INPUTS:
+            raise too_long("input", data, MAX_INPUTS)
         if not all(isinstance(item, str) for item in data):
             if all(isinstance(item, int | list) and not isinstance(item, bool) for item in data):
                 raise unsupported("input", "token arrays cannot be sent to Ollama; send the text")

@@ -70,19 +70,6 @@ def serve(
     from stackctl.proxy.app import create_app
 
     app = create_app(settings, backends=backends, api_keys=api_keys)
-    options: dict[str, Any] = {}
-    try:
-        import uvloop  # noqa: F401  (uvicorn picks it up by name)
-
-        options["loop"] = "uvloop"
-    except ImportError:
-        options["loop"] = "asyncio"
-    try:
-        import httptools  # noqa: F401
-
-        options["http"] = "httptools"
-    except ImportError:
-        options["http"] = "h11"
     logging.getLogger("stackctl.proxy").setLevel(logging.INFO)
     print(describe(backends, len(api_keys), host, port), flush=True)
     uvicorn.run(
@@ -94,5 +81,22 @@ def serve(
         server_header=False,
         proxy_headers=False,  # no X-Forwarded-For rewriting: clients are who they are
         timeout_graceful_shutdown=5,
-        **options,
+        **uvicorn_options(settings),
     )
+
+
+def uvicorn_options(settings: ProxySection) -> dict[str, Any]:
+    """The event loop and HTTP protocol: uvloop when installed (it is not on Windows), and
+    httptools (a dependency) with the proxy's limits (protocol.py)."""
+    from stackctl.proxy.protocol import guarded_protocol
+
+    options: dict[str, Any] = {
+        "http": guarded_protocol(settings.header_timeout, settings.max_connections)
+    }
+    try:
+        import uvloop  # noqa: F401  (uvicorn picks it up by name)
+
+        options["loop"] = "uvloop"
+    except ImportError:
+        options["loop"] = "asyncio"
+    return options

@@ -189,12 +189,21 @@ def completion_to_ollama(
     return native
 
 
+def dimensions(body: dict[str, Any]) -> int | None:
+    """`dimensions` as an int: the check accepts an integral float such as 2.0 (JSON has one
+    number type), which Ollama's Go decoder refuses for an int field and a slice cannot take."""
+    value = body.get("dimensions")
+    return None if value is None else int(value)
+
+
 def embedding_to_ollama(body: dict[str, Any], model: str, pinned: dict[str, Any]) -> dict[str, Any]:
     """A checked embeddings request -> the /api/embed body."""
     native: dict[str, Any] = {"model": model, "input": body["input"]}
-    for key in ("dimensions", "truncate", "keep_alive"):
+    for key in ("truncate", "keep_alive"):
         if body.get(key) is not None:
             native[key] = body[key]
+    if body.get("dimensions") is not None:
+        native["dimensions"] = dimensions(body)
     options = ollama_options({"options": body.get("options"), "model": body.get("model")}, pinned)
     if options:
         native["options"] = options

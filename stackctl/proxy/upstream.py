@@ -22,8 +22,6 @@ from stackctl.proxy.errors import OpenAIError
 if TYPE_CHECKING:
     from stackctl.config.model import Connection
 
-MAX_LINE = 64 * 1024 * 1024  # an NDJSON line longer than this is not Ollama talking
-
 
 @dataclass
 class Backend:
@@ -59,9 +57,10 @@ class Reply:
 class Upstream:
     """Pooled HTTP to the backends; `open()` inside the event loop, `close()` at shutdown."""
 
-    def __init__(self, connect_timeout: float, read_timeout: float):
+    def __init__(self, connect_timeout: float, read_timeout: float, max_answer: int):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.max_answer = max_answer  # bytes of a whole answer, or of one streamed line
         self.session: Any = None
 
     async def open(self) -> None:
@@ -135,10 +134,32 @@ class Upstream:
                 headers=self._headers(backend, body is not None),
                 **options,
             ) as response:
-                data = await response.read()
+                data = await self._read(backend, response)
                 return Reply(response.status, data, response.headers.get("Content-Type", ""))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise self.failure(backend, exc) from None
+
+    def too_large(self, backend: Backend, what: str) -> OpenAIError:
+        return OpenAIError(
+            502,
+            f"The backend '{backend.name}' {what} {self.max_answer // 1048576} MiB "
+            "(proxy.max_answer_mb).",
+            code="backend_error",
+        )
+
+    async def _read(self, backend: Backend, response: Any) -> bytes:
+        """The whole body, or a 502 as soon as it is past `max_answer` (never read whole)."""
+        declared = response.content_length
+        if declared is not None:
+            if declared > self.max_answer:
+                raise self.too_large(backend, "answered more than")
+            return await response.read()
+        body = bytearray()
+        async for chunk in response.content.iter_any():
+            body += chunk
+            if len(body) > self.max_answer:
+                raise self.too_large(backend, "answered more than")
+        return bytes(body)
 
     @asynccontextmanager
     async def stream(self, backend: Backend, path: str, body: bytes) -> AsyncIterator[Any]:
@@ -175,9 +196,11 @@ class Upstream:
         pending = b""
         async for chunk in self.chunks(backend, response):
             pending += chunk
+            if len(pending) > self.max_answer and (
+                max(map(len, pending.split(b"\n"))) > self.max_answer
+            ):
+                raise self.too_large(backend, "sent a line of more than")
             if b"\n" not in chunk:
-                if len(pending) > MAX_LINE:
-                    raise OpenAIError(502, f"The backend '{backend.name}' sent a line over 64 MiB.")
                 continue
             *complete, pending = pending.split(b"\n")
             yield [line for line in complete if line.strip()]

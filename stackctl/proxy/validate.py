@@ -38,7 +38,8 @@ def json_error_reason(raw: bytes) -> str:
     orjson's messages changed between releases ("unexpected character" became "unexpected
     character, expected a string key"), so the explanation comes from the standard library's
     decoder, which is only run on this error path. It accepts NaN and Infinity, which JSON
-    (and orjson) do not, hence parse_constant.
+    (and orjson) do not, hence parse_constant. It recurses once per level of nesting, so deep
+    nesting ends at Python's recursion limit.
     """
     import json
 
@@ -47,6 +48,8 @@ def json_error_reason(raw: bytes) -> str:
 
     try:
         json.loads(raw, parse_constant=reject)
+    except RecursionError:
+        return "it nests arrays or objects too deeply"
     except json.JSONDecodeError as exc:
         return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
     except UnicodeDecodeError as exc:
@@ -56,8 +59,32 @@ def json_error_reason(raw: bytes) -> str:
     return "not valid JSON"
 
 
+# A JSON value costs Python 30-60 bytes as an object, while its text can be two characters
+# (`{},`): a 32 MiB body of tiny items parses to a gigabyte. Bodies are refused before
+# parsing past this many values (real requests hold a few thousand: messages, tools, parts).
+MAX_VALUES = 200_000
+JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def count_values(raw: bytes) -> int:
+    """About how many values a JSON text holds: its commas and opening brackets outside
+    strings (counted on the whole text first, which is quick and only ever more)."""
+    count = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    if count <= MAX_VALUES:
+        return count
+    bare = JSON_STRING.sub(b"", raw)
+    return bare.count(b",") + bare.count(b"[") + bare.count(b"{")
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 saying what is wrong with it."""
+    if count_values(raw) > MAX_VALUES:
+        raise OpenAIError(
+            400,
+            f"The request body holds more than {MAX_VALUES} JSON values; the proxy takes at "
+            "most that many (real requests hold a few thousand).",
+            code="too_many_values",
+        )
     try:
         body = codec.loads(raw)
     except codec.JSONDecodeError:
@@ -148,11 +175,23 @@ def refuse(why: str, allowed: Callable[[Any], bool] = lambda v: False) -> Check:
     return check
 
 
+# Caps on counts no real client approaches (the proxy's own: Ollama sets none), each a 400
+# naming the field. OpenAI allows 128 tools and 4 stop strings; agents with many MCP servers
+# send a few hundred tools, and long agent sessions a few thousand messages.
+MAX_MESSAGES = 10_000
+MAX_TOOLS = 1_024
+MAX_CONTENT_PARTS = 1_000
+MAX_STOP = 64
+MAX_INPUTS = 10_000
+
+
 def string_or_strings(path: str, value: Any) -> None:
     if isinstance(value, str):
         return
     if not isinstance(value, list):
         raise invalid_type(path, "a string or an array of strings", value)
+    if len(value) > MAX_STOP:
+        raise too_long(path, value, MAX_STOP)
     for i, item in enumerate(value):
         string(f"{path}[{i}]", item)
 
@@ -214,10 +253,22 @@ def nested(table: dict[str, Check], required: tuple[str, ...] = ()) -> Check:
     return check
 
 
-def array_of(item: Check, min_items: int = 0) -> Check:
+def too_long(path: str, value: list, max_items: int) -> OpenAIError:
+    return OpenAIError(
+        400,
+        f"Invalid '{path}': array too long. Expected an array with maximum length "
+        f"{max_items}, but got an array with length {len(value)} instead.",
+        param=path,
+        code="array_above_max_length",
+    )
+
+
+def array_of(item: Check, min_items: int = 0, max_items: int | None = None) -> Check:
     def check(path: str, value: Any) -> None:
         if not isinstance(value, list):
             raise invalid_type(path, "an array", value)
+        if max_items is not None and len(value) > max_items:
+            raise too_long(path, value, max_items)
         if len(value) < min_items:
             raise OpenAIError(
                 400,

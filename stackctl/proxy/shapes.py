@@ -1,0 +1,87 @@
+"""Checks that a backend's reply has the shape the translation reads: a wrong shape is the
+backend's failure (a 502 naming the connection, or an SSE error event), never the proxy's 500.
+
+The shapes are Ollama's ChatResponse, GenerateResponse and EmbedResponse (api/types.go in
+github.com/ollama/ollama). Only the fields the translation reads are checked; a field that
+is absent or null is fine, as Ollama omits empty ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stackctl.proxy.errors import describe
+
+
+class WrongShape(Exception):
+    """A field of a backend's reply is not of the type the translation reads."""
+
+    def __init__(self, path: str, expected: str, value: Any):
+        super().__init__(f"'{path}' is {describe(value)}, expected {expected}")
+
+
+def _text(native: dict[str, Any], key: str, prefix: str = "") -> None:
+    value = native.get(key)
+    if value is not None and not isinstance(value, str):
+        raise WrongShape(prefix + key, "a string", value)
+
+
+def _common(native: dict[str, Any]) -> None:
+    for key in ("prompt_eval_count", "eval_count"):
+        value = native.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise WrongShape(key, "an integer", value)
+    _text(native, "done_reason")
+    _text(native, "thinking")
+
+
+def _tool_calls(calls: Any) -> None:
+    if not isinstance(calls, list):
+        raise WrongShape("message.tool_calls", "an array", calls)
+    for i, call in enumerate(calls):
+        where = f"message.tool_calls[{i}]"
+        if not isinstance(call, dict):
+            raise WrongShape(where, "an object", call)
+        _text(call, "id", where + ".")
+        function = call.get("function")
+        if function is None:
+            continue
+        if not isinstance(function, dict):
+            raise WrongShape(where + ".function", "an object", function)
+        _text(function, "name", where + ".function.")
+
+
+def chat(native: dict[str, Any]) -> None:
+    """An /api/chat reply, whole or one line of a stream."""
+    _common(native)
+    message = native.get("message")
+    if message is None:
+        return
+    if not isinstance(message, dict):
+        raise WrongShape("message", "an object", message)
+    for key in ("role", "content", "thinking"):
+        _text(message, key, "message.")
+    if message.get("tool_calls") is not None:
+        _tool_calls(message["tool_calls"])
+
+
+def generate(native: dict[str, Any]) -> None:
+    """An /api/generate reply, whole or one line of a stream."""
+    _common(native)
+    _text(native, "response")
+
+
+def embed(native: dict[str, Any]) -> None:
+    """An /api/embed reply: a list of vectors of numbers."""
+    _common(native)
+    vectors = native.get("embeddings")
+    if vectors is None:
+        return
+    if not isinstance(vectors, list):
+        raise WrongShape("embeddings", "an array", vectors)
+    for i, vector in enumerate(vectors):
+        if not isinstance(vector, list):
+            raise WrongShape(f"embeddings[{i}]", "an array of numbers", vector)
+        for j, number in enumerate(vector):
+            if isinstance(number, bool) or not isinstance(number, int | float):
+                raise WrongShape(f"embeddings[{i}][{j}]", "a number", number)
