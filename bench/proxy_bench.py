@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the proxy against calling the fake Ollama directly, in alternating rounds.
 
-    python bench/proxy_bench.py [--rounds 3] [--seconds 5] [--markdown]
+    python bench/proxy_bench.py [--rounds 3] [--seconds 5] [--markdown] [--compare DIR]
 
 Starts bench/fake_ollama.js (Node, so the fake is never the bottleneck) and
 `python -m stackctl proxy serve` in front of it, then runs wrk against each, direct and via
@@ -12,6 +12,13 @@ the proxy alternately, and prints each figure with its ratio and the target:
   relayed stream chunks/s                  >= 25,000
   proxy RSS after the load                 <= 60 MiB
   serving after start (hyperfine)          <= 1 s
+
+Then it measures the proxy's peak and settled RSS under two loads (bench/memory_load.py):
+8 bodies of 31 MiB of tiny JSON items at once, and 1,000 streams 200 at a time.
+
+With `--compare DIR` (another checkout of stackctl, e.g. a `git worktree` of main), a second
+proxy runs that checkout's code in the same rounds, alternating with this one, so a change
+is measured against its base on the same machine at the same moment.
 
 Installs wrk and hyperfine with apt-get when they are missing (root, Debian). Only loopback
 addresses are used; every run is bounded in time.
@@ -36,6 +43,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+import memory_load  # noqa: E402  (bench/ is not a package)
+
 STREAM_CHUNKS = 1000  # chunks per streamed request (max_tokens / num_predict in the scripts)
 TARGETS = {
     "added_p50_ms": 0.5,
@@ -106,11 +116,7 @@ def wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, floa
     }
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+rss_mib = memory_load.rss_mib
 
 
 def serving_time(config: Path, port: int) -> float:
@@ -130,9 +136,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--markdown", action="store_true", help="print the README table")
+    parser.add_argument("--compare", type=Path, help="another stackctl checkout to measure too")
     args = parser.parse_args()
     need_tools()
     fake_port, proxy_port, minimal_port = free_port(), free_port(), free_port()
+    base_port = free_port()
     work = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
     config = work / "stack.yaml"
     config.write_text(
@@ -143,7 +151,7 @@ def main() -> None:
     fake = subprocess.Popen(
         ["node", str(HERE / "fake_ollama.js"), str(fake_port)], stdout=subprocess.DEVNULL
     )
-    proxy = minimal = None
+    proxy = minimal = base = None
     try:
         wait_http(f"http://127.0.0.1:{fake_port}/api/tags")
         serving = serving_time(config, free_port())
@@ -153,6 +161,15 @@ def main() -> None:
             env=env,
         )
         wait_http(f"http://127.0.0.1:{proxy_port}/v1/models")
+        if args.compare:
+            base = subprocess.Popen(
+                [sys.executable, "-m", "stackctl", "--config", str(config), "proxy", "serve",
+                 "--port", str(base_port)],
+                stdout=subprocess.DEVNULL,
+                env={**env, "PYTHONPATH": str(args.compare.resolve())},
+                cwd=args.compare,
+            )  # fmt: skip
+            wait_http(f"http://127.0.0.1:{base_port}/v1/models")
         minimal = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "minimal_proxy:app", "--app-dir", str(HERE),
              "--port", str(minimal_port), "--loop", "uvloop", "--http", "httptools",
@@ -165,7 +182,11 @@ def main() -> None:
         wrk(via, "proxy_chat.lua", 8, 2)  # warm up both sides
         wrk(direct, "direct_chat.lua", 8, 1)
         minimal_url = f"http://127.0.0.1:{minimal_port}/v1/chat/completions"
+        base_url = f"http://127.0.0.1:{base_port}/v1/chat/completions"
         keys = ("d_p50", "p_p50", "m_p50", "d_rps", "p_rps", "m_rps", "d_chunks", "p_chunks")
+        if base is not None:
+            wrk(base_url, "proxy_chat.lua", 8, 2)
+            keys += ("b_p50", "b_rps", "b_chunks")
         runs: dict[str, list[float]] = {k: [] for k in keys}
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_}/{args.rounds} ...", flush=True)
@@ -181,9 +202,23 @@ def main() -> None:
             runs["p_chunks"].append(
                 wrk(via, "proxy_stream.lua", 8, args.seconds)["rps"] * STREAM_CHUNKS
             )
+            if base is not None:  # the compared checkout, right after this one's run
+                runs["b_p50"].append(wrk(base_url, "proxy_chat.lua", 1, args.seconds)["p50_ms"])
+                runs["b_rps"].append(wrk(base_url, "proxy_chat.lua", 32, args.seconds)["rps"])
+                runs["b_chunks"].append(
+                    wrk(base_url, "proxy_stream.lua", 8, args.seconds)["rps"] * STREAM_CHUNKS
+                )
         rss = rss_mib(proxy.pid)
+        memory = {}
+        for name, process, url in (("this", proxy, via), ("base", base, base_url)):
+            if process is not None:
+                print(f"memory loads ({name}) ...", flush=True)
+                memory[name] = {
+                    load: memory_load.measure(process.pid, load, url)
+                    for load in ("many streams", "large bodies")
+                }
     finally:
-        for process in (proxy, minimal, fake):
+        for process in (proxy, base, minimal, fake):
             if process is not None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=20)
@@ -219,6 +254,29 @@ def main() -> None:
                 f"{name:28s} {d:>12s} {p:>12s} {r:>16s}   target {t:14s} {'met' if ok else 'NOT MET'}"
             )
     print("raw rounds:", json.dumps({k: [round(x, 3) for x in v] for k, v in runs.items()}))
+    print_memory(memory)
+    if base is not None:
+        print(f"\n{args.compare} (base) against this checkout, same rounds:")
+        print("| measure | base | this checkout | change |\n|---|---|---|---|")
+        for name, key, unit in (
+            ("p50 latency, concurrency 1", "p50", "ms"),
+            ("requests/s, concurrency 32", "rps", ""),
+            ("stream chunks/s, 8 streams", "chunks", ""),
+        ):
+            old, new = med[f"b_{key}"], med[f"p_{key}"]
+            print(f"| {name} | {old:,.3f} {unit} | {new:,.3f} {unit} | {new / old - 1:+.1%} |")
+
+
+def print_memory(memory: dict) -> None:
+    """The RSS table: peak and settled under each load, for each proxy measured."""
+    print("\n| proxy | load | RSS before | peak | settled (3 s after) | took | statuses |")
+    print("|---|---|---|---|---|---|---|")
+    for name, loads in memory.items():
+        for load, m in loads.items():
+            print(
+                f"| {name} | {load} | {m['before']:.1f} MiB | {m['peak']:.1f} MiB | "
+                f"{m['settled']:.1f} MiB | {m['seconds']:.1f} s | {m['statuses']} |"
+            )
 
 
 if __name__ == "__main__":

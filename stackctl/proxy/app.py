@@ -198,7 +198,8 @@ class Proxy:
     async def handle(self, spec: RouteSpec, scope: dict, receive: Any, send: Any) -> None:
         started = time.perf_counter()
         status, label, backend_name = 500, "", "-"
-        raw, requested = b"", ""
+        raw: codec.Raw = b""
+        requested = ""
         body: dict[str, Any] = {}
 
         async def forward(send: Any) -> int:
@@ -239,7 +240,7 @@ class Proxy:
         spec: RouteSpec,
         destination: Destination,
         body: dict,
-        raw: bytes,
+        raw: codec.Raw,
         requested: str,
         send: Any,
     ) -> int:
@@ -263,7 +264,7 @@ class Proxy:
         self,
         backend: Backend,
         path: str,
-        body: bytes,
+        body: codec.Raw,
         send: Any,
         translator: Any = None,
     ) -> int:

@@ -15,6 +15,9 @@ import orjson
 
 from stackctl.proxy.errors import OpenAIError
 
+# A body as read: bytes, or a bytearray when it came in pieces (relay.read_body); orjson,
+# aiohttp and the bytes methods take either.
+Raw = bytes | bytearray
 JSONDecodeError = orjson.JSONDecodeError
 loads = orjson.loads
 

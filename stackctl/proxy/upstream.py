@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stackctl import __version__
+from stackctl.proxy import codec
 from stackctl.proxy.errors import OpenAIError
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ class Upstream:
         backend: Backend,
         method: str,
         path: str,
-        body: bytes | None = None,
+        body: codec.Raw | None = None,
         timeout: float | None = None,
     ) -> Reply:
         """One whole request and its whole answer."""
@@ -162,7 +163,7 @@ class Upstream:
         return bytes(body)
 
     @asynccontextmanager
-    async def stream(self, backend: Backend, path: str, body: bytes) -> AsyncIterator[Any]:
+    async def stream(self, backend: Backend, path: str, body: codec.Raw) -> AsyncIterator[Any]:
         """A POST whose answer is read as it comes: yields the aiohttp response.
 
         Leaving the block before the end (the client hung up, an error) closes the

@@ -32,7 +32,7 @@ GO_DURATION = re.compile(r"-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+|-?\d+")
 THINK_LEVELS = ("low", "medium", "high", "max")
 
 
-def json_error_reason(raw: bytes) -> str:
+def json_error_reason(raw: codec.Raw) -> str:
     """Why a body is not JSON, in words that do not change with the orjson release.
 
     orjson's messages changed between releases ("unexpected character" became "unexpected
@@ -66,7 +66,7 @@ MAX_VALUES = 200_000
 JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
-def count_values(raw: bytes) -> int:
+def count_values(raw: codec.Raw) -> int:
     """About how many values a JSON text holds: its commas and opening brackets outside
     strings (counted on the whole text first, which is quick and only ever more)."""
     count = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
@@ -76,7 +76,7 @@ def count_values(raw: bytes) -> int:
     return bare.count(b",") + bare.count(b"[") + bare.count(b"{")
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
+def parse_body(raw: codec.Raw) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 saying what is wrong with it."""
     if count_values(raw) > MAX_VALUES:
         raise OpenAIError(
