@@ -47,7 +47,7 @@ def serve(backend: MisbehavingBackend, **settings) -> ServerThread:
 
 @pytest.fixture(scope="module")
 def proxy(ollama):
-    server = serve(ollama, read_timeout=1.0, max_answer_mb=1)
+    server = serve(ollama, read_timeout=2.0, max_answer_mb=1)
     yield server
     server.stop()
 
@@ -62,7 +62,7 @@ def patient(ollama):
 
 @pytest.fixture(scope="module")
 def passthrough(compatible):
-    server = serve(compatible, read_timeout=1.0, max_answer_mb=1)
+    server = serve(compatible, read_timeout=2.0, max_answer_mb=1)
     yield server
     server.stop()
 
@@ -98,9 +98,9 @@ def test_a_silent_backend_is_a_504_after_read_timeout(proxy, ollama):
     started = time.monotonic()
     reply = httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=30)
     assert reply.status_code == 504
-    assert 0.9 < time.monotonic() - started < 5
+    assert 1.9 < time.monotonic() - started < 10
     assert error_of(reply) == {
-        "message": f"The backend 'local' ({ollama.url}) sent nothing for 1 s (proxy.read_timeout).",
+        "message": f"The backend 'local' ({ollama.url}) sent nothing for 2 s (proxy.read_timeout).",
         "type": "api_error",
         "param": None,
         "code": "backend_timeout",
@@ -128,7 +128,7 @@ def test_a_client_that_hangs_up_closes_the_backend_request_at_once(patient, olla
 
 def test_slow_headers_within_read_timeout_are_waited_for(proxy, ollama):
     answer = {"message": {"role": "assistant", "content": "late"}, "done": True}
-    ollama.behave("slow-headers", delay=0.5, body=json.dumps(answer).encode())
+    ollama.behave("slow-headers", delay=0.3, body=json.dumps(answer).encode())
     reply = httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=30)
     assert reply.status_code == 200
     assert reply.json()["choices"][0]["message"]["content"] == "late"
@@ -136,7 +136,7 @@ def test_slow_headers_within_read_timeout_are_waited_for(proxy, ollama):
 
 def test_slow_headers_past_read_timeout_are_a_504_streamed_or_not(proxy, ollama):
     for body in (CHAT, STREAM):
-        ollama.behave("slow-headers", delay=3)
+        ollama.behave("slow-headers", delay=5)
         reply = httpx.post(proxy.url + "/v1/chat/completions", json=body, timeout=30)
         assert reply.status_code == 504
         assert error_of(reply)["code"] == "backend_timeout"
@@ -275,12 +275,12 @@ def test_a_passthrough_usage_of_the_wrong_shape_is_passed_on_not_a_500(passthrou
 # -- a backend killed mid-stream ---------------------------------------------------------
 
 
-def test_a_backend_killed_mid_stream_ends_the_stream_with_an_error_event(proxy, ollama):
+def test_a_backend_killed_mid_stream_ends_the_stream_with_an_error_event(patient, ollama):
     ollama.behave(
         "killed",
         lines=ndjson(*[{"message": {"content": f"t{i} "}, "done": False} for i in range(3)]),
     )
-    *chunks, last = stream(proxy, STREAM)
+    *chunks, last = stream(patient, STREAM)
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "t0 t1 t2 "
     assert last["error"]["code"] == "backend_error"
     assert last["error"]["message"].startswith(f"The backend 'local' ({ollama.url}) broke off")
