@@ -4,6 +4,7 @@ system scope (account, ownership, /etc and /var/lib paths), a missing Ollama, se
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ def test_system_scope_plan(
     monkeypatch.setenv("STACKCTL_AS_ROOT", "1")
     # this test's interpreter lives under /root (0700), which the check rightly refuses;
     # the check itself is tested below
-    monkeypatch.setattr("stackctl.setup.common.require_python_for_the_account", lambda p: None)
+    monkeypatch.setattr("stackctl.setup.common.require_python_for_the_account", lambda p, s: None)
     result = stackctl("up", "--dry-run")
     assert result.code == 0, result.err
     data = isolated_home / "var/lib/stackctl"
@@ -229,30 +230,92 @@ def test_a_port_taken_by_another_program_stops_the_plan(
     )
 
 
-def test_system_scope_needs_an_interpreter_the_account_can_reach() -> None:
+ADVICE = (
+    "install stackctl with a Python every account can read, e.g. Debian's: `sudo "
+    "/usr/bin/python3 -m venv /opt/stackctl && sudo /opt/stackctl/bin/pip install stackctl`, "
+    "then run `sudo /opt/stackctl/bin/stackctl up`"
+)
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every account can enter (pytest's own tmp dirs are mode 0700)."""
     import shutil
     import tempfile
 
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        for directory in [base, *base.rglob("*")]:
+            if directory.is_dir() and not directory.is_symlink():
+                directory.chmod(0o755)
+        shutil.rmtree(base)
+
+
+def fake_python(directory: Path) -> Path:
+    """An interpreter file and its standard library under directory, all open to others."""
+    python = directory / "bin/python3.11"
+    python.parent.mkdir(parents=True)
+    python.touch(mode=0o755)
+    (directory / "lib/python3.11").mkdir(parents=True)
+    return python
+
+
+def test_system_scope_needs_an_interpreter_the_account_can_reach(open_dir: Path) -> None:
     from stackctl.errors import StackctlError
     from stackctl.setup.common import require_python_for_the_account
 
-    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own tmp dirs are mode 0700
-    try:
-        base.chmod(0o755)
-        private = base / "root-home"
-        python = private / ".local/pipx/venvs/stackctl/bin/python"
-        python.parent.mkdir(parents=True)
-        python.touch()
-        private.chmod(0o700)
-        with pytest.raises(StackctlError) as err:
-            require_python_for_the_account(python)
-        assert err.value.format_message() == (
-            f"the proxy service runs {python} as the 'stackctl' account, which cannot enter "
-            f"{private}: install stackctl where every account can read it, e.g. `sudo python3 "
-            "-m venv /opt/stackctl && sudo /opt/stackctl/bin/pip install stackctl`, then run "
-            "`sudo /opt/stackctl/bin/stackctl up`"
-        )
-        private.chmod(0o755)
-        require_python_for_the_account(python)
-    finally:
-        shutil.rmtree(base)
+    private = open_dir / "root-home"
+    real = fake_python(open_dir / "usr")
+    python = private / ".local/pipx/venvs/stackctl/bin/python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(real)
+    private.chmod(0o700)
+    with pytest.raises(StackctlError) as err:
+        require_python_for_the_account(python, open_dir / "usr/lib/python3.11")
+    assert err.value.format_message() == (
+        f"the proxy service runs {python} as the 'stackctl' account, which cannot enter "
+        f"{private}: {ADVICE}"
+    )
+    private.chmod(0o755)
+    require_python_for_the_account(python, open_dir / "usr/lib/python3.11")
+
+
+def test_a_venv_whose_python_resolves_into_a_closed_directory_is_refused(open_dir: Path) -> None:
+    """The issue 8 defect: a venv in /opt whose python is a symlink into pyenv under /root
+    passed the check, and the proxy unit then failed with status=203/EXEC."""
+    from stackctl.errors import StackctlError
+    from stackctl.setup.common import require_python_for_the_account
+
+    pyenv = open_dir / "root/.pyenv/versions/3.11.7"
+    real = fake_python(pyenv)
+    (open_dir / "root").chmod(0o700)
+    venv_python = open_dir / "opt/stackctl/bin/python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(real)
+    with pytest.raises(StackctlError) as err:
+        require_python_for_the_account(venv_python, pyenv / "lib/python3.11")
+    assert err.value.format_message() == (
+        f"the proxy service runs {venv_python} (it loads {real}) as the 'stackctl' account, "
+        f"which cannot enter {open_dir / 'root'}: {ADVICE}"
+    )
+
+
+def test_an_interpreter_whose_standard_library_is_closed_is_refused(open_dir: Path) -> None:
+    """A copied (not symlinked) interpreter still loads the standard library of its
+    sys.base_prefix: the account must reach that too."""
+    from stackctl.errors import StackctlError
+    from stackctl.setup.common import require_python_for_the_account
+
+    python = fake_python(open_dir / "opt/python")
+    stdlib = open_dir / "root/.pyenv/versions/3.11.7/lib/python3.11"
+    stdlib.mkdir(parents=True)
+    (open_dir / "root").chmod(0o700)
+    with pytest.raises(StackctlError) as err:
+        require_python_for_the_account(python, stdlib)
+    assert err.value.format_message() == (
+        f"the proxy service runs {python} (it loads {stdlib}) as the 'stackctl' account, "
+        f"which cannot enter {open_dir / 'root'}: {ADVICE}"
+    )

@@ -42,17 +42,32 @@ def require_free_ports(ctx: Context) -> None:
 # --- the dedicated account (Linux, system scope) ------------------------------------------
 
 
-def require_python_for_the_account(python: Path) -> None:
+def require_python_for_the_account(python: Path, stdlib: Path) -> None:
     """The proxy runs as the service account with the interpreter stackctl runs under; stop
-    early when that account cannot reach it (e.g. a venv under /root, which is mode 0700)."""
-    for directory in [*reversed(python.absolute().parents)]:
-        if not directory.stat().st_mode & 0o001:
-            raise StackctlError(
-                f"the proxy service runs {python} as the '{SERVICE_ACCOUNT}' account, which "
-                f"cannot enter {directory}: install stackctl where every account can read it, "
-                "e.g. `sudo python3 -m venv /opt/stackctl && sudo /opt/stackctl/bin/pip install "
-                "stackctl`, then run `sudo /opt/stackctl/bin/stackctl up`"
-            )
+    early when that account cannot run it. Checked: the path the unit names (a venv's
+    bin/python), what it resolves to (a venv's python is a symlink, e.g. into pyenv under
+    /root, mode 0700) and the standard library that interpreter loads (from sys.base_prefix):
+    systemd fails the unit with 203/EXEC, or Python with "No module named 'encodings'"."""
+    for path in (python.absolute(), python.resolve(), stdlib):
+        closed = _closed_to_others(path)
+        if closed is None:
+            continue
+        shown = str(python) if path == python.absolute() else f"{python} (it loads {path})"
+        raise StackctlError(
+            f"the proxy service runs {shown} as the '{SERVICE_ACCOUNT}' account, which cannot "
+            f"enter {closed}: install stackctl with a Python every account can read, e.g. "
+            "Debian's: `sudo /usr/bin/python3 -m venv /opt/stackctl && sudo "
+            "/opt/stackctl/bin/pip install stackctl`, then run `sudo /opt/stackctl/bin/stackctl up`"
+        )
+
+
+def _closed_to_others(path: Path) -> Path | None:
+    """The first directory on the way to path (or path itself) that other accounts cannot
+    enter (no o+x), or None."""
+    for step in [*reversed(path.parents), path]:
+        if step.exists() and not step.stat().st_mode & 0o001:
+            return step
+    return None
 
 
 def account_ids(name: str = SERVICE_ACCOUNT) -> tuple[int, int] | None:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import sys
+import sysconfig
 from pathlib import Path
 
 from stackctl.plan import Step
@@ -39,7 +40,9 @@ def build_steps(ctx: Context) -> list[Step]:
     system_linux = ctx.scope == "system" and ctx.platform == "linux"
     if system_linux:
         if ctx.config.proxy.enabled:
-            common.require_python_for_the_account(Path(sys.executable))
+            common.require_python_for_the_account(
+                Path(sys.executable), Path(sysconfig.get_path("stdlib"))
+            )
         steps.append(common.account_step(ctx))
     steps.append(common.directories_step(ctx))
     if ctx.platform == "linux" and ctx.scope == "user" and ctx.facts.linger is False:
