@@ -131,7 +131,8 @@ def test_ollama_version_without_a_server(fake_bin) -> None:
 def test_fake_ollama_serve_answers_version(fake_bin) -> None:
     """`ollama serve` runs the fake API on OLLAMA_HOST; `--version` then asks it."""
     port = free_port()
-    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}"}
+    home = fake_bin.state.parent / "home"
+    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "HOME": str(home)}
     server = subprocess.Popen([str(fake_bin.bin / "ollama"), "serve"], env=env)
     try:
         wait_for_port(port)
@@ -144,6 +145,9 @@ def test_fake_ollama_serve_answers_version(fake_bin) -> None:
         hosts.stop(server)
     assert ["ollama", "serve"] in fake_bin.calls("ollama")
     assert (fake_bin.state / "ollama").is_dir()
+    # what the real `ollama serve` writes: its key pair and the model store's directories
+    assert (home / ".ollama/id_ed25519").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in (home / ".ollama/models").iterdir()) == ["blobs", "manifests"]
 
 
 def test_venv_versions_come_from_dist_info(tmp_path) -> None:

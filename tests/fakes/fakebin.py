@@ -4,6 +4,8 @@ Each fake is installed by the `fake_bin` fixture into `<tmp>/bin/` with its sheb
 the test interpreter. It records how it was called into `<tmp>/fake-state/calls.jsonl` and
 reads how to behave from `<tmp>/fake-state/scenario.json`, both found relative to the
 script itself, so fakes started by a service manager (with a bare environment) work too.
+A fake run where it cannot write calls.jsonl (a hardened system service) logs the call to
+stderr instead; what such a fake writes goes where the real program writes it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ def record(extra: dict[str, Any] | None = None) -> None:
     if extra:
         entry.update(extra)
     directory = state_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "calls.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "calls.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
+    except OSError as exc:
+        # A system-scope service runs as the service account under ProtectSystem=strict: the
+        # test's state dir is not its to write. The call goes to its log (the journal).
+        sys.stderr.write(f"fake call not recorded ({exc.strerror}): {json.dumps(entry)}\n")
 
 
 def scenario() -> dict[str, Any]:
