@@ -57,5 +57,7 @@ def stackctl():
     return run
 
 
-# The real systemd user manager fixtures (tests/systemd_user.py documents them).
+# The real systemd user manager fixtures (tests/systemd_user.py documents them) and the real
+# system manager's (tests/systemd_system.py).
+from tests.systemd_system import systemd_system  # noqa: E402, F401
 from tests.systemd_user import systemd_user, systemd_user_manager  # noqa: E402, F401

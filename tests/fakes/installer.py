@@ -43,8 +43,14 @@ class FakeBin:
         (self.bin / name).unlink(missing_ok=True)
 
 
-def install_fakes(target: Path, names: list[str] | None = None) -> FakeBin:
-    """Copy the fakes into target/bin with the test interpreter as their shebang."""
+def install_fakes(
+    target: Path,
+    names: list[str] | None = None,
+    python: str = sys.executable,
+    checkout: Path = FAKES.parent.parent,
+) -> FakeBin:
+    """Copy the fakes into target/bin with `python` (default: the test interpreter) as their
+    shebang, importing tests.fakes from `checkout`."""
     bin_dir = target / "bin"
     state = target / "fake-state"
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -55,9 +61,7 @@ def install_fakes(target: Path, names: list[str] | None = None) -> FakeBin:
         body = source.read_text()
         if body.startswith("#!"):
             body = body.split("\n", 1)[1]
-        header = (
-            f"#!{sys.executable}\nimport sys; sys.path.insert(0, {str(FAKES.parent.parent)!r})\n"
-        )
+        header = f"#!{python}\nimport sys; sys.path.insert(0, {str(checkout)!r})\n"
         script = bin_dir / source.name
         script.write_text(header + body)
         script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
