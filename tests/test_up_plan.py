@@ -298,7 +298,29 @@ def test_a_venv_whose_python_resolves_into_a_closed_directory_is_refused(open_di
     with pytest.raises(StackctlError) as err:
         require_python_for_the_account(venv_python, pyenv / "lib/python3.11")
     assert err.value.format_message() == (
-        f"the proxy service runs {venv_python} (it loads {real}) as the 'stackctl' account, "
+        f"the proxy service runs {venv_python} (a link to {real}) as the 'stackctl' account, "
+        f"which cannot enter {open_dir / 'root'}: {ADVICE}"
+    )
+
+
+def test_a_link_through_a_closed_directory_is_refused(open_dir: Path) -> None:
+    """The venv's python may end in an open place and still pass through a closed one on the
+    way (a link in /root to /usr/bin/python3): the kernel must enter every hop."""
+    from stackctl.errors import StackctlError
+    from stackctl.setup.common import require_python_for_the_account
+
+    real = fake_python(open_dir / "usr")
+    hop = open_dir / "root/.local/bin/python3.11"
+    hop.parent.mkdir(parents=True)
+    hop.symlink_to(real)
+    (open_dir / "root").chmod(0o700)
+    venv_python = open_dir / "opt/stackctl/bin/python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to("../../../root/.local/bin/python3.11")
+    with pytest.raises(StackctlError) as err:
+        require_python_for_the_account(venv_python, open_dir / "usr/lib/python3.11")
+    assert err.value.format_message() == (
+        f"the proxy service runs {venv_python} (a link to {hop}) as the 'stackctl' account, "
         f"which cannot enter {open_dir / 'root'}: {ADVICE}"
     )
 
@@ -316,6 +338,6 @@ def test_an_interpreter_whose_standard_library_is_closed_is_refused(open_dir: Pa
     with pytest.raises(StackctlError) as err:
         require_python_for_the_account(python, stdlib)
     assert err.value.format_message() == (
-        f"the proxy service runs {python} (it loads {stdlib}) as the 'stackctl' account, "
-        f"which cannot enter {open_dir / 'root'}: {ADVICE}"
+        f"the proxy service runs {python} (with its standard library in {stdlib}) as the "
+        f"'stackctl' account, which cannot enter {open_dir / 'root'}: {ADVICE}"
     )

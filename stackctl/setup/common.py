@@ -45,20 +45,33 @@ def require_free_ports(ctx: Context) -> None:
 def require_python_for_the_account(python: Path, stdlib: Path) -> None:
     """The proxy runs as the service account with the interpreter stackctl runs under; stop
     early when that account cannot run it. Checked: the path the unit names (a venv's
-    bin/python), what it resolves to (a venv's python is a symlink, e.g. into pyenv under
-    /root, mode 0700) and the standard library that interpreter loads (from sys.base_prefix):
-    systemd fails the unit with 203/EXEC, or Python with "No module named 'encodings'"."""
-    for path in (python.absolute(), python.resolve(), stdlib):
+    bin/python), every path its symlinks lead through to the real interpreter (a venv's python
+    links to the one it was made from, e.g. pyenv's under /root, mode 0700), and the standard
+    library that interpreter loads (from sys.base_prefix). Otherwise systemd fails the unit
+    with 203/EXEC, or Python with "No module named 'encodings'"."""
+    links = _links(python)
+    checked = [(p, f"{python} (a link to {p})") for p in links[1:]]
+    checked += [(stdlib, f"{python} (with its standard library in {stdlib})")]
+    for path, shown in [(links[0], str(python)), *checked]:
         closed = _closed_to_others(path)
         if closed is None:
             continue
-        shown = str(python) if path == python.absolute() else f"{python} (it loads {path})"
         raise StackctlError(
             f"the proxy service runs {shown} as the '{SERVICE_ACCOUNT}' account, which cannot "
             f"enter {closed}: install stackctl with a Python every account can read, e.g. "
             "Debian's: `sudo /usr/bin/python3 -m venv /opt/stackctl && sudo "
             "/opt/stackctl/bin/pip install stackctl`, then run `sudo /opt/stackctl/bin/stackctl up`"
         )
+
+
+def _links(path: Path) -> list[Path]:
+    """path, then each path its chain of symlinks leads to, then the fully resolved file."""
+    chain = [Path(os.path.abspath(path))]
+    while chain[-1].is_symlink() and len(chain) < 40:  # 40: the kernel's own limit
+        target = chain[-1].parent / os.readlink(chain[-1])
+        chain.append(Path(os.path.normpath(target)))
+    resolved = path.resolve()
+    return chain if resolved in chain else [*chain, resolved]
 
 
 def _closed_to_others(path: Path) -> Path | None:
