@@ -187,15 +187,19 @@ def _copy_checkout(target: Path) -> None:
     shutil.copy(REPO / "tests/ports.py", target / "tests/ports.py")
 
 
+def add_checkout(venv: Path, workdir: Path) -> None:
+    """Make the venv import the checkout's copy in workdir and the cached dependencies."""
+    (_site_packages(venv) / "stackctl_tests.pth").write_text(
+        f"import site; site.addsitedir({str(cached_dependencies())!r})\n{workdir / 'src'}\n"
+    )
+
+
 def readable_python(workdir: Path) -> Path:
     """A venv of /usr/bin/python3 in workdir that imports the checkout's copy and its deps."""
-    src = workdir / "src"
-    _copy_checkout(src)
+    _copy_checkout(workdir / "src")
     venv = workdir / "python"
     subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(venv)], check=True)
-    (_site_packages(venv) / "stackctl_tests.pth").write_text(
-        f"import site; site.addsitedir({str(cached_dependencies())!r})\n{src}\n"
-    )
+    add_checkout(venv, workdir)
     return venv / "bin/python"
 
 

@@ -11,13 +11,14 @@ exercised: a directory the account may not write fails the service, and the test
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 
 import pytest
 
 from tests.ports import free_ports
-from tests.systemd_system import SystemdSystem
+from tests.systemd_system import SYSTEM_PYTHON, SystemdSystem, add_checkout
 
 pytestmark = pytest.mark.systemd
 
@@ -230,3 +231,34 @@ def test_vllm_stack_in_system_scope(systemd_system: Callable[..., SystemdSystem]
     assert {row["service"]: row for row in data["services"]}["vllm"]["models"] == ["qwen2.5:0.5b"]
 
     lifecycle(system, ["vllm", "proxy", "openwebui"], "vllm")
+
+
+def test_up_refuses_an_interpreter_the_account_cannot_reach(
+    systemd_system: Callable[..., SystemdSystem],
+) -> None:
+    """Issue 8's defect, as found: stackctl in a venv in /opt whose python links into a
+    directory closed to other accounts (pyenv under /root). `up` as root stops before
+    changing anything, instead of a proxy unit failing with status=203/EXEC."""
+    system = systemd_system()
+    closed = system.workdir / "root-home"
+    closed.mkdir(mode=0o700)
+    (closed / "python3.11").symlink_to(SYSTEM_PYTHON.resolve())
+    venv = system.workdir / "opt-stackctl"
+    subprocess.run(
+        [str(closed / "python3.11"), "-m", "venv", "--without-pip", str(venv)], check=True
+    )
+    add_checkout(venv, system.workdir)
+    system.install_fakes(["ollama", "open-webui", "python3.11", "pip"])
+    write(system, "/etc/stackctl/stack.yaml", config(free_ports(2), "models: [gemma3:1b]\n"))
+
+    done = system.run(str(venv / "bin/python"), "-m", "stackctl", "up", "--yes")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr == (
+        f"Error: the proxy service runs {venv / 'bin/python'} (a link to "
+        f"{closed / 'python3.11'}) as the 'stackctl' account, which cannot enter {closed}: "
+        "install stackctl with a Python every account can read, e.g. Debian's: `sudo "
+        "/usr/bin/python3 -m venv /opt/stackctl && sudo /opt/stackctl/bin/pip install "
+        "stackctl`, then run `sudo /opt/stackctl/bin/stackctl up`\n"
+    )
+    assert system.run("getent", "passwd", "stackctl").returncode == 2
+    assert unit_files(system) == []
