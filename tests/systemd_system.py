@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from systemd_user import UnitQueries, remove_cgroup
 
 from tests.fakes.installer import FakeBin, install_fakes
 
@@ -207,7 +208,7 @@ def readable_python(workdir: Path) -> Path:
 
 
 @dataclass
-class SystemdSystem:
+class SystemdSystem(UnitQueries):
     """One booted system: run commands in it, inspect its units, stop it."""
 
     workdir: Path
@@ -243,31 +244,6 @@ class SystemdSystem:
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.run("systemctl", *args, check=check)
-
-    def show(self, unit: str, *props: str) -> dict[str, str]:
-        out = self.systemctl("show", "-p", ",".join(props), unit).stdout
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-    def main_pid(self, unit: str) -> int:
-        """The unit's main pid inside the namespace."""
-        return int(self.show(unit, "MainPID")["MainPID"])
-
-    def wait_for(
-        self,
-        unit: str,
-        predicate: Callable[[dict[str, str]], bool],
-        timeout: float = 30,
-        props: tuple[str, ...] = ("ActiveState", "SubState", "MainPID", "NRestarts"),
-    ) -> dict[str, str]:
-        """Poll `systemctl show` until predicate(props) holds; fail with the last props."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.show(unit, *props)
-            if predicate(state):
-                return state
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{unit} never reached the wanted state: {state}")
-            time.sleep(0.1)
 
     def journal(self, unit: str) -> str:
         return self.run("journalctl", "-u", unit, "--no-pager", "-q").stdout
@@ -355,27 +331,8 @@ def stop(system: SystemdSystem) -> None:
         system.process.kill()
         system.process.wait()
     for hierarchy in (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified")):
-        own = hierarchy / f"stackctl-system-{system.workdir.name}"
-        if own.is_dir():
-            dirs = sorted(own.rglob("*"), key=lambda p: len(p.parts), reverse=True)
-            for directory in [*(d for d in dirs if d.is_dir()), own]:
-                _rmdir(directory)
+        remove_cgroup(hierarchy / f"stackctl-system-{system.workdir.name}")
     shutil.rmtree(system.workdir, ignore_errors=True)
-
-
-def _rmdir(path: Path, timeout: float = 5) -> None:
-    """Remove an empty cgroup; its last process may take a moment to leave it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.05)
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ import signal
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,12 +190,16 @@ def _stop_manager(manager: ManagerProcess) -> None:
     if pid_file.exists():
         _terminate(int(pid_file.read_text().strip() or 0))
     for hierarchy in CGROUP_HIERARCHIES:
-        own = hierarchy / f"stackctl-test-{manager.pid}.slice"
-        if own.is_dir():
-            dirs = sorted(own.rglob("*"), key=lambda p: len(p.parts), reverse=True)
-            for directory in [*dirs, own]:
-                if directory.is_dir():
-                    _rmdir(directory)
+        remove_cgroup(hierarchy / f"stackctl-test-{manager.pid}.slice")
+
+
+def remove_cgroup(own: Path) -> None:
+    """Remove a cgroup and those below it, deepest first, once their processes are gone."""
+    if own.is_dir():
+        dirs = sorted(own.rglob("*"), key=lambda p: len(p.parts), reverse=True)
+        for directory in [*dirs, own]:
+            if directory.is_dir():
+                _rmdir(directory)
 
 
 def _terminate(pid: int, timeout: float = 5) -> None:
@@ -246,8 +251,39 @@ def systemd_user_manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
         _stop_manager(manager)
 
 
+class UnitQueries(ABC):
+    """`systemctl show` questions about units, asked through the subclass's `systemctl`."""
+
+    @abstractmethod
+    def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess: ...
+
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        out = self.systemctl("show", "-p", ",".join(props), unit).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def main_pid(self, unit: str) -> int:
+        return int(self.show(unit, "MainPID")["MainPID"])
+
+    def wait_for(
+        self,
+        unit: str,
+        predicate: Callable[[dict[str, str]], bool],
+        timeout: float = 20,
+        props: tuple[str, ...] = ("ActiveState", "SubState", "MainPID", "NRestarts"),
+    ) -> dict[str, str]:
+        """Poll `systemctl show` until predicate(props) holds; fail with the last props."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.show(unit, *props)
+            if predicate(state):
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{unit} never reached the wanted state: {state}")
+            time.sleep(0.1)
+
+
 @dataclass
-class SystemdUser:
+class SystemdUser(UnitQueries):
     """One test's view of the manager (see the module docstring)."""
 
     manager: ManagerProcess
@@ -274,30 +310,6 @@ class SystemdUser:
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.manager.systemctl(*args, check=check)
-
-    def show(self, unit: str, *props: str) -> dict[str, str]:
-        out = self.systemctl("show", "-p", ",".join(props), unit).stdout
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-    def main_pid(self, unit: str) -> int:
-        return int(self.show(unit, "MainPID")["MainPID"])
-
-    def wait_for(
-        self,
-        unit: str,
-        predicate: Callable[[dict[str, str]], bool],
-        timeout: float = 20,
-        props: tuple[str, ...] = ("ActiveState", "SubState", "MainPID", "NRestarts"),
-    ) -> dict[str, str]:
-        """Poll `systemctl show` until predicate(props) holds; fail with the last props."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.show(unit, *props)
-            if predicate(state):
-                return state
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{unit} never reached the wanted state: {state}")
-            time.sleep(0.1)
 
     def journal(self, unit: str) -> str:
         done = subprocess.run(
