@@ -37,7 +37,9 @@ WORKDIR and stackctl's dependencies, installed once into a venv cached in
 STACKCTL_TEST_SYSTEM_DIR/python-deps-<hash of the dependency list and the Python version>.
 
 Fixture: `systemd_system` (function scope) is a `boot(nvidia_devices=False)` factory; every
-system it booted is stopped and removed afterwards. `nvidia_devices` adds /dev/nvidia0 and
+system it booted is stopped and removed afterwards. Each run dir names its test session and
+its PID 1 (pid and start time) in owner.json, so a later session stops and removes the systems
+of a session that was killed before it could (never those of one still running). `nvidia_devices` adds /dev/nvidia0 and
 /dev/nvidiactl (nodes of /dev/null's kind, 1:3) to the namespace's /dev, for a fake vLLM.
 Needs root; skipped without /lib/systemd/systemd, unshare or /usr/bin/python3 (a failure
 under CI, which must run it).
@@ -309,6 +311,11 @@ def boot(workdir: Path, nvidia_devices: bool = False, timeout: float = 30) -> Sy
             start_new_session=True,  # Ctrl-C in pytest must not reach PID 1 first
         )  # fmt: skip
     system = SystemdSystem(workdir, _child_pid(process), python, process)
+    owner = {
+        "pytest": [os.getpid(), _started(os.getpid())],
+        "pid1": [system.pid, _started(system.pid)],
+    }
+    (workdir / "owner.json").write_text(json.dumps(owner))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         state = system.run("systemctl", "is-system-running", timeout=10).stdout.strip()
@@ -330,9 +337,42 @@ def stop(system: SystemdSystem) -> None:
     except subprocess.TimeoutExpired:
         system.process.kill()
         system.process.wait()
+    _remove_run(system.workdir)
+
+
+def _remove_run(workdir: Path) -> None:
     for hierarchy in (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified")):
-        remove_cgroup(hierarchy / f"stackctl-system-{system.workdir.name}")
-    shutil.rmtree(system.workdir, ignore_errors=True)
+        remove_cgroup(hierarchy / f"stackctl-system-{workdir.name}")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _started(pid: int) -> str | None:
+    """A process's start time (/proc/PID/stat field 22): with the pid, who it is."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def remove_stale_runs(base: Path) -> None:
+    """Stop the systems a test session that no longer runs left behind (it was killed before
+    its fixture could stop them); a live session's systems are left alone."""
+    for owner_file in base.glob("run-*/owner.json"):
+        try:
+            owner = json.loads(owner_file.read_text())
+        except (OSError, ValueError):
+            continue
+        session, session_started = owner["pytest"]
+        if _started(session) == session_started:
+            continue  # that session still runs
+        pid1, pid1_started = owner["pid1"]
+        if _started(pid1) == pid1_started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid1, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _started(pid1) == pid1_started and time.monotonic() < deadline:
+                time.sleep(0.05)
+        _remove_run(owner_file.parent)
 
 
 @pytest.fixture
@@ -348,6 +388,7 @@ def systemd_system() -> Iterator[Callable[..., SystemdSystem]]:
         pytest.fail(f"STACKCTL_TEST_SYSTEM_DIR={base} must not be under /tmp, /etc or /var")
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o755)
+    remove_stale_runs(base)
     canary = Canary()
     booted: list[SystemdSystem] = []
 

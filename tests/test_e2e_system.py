@@ -144,7 +144,8 @@ def lifecycle(system: SystemdSystem, services: list[str], backend: str) -> None:
     done = system.stackctl("down", "--purge", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert system.run("getent", "passwd", "stackctl").returncode == 2
-    gone = system.run("ls", "-d", "/etc/stackctl", DATA)
+    assert system.run("getent", "group", "stackctl").returncode == 2
+    gone = system.run("ls", "-d", "/etc/stackctl", DATA, "/var/log/stackctl")
     assert gone.returncode != 0 and gone.stdout == "", gone.stdout
 
 
