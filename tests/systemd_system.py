@@ -132,9 +132,14 @@ def _skip_reason() -> str | None:
 
 
 def _runtime_dependencies() -> list[str]:
-    """stackctl's dependencies, from pyproject.toml (this checkout's, not an install's)."""
-    import tomllib
+    """stackctl's dependencies, from pyproject.toml (this checkout's, not an install's; on
+    Python 3.10, which has no tomllib, from the installed stackctl's metadata)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        from importlib.metadata import requires
 
+        return [r for r in requires("stackctl") or [] if "extra ==" not in r]
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
 
 

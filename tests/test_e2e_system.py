@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from tests.ports import free_ports
@@ -102,12 +103,26 @@ def assert_hardened(system: SystemdSystem, service: str, devices: bool) -> None:
     assert "systemd-private-" in tmp.stdout, tmp.stdout
 
 
-def lifecycle(system: SystemdSystem, services: list[str], backend: str) -> None:
-    """status, logs, restart, a crash, down, down --purge: as a person would run them."""
+def chat(proxy_port: int, model: str) -> str:
+    """One chat completion through the proxy service, from outside the namespace."""
+    reply = httpx.post(
+        f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "Say hi"}]},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.json()["choices"][0]["message"]["content"]
+
+
+def lifecycle(
+    system: SystemdSystem, services: list[str], backend: str, proxy_port: int, model: str
+) -> None:
+    """A chat, status, logs, restart, a crash, down, down --purge: as a person would."""
     data = wait_healthy(system)
     rows = {row["service"]: row for row in data["services"]}
     assert list(rows) == services
     assert all(row["state"] == "active" and row["health"] == "ok" for row in rows.values())
+    assert chat(proxy_port, model)
 
     logs = system.stackctl("logs", "proxy")
     assert logs.returncode == 0, logs.stderr
@@ -132,6 +147,7 @@ def lifecycle(system: SystemdSystem, services: list[str], backend: str) -> None:
     )
     back = wait_healthy(system)
     assert {row["service"]: row for row in back["services"]}[backend]["restarts"] >= 1
+    assert chat(proxy_port, model)
     assert_hardened(system, backend, devices=True)
 
     done = system.stackctl("down")
@@ -196,7 +212,7 @@ def test_ollama_stack_in_system_scope(systemd_system: Callable[..., SystemdSyste
     assert code == 0, data
     assert {row["service"]: row for row in data["services"]}["ollama"]["models"] == ["gemma3:1b"]
 
-    lifecycle(system, ["ollama", "proxy", "openwebui"], "ollama")
+    lifecycle(system, ["ollama", "proxy", "openwebui"], "ollama", proxy, "gemma3:1b")
 
 
 def test_vllm_stack_in_system_scope(systemd_system: Callable[..., SystemdSystem]) -> None:
@@ -231,7 +247,7 @@ def test_vllm_stack_in_system_scope(systemd_system: Callable[..., SystemdSystem]
     assert code == 0, data
     assert {row["service"]: row for row in data["services"]}["vllm"]["models"] == ["qwen2.5:0.5b"]
 
-    lifecycle(system, ["vllm", "proxy", "openwebui"], "vllm")
+    lifecycle(system, ["vllm", "proxy", "openwebui"], "vllm", proxy, "qwen2.5:0.5b")
 
 
 def test_up_refuses_an_interpreter_the_account_cannot_reach(
