@@ -24,6 +24,7 @@ from tests.systemd_system import SYSTEM_PYTHON, SystemdSystem, add_checkout
 pytestmark = pytest.mark.systemd
 
 DATA = "/var/lib/stackctl"
+MOVED = "/var/cache/models-disk/ollama"  # OLLAMA_MODELS outside the data dir (in /var's overlay)
 HARDENING = {
     "User": "stackctl",
     "Group": "stackctl",
@@ -177,7 +178,11 @@ def test_ollama_stack_in_system_scope(systemd_system: Callable[..., SystemdSyste
     write(
         system,
         "/etc/stackctl/stack.yaml",
-        config([proxy, webui], f"models: [gemma3:1b]\nollama: {{port: {ollama}}}\n"),
+        config(
+            [proxy, webui],
+            # the models on another disk, as doctor advises when the data dir's is full
+            f"models: [gemma3:1b]\nollama: {{port: {ollama}, env: {{OLLAMA_MODELS: {MOVED}}}}}\n",
+        ),
     )
 
     done = system.stackctl("up", "--yes", timeout=180)
@@ -192,15 +197,15 @@ def test_ollama_stack_in_system_scope(systemd_system: Callable[..., SystemdSyste
     assert owners(
         system,
         f"{DATA}/.ollama/id_ed25519",
-        f"{DATA}/ollama/models/blobs",
-        f"{DATA}/ollama/models/models.json",
+        f"{MOVED}/blobs",
+        f"{MOVED}/models.json",
         f"{DATA}/openwebui/webui.db",
         f"{DATA}/openwebui/uploads",
         f"{DATA}/.cache/huggingface/hub/models--sentence-transformers--all-MiniLM-L6-v2",
     ) == {
         f"{DATA}/.ollama/id_ed25519": "stackctl 600",
-        f"{DATA}/ollama/models/blobs": "stackctl 755",
-        f"{DATA}/ollama/models/models.json": "stackctl 644",
+        f"{MOVED}/blobs": "stackctl 755",
+        f"{MOVED}/models.json": "stackctl 644",
         f"{DATA}/openwebui/webui.db": "stackctl 644",
         f"{DATA}/openwebui/uploads": "stackctl 755",
         f"{DATA}/.cache/huggingface/hub/models--sentence-transformers--all-MiniLM-L6-v2": (

@@ -204,3 +204,19 @@ def test_a_vllm_api_key_in_secrets_env_is_used_by_the_proxy_status_and_up(
     assert [m["name"] for m in json.loads(listed.out)["models"]] == ["gemma3:1b"]
     assert read_env_file(secrets)["VLLM_API_KEY"] == "sk-vllm-only-for-the-stack"  # kept
     assert stackctl("down").code == 0
+
+
+def test_hf_home_in_vllm_env_moves_the_download_and_its_directory(
+    gpu_box: FakeBin, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, stackctl
+) -> None:
+    """doctor's advice for a full disk, `HF_HOME` in vllm.env, is where up downloads the
+    model and the directory it creates (the vLLM unit reads its weights there)."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    path, _ = write_config(isolated_home)
+    moved = isolated_home / "disk2/huggingface"
+    path.write_text(path.read_text().replace("vllm: {", f"vllm: {{env: {{HF_HOME: {moved}}}, "))
+    result = stackctl("up", "--dry-run")
+    assert result.code == 0, result.out + result.err
+    assert f"Download google/gemma-3-1b-it into {moved} (served as gemma3:1b)" in result.out
+    assert f"mkdir -p -m 755 {moved}" in result.out
+    assert f"HF_HOME={moved} " in result.out

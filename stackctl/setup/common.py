@@ -13,7 +13,7 @@ from stackctl import secrets as sec
 from stackctl.errors import StackctlError
 from stackctl.paths import SERVICE_ACCOUNT
 from stackctl.plan import Progress, Step, command_step
-from stackctl.probe import read_linger
+from stackctl.probe import models_dir, read_linger
 from stackctl.setup.context import Context
 
 NOLOGIN = "/usr/sbin/nologin"
@@ -114,10 +114,11 @@ def _directories(ctx: Context) -> dict[Path, int]:
     wanted = {paths.data_dir: 0o755, paths.log_dir: 0o755}
     if ctx.config.openwebui.enabled:
         wanted[paths.openwebui_data] = 0o700
-    if ctx.backend == "vllm":
-        wanted[paths.hf_home] = 0o755
-    elif ctx.scope == "system":
-        wanted[paths.ollama_models] = 0o755
+    if ctx.backend == "vllm" or ctx.scope == "system":
+        # where the backend keeps models, which HF_HOME or OLLAMA_MODELS may move to another
+        # disk: a system unit may write only there (ReadWritePaths=, which systemd refuses to
+        # set up for a missing directory), as the service account
+        wanted[models_dir(ctx.config, paths, ctx.backend)] = 0o755
     return wanted
 
 

@@ -24,6 +24,7 @@ from stackctl.errors import CommandFailed, StackctlError
 from stackctl.install_commands import ollama_linux_install
 from stackctl.paths import hf_repo_cache
 from stackctl.plan import Progress, Step, command_step
+from stackctl.probe import models_dir
 from stackctl.setup.common import stored_hf_token, venv_commands
 from stackctl.setup.context import Context
 
@@ -123,7 +124,7 @@ def require_hf_token(ctx: Context) -> None:
     entry = find(ctx.config.vllm.model)
     if entry is None or not entry.gated or stored_hf_token(ctx):
         return
-    if model_cached(ctx.paths.hf_home, ctx.config.vllm.model):
+    if model_cached(models_dir(ctx.config, ctx.paths, "vllm"), ctx.config.vllm.model):
         return
     raise StackctlError(gated_message(ctx, has_token=False))
 
@@ -133,7 +134,7 @@ def vllm_steps(ctx: Context) -> list[Step]:
     venv = ctx.paths.vllm_venv
     create, install = vllm_commands(ctx)
     repo = ctx.config.vllm.model
-    hf_home = ctx.paths.hf_home
+    hf_home = models_dir(ctx.config, ctx.paths, "vllm")  # HF_HOME in vllm.env may move it
 
     def download(progress: Progress) -> None:
         token = stored_hf_token(ctx)
