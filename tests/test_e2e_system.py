@@ -166,6 +166,19 @@ def lifecycle(
     assert gone.returncode != 0 and gone.stdout == "", gone.stdout
 
 
+def up(system: SystemdSystem, stack_yaml: str, backend: str) -> str:
+    """Write /etc/stackctl/stack.yaml, run `up --yes` as root, check every unit it installed
+    and its sandbox; returns up's output."""
+    write(system, "/etc/stackctl/stack.yaml", stack_yaml)
+    done = system.stackctl("up", "--yes", timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    services = [backend, "proxy", "openwebui"]
+    assert unit_files(system) == installed_units(*sorted(services))
+    for service in services:
+        assert_hardened(system, service, devices=service == backend)
+    return done.stdout
+
+
 def config(ports: list[int], backend_lines: str) -> str:
     proxy, webui = ports
     return f"{backend_lines}proxy: {{port: {proxy}}}\nopenwebui: {{port: {webui}}}\n"
@@ -175,23 +188,11 @@ def test_ollama_stack_in_system_scope(systemd_system: Callable[..., SystemdSyste
     system = systemd_system()
     system.install_fakes(["ollama", "open-webui", "python3.11", "pip"])
     ollama, proxy, webui = free_ports(3)
-    write(
-        system,
-        "/etc/stackctl/stack.yaml",
-        config(
-            [proxy, webui],
-            # the models on another disk, as doctor advises when the data dir's is full
-            f"models: [gemma3:1b]\nollama: {{port: {ollama}, env: {{OLLAMA_MODELS: {MOVED}}}}}\n",
-        ),
-    )
-
-    done = system.stackctl("up", "--yes", timeout=180)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Create the system account 'stackctl' the services run as" in done.stdout
-    assert done.stdout.splitlines()[-7] == "Your stack is up."
-    assert unit_files(system) == installed_units("ollama", "openwebui", "proxy")
-    for service in ("ollama", "proxy", "openwebui"):
-        assert_hardened(system, service, devices=service == "ollama")
+    # the models on another disk, as doctor advises when the data dir's is full
+    ollama_yaml = f"ollama: {{port: {ollama}, env: {{OLLAMA_MODELS: {MOVED}}}}}\n"
+    out = up(system, config([proxy, webui], f"models: [gemma3:1b]\n{ollama_yaml}"), "ollama")
+    assert "Create the system account 'stackctl' the services run as" in out
+    assert out.splitlines()[-7] == "Your stack is up."
 
     # written by the services themselves, as the account, where the real programs write
     assert owners(
@@ -228,21 +229,9 @@ def test_vllm_stack_in_system_scope(systemd_system: Callable[..., SystemdSystem]
     fakes.scenario(gpus=[RTX_4090], nvidia_devices=True)
     vllm, proxy, webui = free_ports(3)
     repo = "Qwen/Qwen2.5-0.5B-Instruct"
-    write(
-        system,
-        "/etc/stackctl/stack.yaml",
-        config(
-            [proxy, webui],
-            f'vllm: {{port: {vllm}, model: {repo}, served_model_name: "qwen2.5:0.5b"}}\n',
-        ),
-    )
-
-    done = system.stackctl("up", "--yes", timeout=180)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"Download {repo} into {DATA}/huggingface" in done.stdout
-    assert unit_files(system) == installed_units("openwebui", "proxy", "vllm")
-    for service in ("vllm", "proxy", "openwebui"):
-        assert_hardened(system, service, devices=service == "vllm")
+    vllm_yaml = f'vllm: {{port: {vllm}, model: {repo}, served_model_name: "qwen2.5:0.5b"}}\n'
+    out = up(system, config([proxy, webui], vllm_yaml), "vllm")
+    assert f"Download {repo} into {DATA}/huggingface" in out
     cache = f"{DATA}/huggingface/hub/models--Qwen--Qwen2.5-0.5B-Instruct"
     assert owners(system, f"{cache}/refs/main", f"{DATA}/.cache/vllm/modelinfos") == {
         f"{cache}/refs/main": "stackctl 644",  # downloaded by up as root, then given over
