@@ -62,9 +62,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from systemd_user import UnitQueries, remove_cgroup
 
 from tests.fakes.installer import FakeBin, install_fakes
+from tests.systemd_user import UnitQueries, remove_cgroup
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = Path("/lib/systemd/systemd")
