@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from stackctl.stack import Service, Stack
 
 CHECK_TIMEOUT = 2.0  # seconds per health check; they run at once
+NOT_INSTALLED = "the stack is not installed: run `stackctl up`"
 
 
 @dataclass
@@ -119,7 +120,7 @@ def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
             for s, c in zip(stack.services, checks, strict=True)
         ]
         is_installed = bool(installed.result())
-    message = "" if is_installed else "the stack is not installed: run `stackctl up`"
+    message = "" if is_installed else NOT_INSTALLED
     return StackStatus(rows, is_installed, message)
 
 
@@ -158,10 +159,14 @@ class ModelRow:
 class ModelList:
     rows: list[ModelRow]
     unreachable: list[str]  # "ollama at http://127.0.0.1:11434: connection refused"
+    installed: bool = True  # False: no stackctl service is installed (asked when one is down)
 
     @property
     def exit_code(self) -> int:
-        return ExitCode.DEGRADED if self.unreachable else ExitCode.OK
+        """As `status`: 1 when the stack is not installed, 3 when a backend is down."""
+        if not self.unreachable:
+            return ExitCode.OK
+        return ExitCode.DEGRADED if self.installed else ExitCode.ERROR
 
 
 def _tree_size(path: Path) -> int | None:
@@ -212,4 +217,8 @@ def list_models(stack: Stack) -> ModelList:
     with ThreadPoolExecutor(max_workers=max(1, len(connections))) as pool:
         results = list(pool.map(lambda c: _list_connection(c, stack, environ), connections))
     rows = [row for found, _ in results for row in found]
-    return ModelList(rows, [error for _, error in results if error])
+    unreachable = [error for _, error in results if error]
+    installed = True
+    if unreachable:  # a backend down: is the stack there at all? (status's exit 1 vs 3)
+        installed = bool(stack.manager.installed_services())
+    return ModelList(rows, unreachable, installed)

@@ -231,7 +231,7 @@ def test_hand_edit_diff_backup_and_uninstall(mac, stackctl):
     edited.write_text(edited.read_text().replace("<integer>10</integer>", "<integer>30</integer>"))
 
     result = stackctl("--config", str(mac.config_path), "units", "diff", "--json")
-    assert result.code == 0 and '"path": "' + str(edited) in result.out
+    assert result.code == 1 and '"path": "' + str(edited) in result.out
     assert "-\\t<integer>10</integer>\\n+\\t<integer>30</integer>" in result.out
 
     report = manager.install(mac.units()[1])

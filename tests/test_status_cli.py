@@ -115,9 +115,32 @@ def test_models_lists_name_size_and_where(ollama: FakeOllama, tmp_path: Path, st
     assert data["models"][0] == {"name": "gemma3:1b", "size_bytes": 815319791, "where": where}
 
 
-def test_models_with_a_backend_down_exits_3(tmp_path: Path, stackctl) -> None:
+def test_models_with_nothing_installed_exits_1_as_status_does(tmp_path: Path, stackctl) -> None:
     config = tmp_path / "stack.yaml"
     config.write_text("backend: ollama\nollama: {port: 9}\n")
+    result = stackctl("--config", str(config), "models")
+    assert result.code == 1 == stackctl("--config", str(config), "status").code
+    assert result.err == (
+        "ollama (http://127.0.0.1:9): not answering (connection refused)\n"
+        "the stack is not installed: run `stackctl up`\n"
+    )
+    data = json.loads(stackctl("--config", str(config), "models", "--json").out)
+    assert data["installed"] is False
+
+
+def test_models_with_an_installed_backend_down_exits_3(tmp_path: Path, stackctl) -> None:
+    from stackctl.config import load
+    from stackctl.services import state
+    from stackctl.services.base import Unit
+    from stackctl.stack import resolve_stack
+
+    config = tmp_path / "stack.yaml"
+    config.write_text("backend: ollama\nollama: {port: 9}\n")
+    paths = resolve_stack(load(config), config).paths
+    record = state.UnitRecord(paths)
+    unit = Unit("ollama", "stackctl-ollama.service", "[Service]\n")
+    state.write_unit(record, paths.unit_dir / unit.filename, unit, unit.filename)
+    record.save()
     result = stackctl("--config", str(config), "models")
     assert result.code == 3
     assert result.err == (

@@ -236,7 +236,7 @@ def test_hand_edit_is_shown_by_units_diff_and_backed_up(stack, systemd_user, sta
     unit.write_text(original.replace("RestartSec=3", "RestartSec=30"))
 
     result = stackctl("--config", str(stack.config_path), "units", "diff")
-    assert result.code == 0
+    assert result.code == 1  # diff(1): 1 when there are differences
     assert f"--- {unit} (written by stackctl)\n+++ {unit} (on disk)\n" in result.out
     assert "-RestartSec=3\n+RestartSec=30\n" in result.out
 
@@ -246,9 +246,9 @@ def test_hand_edit_is_shown_by_units_diff_and_backed_up(stack, systemd_user, sta
     assert backup.parent == systemd_user.home / ".local/share/stackctl/backups"
     assert unit.read_text() == original
     assert report.restarted == ["proxy"]
-    assert stackctl("--config", str(stack.config_path), "units", "diff").out == (
-        "no unit was edited by hand: every file is as stackctl wrote it\n"
-    )
+    result = stackctl("--config", str(stack.config_path), "units", "diff")
+    assert result.code == 0
+    assert result.out == "no unit was edited by hand: every file is as stackctl wrote it\n"
 
 
 def test_failed_start_and_logs_follow(stack, systemd_user, stackctl):

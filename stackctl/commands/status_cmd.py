@@ -99,18 +99,25 @@ def status(app: AppContext, json_: bool, watch: bool) -> None:
 def models(app: AppContext, json_: bool) -> None:
     """List the models every backend serves: name, size on disk, and where.
 
-    Exit code 3 when a backend does not answer.
+    Exit code 3 when a backend does not answer, 1 when the stack is not installed (as
+    `stackctl status`).
 
     Example: stackctl models
     """
     from dataclasses import asdict
 
     from stackctl.output import human_bytes, print_json, table
-    from stackctl.status import list_models
+    from stackctl.status import NOT_INSTALLED, list_models
 
     found = list_models(app.stack())
     if json_:
-        print_json({"models": [asdict(r) for r in found.rows], "unreachable": found.unreachable})
+        print_json(
+            {
+                "models": [asdict(r) for r in found.rows],
+                "unreachable": found.unreachable,
+                "installed": found.installed,
+            }
+        )
     else:
         rows = [
             [r.name, human_bytes(r.size_bytes) if r.size_bytes is not None else "-", r.where]
@@ -118,5 +125,9 @@ def models(app: AppContext, json_: bool) -> None:
         ]
         click.echo(table(["NAME", "SIZE", "WHERE"], rows))
         for line in found.unreachable:
-            click.echo(line + ": `stackctl status` shows why", err=True)
+            click.echo(
+                line + (": `stackctl status` shows why" if found.installed else ""), err=True
+            )
+        if not found.installed:
+            click.echo(NOT_INSTALLED, err=True)
     click.get_current_context().exit(int(found.exit_code))

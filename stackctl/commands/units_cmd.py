@@ -75,7 +75,7 @@ def units_render(
 def units_diff(app: AppContext, json_: bool) -> None:
     """Show installed unit files edited by hand since stackctl wrote them, as diffs from
     what stackctl wrote to what is on disk. `stackctl up` backs such a file up before it
-    replaces it.
+    replaces it. Exit code 1 when a file differs, 0 when none does (as diff(1)).
 
     Example: stackctl units diff
     """
@@ -84,9 +84,9 @@ def units_diff(app: AppContext, json_: bool) -> None:
         from stackctl.output import print_json
 
         print_json([{"path": str(d.path), "diff": d.diff} for d in drifted])
-        return
-    if not drifted:
+    elif not drifted:
         click.echo("no unit was edited by hand: every file is as stackctl wrote it")
-        return
-    for drift in drifted:
+    for drift in [] if json_ else drifted:
         click.echo(drift.diff, nl=False)
+    if drifted:
+        click.get_current_context().exit(1)  # diff(1)'s convention: 1 when there are differences
