@@ -7,6 +7,7 @@ line, `Error: …`, and exits 1. `STACKCTL_DEBUG=1` shows the traceback instead.
 from __future__ import annotations
 
 import enum
+import shlex
 
 import click
 
@@ -45,7 +46,7 @@ class CommandFailed(StackctlError):
         self.code = code
         self.stderr = stderr
         tail = stderr_tail(stderr)
-        message = f"`{' '.join(self.argv)}` failed with exit code {code}"
+        message = f"`{shlex.join(self.argv)}` failed with exit code {code}"
         if tail:
             message += f":\n{tail}"
         if hint:

@@ -144,7 +144,7 @@ def _failure(number: int, total: int, step: Step, exc: Exception) -> StepFailed:
     head = f"step {number}/{total} failed: {step.description}"
     fix = step.fix
     if isinstance(exc, CommandFailed):
-        lines = [head, f"  command: {' '.join(exc.argv)} (exit code {exc.code})"]
+        lines = [head, f"  command: {shlex.join(exc.argv)} (exit code {exc.code})"]
         tail = stderr_tail(exc.stderr)
         if tail:
             lines.append(tail)

@@ -12,6 +12,7 @@ stream and ask again, and Ollama resumes from the partial download.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections import deque
@@ -169,8 +170,8 @@ async def _pull_once(
         except httpx.TransportError as exc:
             raise PullFailed(
                 f"cannot reach Ollama at {base_url} to pull {state.model} ({exc.__class__.__name__}): "
-                "check it runs with `stackctl status`, then `stackctl pull "
-                f"{state.model}` resumes the download"
+                f"check it runs with `stackctl status`, then `{_pull_command(state.model)}` "
+                "resumes the download"
             ) from None
 
 
@@ -202,12 +203,23 @@ async def _follow(lines, state: PullState, stall_seconds: float, on_update: Call
             return False  # lines keep coming but the bytes do not grow
 
 
-def _error_text(model: str, error: str) -> str:
+def _pull_command(model: str) -> str:
+    """The command that pulls `model` again, as it can be pasted into a shell."""
+    return shlex.join(["stackctl", "pull", model])
+
+
+def _error_text(model: str, error: str, status: int | None = None) -> str:
     text = f"pulling {model} failed: Ollama says: {error}"
     if "file does not exist" in error or "not found" in error:
         text += f"\n  check the name and tag at https://ollama.com/library/{model.split(':')[0]}"
+    elif status is not None and 400 <= status < 500:
+        # the request itself was refused (e.g. "invalid model name"): asking again cannot help
+        text += (
+            "\n  check the name: Ollama's models are named like gemma3:12b "
+            "(https://ollama.com/library lists them)"
+        )
     else:
-        text += f"\n  `stackctl pull {model}` tries again and resumes what was downloaded"
+        text += f"\n  `{_pull_command(model)}` tries again and resumes what was downloaded"
     return text
 
 
@@ -216,7 +228,7 @@ def _refused(model: str, status: int, body: str) -> PullFailed:
         error = str(json.loads(body).get("error", body))
     except (ValueError, AttributeError):
         error = body.strip() or f"HTTP {status}"
-    return PullFailed(_error_text(model, f"{error} (HTTP {status})"))
+    return PullFailed(_error_text(model, f"{error} (HTTP {status})", status))
 
 
 def pull_model(
@@ -248,7 +260,7 @@ def pull_model(
             raise PullFailed(
                 f"pulling {model} stalled: no progress for {stall_seconds:g}s, "
                 f"{retries + 1} times in a row\n"
-                f"  check the network, then `stackctl pull {model}` resumes the download"
+                f"  check the network, then `{_pull_command(model)}` resumes the download"
             )
         state.attempt += 1
         on_note(

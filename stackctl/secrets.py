@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets as _random
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,7 +47,8 @@ class InsecureSecretFile(StackctlError):
     """A secret file others can read."""
 
     def __init__(self, path: Path):
-        super().__init__(f"{path} holds secrets but others can read it: run `chmod 600 {path}`")
+        command = shlex.join(["chmod", "600", str(path)])
+        super().__init__(f"{path} holds secrets but others can read it: run `{command}`")
 
 
 def new_token(prefix: str = "") -> str:

@@ -85,20 +85,38 @@ def test_an_error_line_in_the_stream_is_reported(ollama: FakeOllama) -> None:
     )
 
 
-def test_a_refused_request_is_reported(ollama: FakeOllama) -> None:
+def test_a_refused_request_is_reported_without_a_retry_hint(ollama: FakeOllama) -> None:
+    """A 4xx is about the request: asking again cannot help, so no retry is suggested."""
     with pytest.raises(PullFailed) as err:
-        pull_model(ollama.url, "bad name!")
-    assert err.value.format_message().startswith(
-        "pulling bad name! failed: Ollama says: invalid model name (HTTP 400)"
+        pull_model(ollama.url, "Bad Name!")
+    assert err.value.format_message() == (
+        "pulling Bad Name! failed: Ollama says: invalid model name (HTTP 400)\n"
+        "  check the name: Ollama's models are named like gemma3:12b "
+        "(https://ollama.com/library lists them)"
     )
 
 
-def test_no_server_says_how_to_check() -> None:
+def test_no_server_says_how_to_check_with_the_name_quoted() -> None:
     with pytest.raises(PullFailed) as err:
-        pull_model("http://127.0.0.1:9", "gemma3:1b")
+        pull_model("http://127.0.0.1:9", "my model")
     assert err.value.format_message() == (
-        "cannot reach Ollama at http://127.0.0.1:9 to pull gemma3:1b (ConnectError): check it "
-        "runs with `stackctl status`, then `stackctl pull gemma3:1b` resumes the download"
+        "cannot reach Ollama at http://127.0.0.1:9 to pull my model (ConnectError): check it "
+        "runs with `stackctl status`, then `stackctl pull 'my model'` resumes the download"
+    )
+
+
+def test_hints_quote_what_they_interpolate(tmp_path: Path) -> None:
+    """A command in a hint can be pasted into a shell as it is printed."""
+    from stackctl.errors import CommandFailed
+    from stackctl.secrets import InsecureSecretFile
+
+    assert CommandFailed(["ls", "my dir"], 2, "").format_message() == (
+        "`ls 'my dir'` failed with exit code 2"
+    )
+    assert (
+        InsecureSecretFile(tmp_path / "a b" / "secrets.env")
+        .format_message()
+        .endswith(f"run `chmod 600 '{tmp_path}/a b/secrets.env'`")
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 
 from stackctl.doctor.base import Context, Finding
@@ -56,5 +57,5 @@ def check_services(ctx: Context) -> Iterator[Finding]:
             "warn",
             "linger",
             "user services stop when you log out (linger off)",
-            f"run `loginctl enable-linger {facts.user}`",
+            f"run `{shlex.join(['loginctl', 'enable-linger', facts.user])}`",
         )

@@ -210,7 +210,7 @@ def linger_step(ctx: Context) -> Step:
         description=f"Keep {user}'s services running after logout (systemd linger)",
         check=lambda: read_linger(user) is True,
         argv=argv,
-        fix=f"ask an administrator to run `sudo loginctl enable-linger {user}`",
+        fix=f"ask an administrator to run `sudo {shlex.join(argv)}`",
     )
 
 

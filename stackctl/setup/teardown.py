@@ -9,6 +9,7 @@ other Ollama on the machine shares it (`ollama rm` removes models one by one).
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,4 +97,4 @@ def remove_account(paths: Paths) -> str | None:
         return None
     argv = ["userdel", SERVICE_ACCOUNT]
     proc.run(argv)
-    return " ".join(argv)
+    return shlex.join(argv)
