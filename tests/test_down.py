@@ -63,7 +63,6 @@ def test_purge_lists_asks_and_deletes_only_what_stackctl_made(
     data = isolated_home / ".local/share/stackctl"
     config_dir = isolated_home / ".config/stackctl"
     assert result.out.splitlines() == [
-        "No stackctl services are installed.",
         "--purge deletes:",
         f"  {data}/openwebui  (Open WebUI's data: accounts, chats, uploads, 100 B)",
         f"  {data}/huggingface  (Hugging Face models downloaded for vLLM, 100 B)",
@@ -73,6 +72,7 @@ def test_purge_lists_asks_and_deletes_only_what_stackctl_made(
         f"  {data}  (stackctl's data dir (unit records, backups), 100 B)",
         f"  {isolated_home}/.local/state/stackctl/log  (stackctl's logs, 100 B)",
         "Delete all of this for good? [y/N]: y",
+        "No stackctl services are installed.",
         "Deleted 7 items.",
         f"kept {isolated_home}/.ollama/models: Ollama's own model store, shared with any other "
         "Ollama here (remove models with `ollama rm MODEL`)",
@@ -82,6 +82,54 @@ def test_purge_lists_asks_and_deletes_only_what_stackctl_made(
     assert [name for name in gone if files[name].exists()] == []
     assert not data.exists() and not config_dir.exists()
     assert files["ollama_models"].exists() and files["stranger"].exists()
+
+
+@pytest.mark.systemd
+def test_purge_without_a_terminal_refuses_before_removing_the_units(systemd_user, stackctl) -> None:
+    """The question is decided first: a refused purge leaves the services as they were."""
+    from stackctl.config import Config
+    from stackctl.services.base import Unit
+    from stackctl.stack import resolve_stack
+
+    manager = resolve_stack(Config()).manager
+    unit = Unit("ollama", "stackctl-ollama.service", "[Service]\nExecStart=/bin/sleep 600\n")
+    manager.install([unit])
+    files = make_user_stack(systemd_user.home)
+    result = stackctl("down", "--purge")
+    assert result.code == 1
+    assert result.err.endswith("re-run with --yes to apply --purge (it deletes the above)\n")
+    assert (systemd_user.unit_dir / unit.filename).exists()
+    assert manager.installed_services() == ["ollama"]
+    assert systemd_user.show(unit.filename, "ActiveState") == {"ActiveState": "active"}
+    assert all(path.exists() for path in files.values())
+
+    result = stackctl("down", "--purge", "--yes")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    at = lines.index("Stopped and removed:")
+    assert lines[0] == "--purge deletes:" and lines[at - 1].endswith("(stackctl's logs, 100 B)")
+    assert lines[at + 1 : at + 3] == [
+        f"  {systemd_user.unit_dir / unit.filename}",
+        "Deleted 7 items.",
+    ]
+    assert not (systemd_user.unit_dir / unit.filename).exists()
+
+
+def test_purge_keeps_a_config_file_outside_stackctls_directories(
+    isolated_home: Path, tmp_path: Path, stackctl
+) -> None:
+    """stackctl deletes only what it created: a --config file of the user's own is kept."""
+    files = make_user_stack(isolated_home)
+    mine = tmp_path / "projects/llm/stack.yaml"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("backend: ollama\n")
+    result = stackctl("--config", str(mine), "down", "--purge", "--yes")
+    assert result.code == 0, result.err
+    assert mine.exists() and not files["config"].exists()
+    assert str(mine) not in result.out.split("Deleted")[0]
+    assert f"kept {mine}: stackctl did not create it (it is outside its directories)" in (
+        result.out.splitlines()
+    )
 
 
 def test_purge_answered_no_deletes_nothing(

@@ -19,7 +19,8 @@ def down(app: AppContext, purge: bool, yes: bool) -> None:
     """Stop and remove every service unit stackctl installed, and only those.
 
     Models, venvs, data and the config stay, so `stackctl up` brings the stack back
-    quickly. --purge lists everything it would delete and asks (or --yes).
+    quickly. --purge lists everything it would delete and asks (or --yes) before it changes
+    anything; files outside stackctl's directories (a --config file of yours) are kept.
 
     \b
     Examples:
@@ -32,6 +33,17 @@ def down(app: AppContext, purge: bool, yes: bool) -> None:
 
     stack = app.stack()
     config, manager, paths = stack.config, stack.manager, stack.paths
+    items = teardown.purge_items(config, app.config_path, paths) if purge else []
+    if items:  # decided before anything changes: a refusal leaves the services running
+        click.echo("--purge deletes:")
+        for item in items:
+            click.echo(f"  {item.path}  ({item.what}, {human_bytes(item.size_bytes)})")
+        confirm(
+            "Delete all of this for good?",
+            yes=yes,
+            what="--purge (it deletes the above)",
+            default=False,
+        )
     removed = manager.uninstall()
     if removed:
         click.echo("Stopped and removed:")
@@ -43,24 +55,14 @@ def down(app: AppContext, purge: bool, yes: bool) -> None:
         if removed:
             click.echo("Models, venvs, data and the config are kept: `stackctl up` brings it back.")
         return
-    items = teardown.purge_items(config, app.config_path, paths)
     if not items:
         click.echo("Nothing else to delete.")
     else:
-        click.echo("--purge deletes:")
-        for item in items:
-            click.echo(f"  {item.path}  ({item.what}, {human_bytes(item.size_bytes)})")
-        confirm(
-            "Delete all of this for good?",
-            yes=yes,
-            what="--purge (it deletes the above)",
-            default=False,
-        )
         teardown.delete(items)
         click.echo(f"Deleted {len(items)} items.")
     command = teardown.remove_account(paths)
     if command:
         click.echo(f"Removed the service account: {command}")
-    for note in teardown.kept_notes(paths):
+    for note in teardown.kept_notes(config, app.config_path, paths):
         click.echo(note)
     click.echo("To remove stackctl itself: pip uninstall stackctl")

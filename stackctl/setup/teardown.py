@@ -4,7 +4,9 @@ Plain `down` touches nothing but stackctl's own units (the service manager's rec
 it wrote says which). `--purge` deletes what stackctl created: config, secrets, venvs, Open
 WebUI's data, downloaded Hugging Face weights, logs, and in system scope its Ollama models
 and account. Ollama's own model store of a user (`~/.ollama/models`) is never deleted: any
-other Ollama on the machine shares it (`ollama rm` removes models one by one).
+other Ollama on the machine shares it (`ollama rm` removes models one by one). Nor is a file
+outside stackctl's directories (a `--config` file of your own, an `api_keys_file` elsewhere):
+stackctl cannot know it created it, so it is listed as kept.
 """
 
 from __future__ import annotations
@@ -30,8 +32,25 @@ class PurgeItem:
     size_bytes: int
 
 
+def _ours(path: Path, paths: Paths) -> bool:
+    """True when `path` lies in one of stackctl's own directories."""
+    return any(
+        path.absolute().is_relative_to(d) for d in (paths.config_dir, paths.data_dir, paths.log_dir)
+    )
+
+
+def _user_files(config: Config, config_path: Path) -> list[tuple[Path, str]]:
+    """Files the config names, which may live anywhere: the config file and the proxy's keys."""
+    files = [(config_path.absolute(), "the config file")]
+    if config.proxy.api_keys_file:
+        keys = Path(config.proxy.api_keys_file).expanduser().absolute()
+        files.append((keys, "the proxy's API keys"))
+    return files
+
+
 def purge_items(config: Config, config_path: Path, paths: Paths) -> list[PurgeItem]:
-    """What --purge would delete, most valuable first; only paths that exist."""
+    """What --purge would delete, most valuable first; only paths that exist, and only in
+    stackctl's own directories."""
     candidates: list[tuple[Path, str]] = [
         (paths.openwebui_data, "Open WebUI's data: accounts, chats, uploads"),
         (paths.hf_home, "Hugging Face models downloaded for vLLM"),
@@ -41,13 +60,10 @@ def purge_items(config: Config, config_path: Path, paths: Paths) -> list[PurgeIt
     candidates += [
         (paths.openwebui_venv, "Open WebUI's venv"),
         (paths.vllm_venv, "vLLM's venv"),
-        (config_path, "the config file"),
+        *[(path, what) for path, what in _user_files(config, config_path) if _ours(path, paths)],
+        (paths.config_file, "the config file"),
         (paths.secrets_file, "the secrets file"),
         (paths.proxy_keys_file, "the proxy's API keys"),
-    ]
-    if config.proxy.api_keys_file:
-        candidates.append((Path(config.proxy.api_keys_file).expanduser(), "the proxy's API keys"))
-    candidates += [
         (paths.data_dir, "stackctl's data dir (unit records, backups)"),
         (paths.log_dir, "stackctl's logs"),
     ]
@@ -64,9 +80,13 @@ def purge_items(config: Config, config_path: Path, paths: Paths) -> list[PurgeIt
     return items
 
 
-def kept_notes(paths: Paths) -> list[str]:
+def kept_notes(config: Config, config_path: Path, paths: Paths) -> list[str]:
     """What --purge leaves on purpose, and how to remove it by hand."""
-    notes = []
+    notes = [
+        f"kept {path}: stackctl did not create it (it is outside its directories)"
+        for path, _ in _user_files(config, config_path)
+        if path.exists() and not _ours(path, paths)
+    ]
     if paths.scope == "user" and paths.ollama_models.exists():
         notes.append(
             f"kept {paths.ollama_models}: Ollama's own model store, shared with any other "
