@@ -48,6 +48,7 @@ class ServiceRow:
     latency_ms: float | None
     version: str | None
     models: list[str] = field(default_factory=list)
+    sub_state: str = ""  # the manager's finer state: running, start, auto-restart, ...
 
 
 @dataclass
@@ -68,12 +69,17 @@ class StackStatus:
             return ExitCode.ERROR
         return ExitCode.OK if self.healthy else ExitCode.DEGRADED
 
+    @property
+    def hints(self) -> list[str]:
+        """What the table prints below its rows: not installed, or what to do per service."""
+        return [self.message] if self.message else problems(self)
+
     def to_dict(self) -> dict:
         return {
             "healthy": self.healthy,
             "installed": self.installed,
             "exit_code": int(self.exit_code),
-            "message": self.message,
+            "message": "\n".join(self.hints),
             "services": [asdict(row) for row in self.rows],
         }
 
@@ -93,6 +99,7 @@ def _row(service: Service, state: ServiceState | None, health: Health) -> Servic
         pid=state.pid if state else None,
         uptime_seconds=_uptime(state) if state else None,
         restarts=state.restarts if state else None,
+        sub_state=state.sub_state if state else "",
         port=service.port,
         url=service.url,
         healthy=health.ok,
@@ -124,13 +131,42 @@ def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
     return StackStatus(rows, is_installed, message)
 
 
+# Sub-states in which the manager restarts a crashed service by itself: systemd's
+# `auto-restart` (waiting RestartSec=), launchd's `spawn scheduled` (waiting ThrottleInterval).
+RESTARTING = ("auto-restart", "spawn scheduled")
+
+
+def _passing(row: ServiceRow) -> str | None:
+    """What a service in a passing state is doing, and what to do meanwhile (None: the
+    state does not pass by itself)."""
+    from stackctl.health import label
+
+    name = label(row.service)
+    if row.sub_state in RESTARTING:
+        return (
+            f"{name} is restarting after a crash: {row.restarts or 0} restarts since it was last "
+            f"started; `stackctl logs {row.service}` shows why it crashes"
+        )
+    if row.state == "activating":
+        return (
+            f"{name} is starting: `stackctl status` again in a moment; "
+            f"`stackctl logs {row.service} -f` follows it"
+        )
+    if row.state == "deactivating":
+        return f"{name} is stopping: `stackctl status` again in a moment"
+    return None
+
+
 def problems(status: StackStatus) -> list[str]:
     """One line per unhealthy service, with the command that tells why."""
     lines = []
     for row in status.rows:
         if row.state == "not-installed" or not status.installed:
             continue
-        if row.state != "active":
+        passing = _passing(row)
+        if passing:
+            lines.append(passing)
+        elif row.state != "active":
             lines.append(
                 f"{label(row.service)} is {row.state}: `stackctl logs {row.service}` shows why; "
                 f"`stackctl restart {row.service}` starts it again"

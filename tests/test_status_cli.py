@@ -67,6 +67,54 @@ def test_the_table_and_the_hints() -> None:
     assert status.exit_code == 3
 
 
+def down_row(service: str, state: str, sub_state: str, restarts: int) -> ServiceRow:
+    return row(
+        service,
+        state=state,
+        sub_state=sub_state,
+        pid=None,
+        uptime_seconds=None,
+        restarts=restarts,
+        port=3000,
+        healthy=False,
+        health="connection refused",
+        latency_ms=0.4,
+        version=None,
+        models=[],
+        url="http://127.0.0.1:3000",
+    )
+
+
+def test_passing_states_are_named_not_sent_to_restart() -> None:
+    """activating and auto-restart pass by themselves: say what is happening instead of
+    advising a restart."""
+    status = StackStatus(
+        [
+            down_row("openwebui", "activating", "auto-restart", 4),
+            down_row("proxy", "activating", "start", 0),
+        ],
+        installed=True,
+    )
+    hints = [
+        "Open WebUI is restarting after a crash: 4 restarts since it was last started; "
+        "`stackctl logs openwebui` shows why it crashes",
+        "the proxy is starting: `stackctl status` again in a moment; "
+        "`stackctl logs proxy -f` follows it",
+    ]
+    assert render_status(status).splitlines()[-3:] == [*hints, "degraded"]
+    assert status.to_dict()["message"] == "\n".join(hints)
+
+
+def test_status_json_carries_the_hints_the_table_prints() -> None:
+    status = StackStatus([row("ollama"), down_row("openwebui", "failed", "failed", 0)], True)
+    hint = (
+        "Open WebUI is failed: `stackctl logs openwebui` shows why; "
+        "`stackctl restart openwebui` starts it again"
+    )
+    assert hint in render_status(status).splitlines()
+    assert status.to_dict()["message"] == hint
+
+
 def test_status_with_nothing_installed_exits_1_and_says_what_to_run(stackctl) -> None:
     result = stackctl("status")
     assert result.code == 1

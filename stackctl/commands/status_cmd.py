@@ -16,7 +16,6 @@ def _health(row) -> str:
 def render_status(status) -> str:
     """The status table and, below it, what to do about each problem."""
     from stackctl.output import duration, table
-    from stackctl.status import problems
 
     headers = [
         "SERVICE",
@@ -43,10 +42,7 @@ def render_status(status) -> str:
         ]
         for row in status.rows
     ]
-    lines = [table(headers, rows)]
-    if status.message:
-        lines.append(status.message)
-    lines += problems(status)
+    lines = [table(headers, rows), *status.hints]
     if status.installed:
         lines.append("healthy" if status.healthy else "degraded")
     return "\n".join(lines)
