@@ -54,6 +54,27 @@ def test_a_flag_that_contradicts_stack_yaml_is_refused(
     )
 
 
+def test_no_gpu_with_backend_vllm_in_the_file_names_the_key_to_edit(
+    cpu_box: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    """Not --backend ollama, which a stack.yaml saying vllm refuses: the key to edit."""
+    path = config_file(isolated_home, "backend: vllm\n")
+    result = stackctl("up", "--dry-run")
+    assert result.code == 1
+    assert result.err == (
+        "Error: backend vllm needs an NVIDIA GPU and driver: nvidia-smi found none. Install "
+        f"the driver, or set backend: ollama in {path}\n"
+    )
+    path.write_text("backend: ollama\n")  # the advice, followed, works
+    assert stackctl("up", "--dry-run").code == 0
+
+
+def test_no_gpu_and_no_stack_yaml_advises_the_flag(cpu_box: FakeBin, stackctl) -> None:
+    result = stackctl("up", "--backend", "vllm", "--dry-run")
+    assert result.err.endswith("Install the driver, or use --backend ollama\n")
+    assert stackctl("up", "--backend", "ollama", "--dry-run").code == 0
+
+
 def test_system_scope_needs_root(cpu_box: FakeBin, stackctl) -> None:
     result = stackctl("up", "--scope", "system", "--dry-run")
     assert result.code == 1

@@ -68,6 +68,14 @@ class Context(WithStack):
         return list(self.facts.conflicts)
 
 
+def use_ollama(config: Config, path: Path) -> str:
+    """How to switch this run to Ollama: the flag shapes a new stack.yaml, but once the file
+    exists only its `backend` key does (the flag would be refused as contradicting it)."""
+    if config.source is None:
+        return "use --backend ollama"
+    return f"set backend: ollama in {path}"
+
+
 def _refuse(path: Path, key: str, in_file: object, flag: str) -> StackctlError:
     return StackctlError(
         f"{path} says {key}: {in_file}, but {flag} was given: edit {key} in that file "
@@ -124,11 +132,13 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
     backend: Backend = options.backend or configured_backend
     if backend == "vllm" and platform == "macos":
         raise StackctlError(
-            "vLLM needs Linux with an NVIDIA GPU; on a Mac use --backend ollama (Metal)"
+            f"vLLM needs Linux with an NVIDIA GPU; on a Mac {use_ollama(config, config_path)} "
+            "(Metal)"
         )
     if backend == "vllm" and len(options.models) > 1:
         raise StackctlError(
-            "vLLM serves one model per server: give one --model (or use --backend ollama)"
+            "vLLM serves one model per server: give one --model (or "
+            f"{use_ollama(config, config_path)})"
         )
     if exists:
         _check_flags_agree(config, config_path, options, configured_backend)

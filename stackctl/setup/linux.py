@@ -26,7 +26,7 @@ from stackctl.paths import hf_repo_cache
 from stackctl.plan import Progress, Step, command_step
 from stackctl.probe import models_dir
 from stackctl.setup.common import stored_hf_token, venv_commands
-from stackctl.setup.context import Context
+from stackctl.setup.context import Context, use_ollama
 
 # What `hf download` (or older huggingface-cli) prints for a gated repository
 GATED = re.compile(
@@ -57,12 +57,12 @@ def require_nvidia(ctx: Context) -> None:
     if ctx.facts.nvidia_error:
         raise StackctlError(
             f"nvidia-smi fails: {ctx.facts.nvidia_error}. Fix the NVIDIA driver (reboot after "
-            "installing it), or use --backend ollama"
+            f"installing it), or {use_ollama(ctx.config, ctx.config_path)}"
         )
     if not ctx.facts.gpus:
         raise StackctlError(
             "backend vllm needs an NVIDIA GPU and driver: nvidia-smi found none. Install the "
-            "driver, or use --backend ollama"
+            f"driver, or {use_ollama(ctx.config, ctx.config_path)}"
         )
 
 
