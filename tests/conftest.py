@@ -26,6 +26,11 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from stackctl.probe_nvidia import read_gpus
 
     read_gpus.cache_clear()  # each test brings its own GPUs (or none)
+    # A host booted with systemd (this container's PID 1 is not): tests of `up` plan for
+    # one; a test of a host without it points the marker elsewhere.
+    marker = tmp_path / "run-systemd-system"
+    marker.mkdir()
+    monkeypatch.setattr("stackctl.probe.SYSTEMD_MARKER", marker)
     return home
 
 

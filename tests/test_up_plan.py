@@ -22,6 +22,12 @@ from tests.fakes.installer import FakeBin
 from tests.ports import free_ports
 
 
+def free_ports_yaml() -> str:
+    """Each service on a free port: 11434, 4000 or 3000 may be taken on a shared test box."""
+    services = ("ollama", "proxy", "openwebui")
+    return "".join(f"{s}: {{port: {p}}}\n" for s, p in zip(services, free_ports(3), strict=True))
+
+
 @pytest.fixture
 def cpu_box(fake_bin: FakeBin) -> FakeBin:
     """Linux, no NVIDIA GPU, an installed ollama, linger on."""
@@ -59,20 +65,21 @@ def test_no_gpu_with_backend_vllm_in_the_file_names_the_key_to_edit(
 ) -> None:
     """Not --backend ollama, which a stack.yaml saying vllm refuses: the key to edit."""
     path = config_file(isolated_home, "backend: vllm\n")
-    result = stackctl("up", "--dry-run")
+    result = stackctl("up", "--yes")
     assert result.code == 1
     assert result.err == (
         "Error: backend vllm needs an NVIDIA GPU and driver: nvidia-smi found none. Install "
         f"the driver, or set backend: ollama in {path}\n"
     )
-    path.write_text("backend: ollama\n")  # the advice, followed, works
+    path.write_text("backend: ollama\n" + free_ports_yaml())  # the advice, followed, works
     assert stackctl("up", "--dry-run").code == 0
 
 
 def test_no_gpu_and_no_stack_yaml_advises_the_flag(cpu_box: FakeBin, stackctl) -> None:
-    result = stackctl("up", "--backend", "vllm", "--dry-run")
+    result = stackctl("up", "--backend", "vllm", "--yes")
     assert result.err.endswith("Install the driver, or use --backend ollama\n")
-    assert stackctl("up", "--backend", "ollama", "--dry-run").code == 0
+    result = stackctl("up", "--backend", "ollama", "--dry-run")  # the advice, followed
+    assert "  backend ollama, user scope" in result.out and "backend" not in result.err
 
 
 def test_system_scope_needs_root(cpu_box: FakeBin, stackctl) -> None:
@@ -124,6 +131,70 @@ def test_no_ollama_on_linux_prints_the_manual_install_and_stops(
         "then run `stackctl up` again. (Ollama's install.sh also starts its own "
         "ollama.service on port 11434; if you use it, stop that with "
         "`sudo systemctl disable --now ollama`.)\n"
+    )
+    assert not (isolated_home / ".config/stackctl").exists()
+
+
+def test_no_service_manager_is_refused_before_anything_is_installed(
+    cpu_box: FakeBin, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stackctl
+) -> None:
+    """Root in a container without systemd as PID 1: nothing would run the services, so
+    `up` stops before the account, the venvs or the multi-GB Open WebUI install."""
+    monkeypatch.setenv("STACKCTL_AS_ROOT", "1")
+    monkeypatch.setattr("stackctl.probe.SYSTEMD_MARKER", tmp_path / "absent")
+    monkeypatch.setattr("stackctl.setup.common.require_python_for_the_account", lambda p: None)
+    result = stackctl("up", "--yes")
+    assert result.code == 1
+    assert result.err == (
+        "Error: no service manager: this Linux was not booted with systemd (no "
+        "/run/systemd/system), so nothing would run the stack's services: run stackctl on a "
+        "host booted with systemd (a container needs systemd as its PID 1; on WSL set "
+        "systemd=true in /etc/wsl.conf)\n"
+    )
+    assert "Plan:" not in result.out
+    # only the probe's questions (ollama --version, loginctl show-user, ...), no change
+    changes = [c for c in cpu_box.calls() if c[0] in ("useradd", "chown", "pip", "loginctl")]
+    assert [c for c in changes if c[1] not in ("show-user",)] == []
+    assert [c for c in cpu_box.calls("python3.11") if c[1] != "-c"] == []  # no venv made
+    assert not (isolated_home / "etc/stackctl").exists()
+    assert not (isolated_home / "var/lib/stackctl").exists()
+
+
+def test_user_scope_needs_a_user_manager_or_a_systemd_boot(
+    cpu_box: FakeBin, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stackctl
+) -> None:
+    monkeypatch.setattr("stackctl.probe.SYSTEMD_MARKER", tmp_path / "absent")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
+    assert stackctl("up", "--yes").err.startswith("Error: no service manager: ")
+    (tmp_path / "runtime/systemd").mkdir(parents=True)
+    (tmp_path / "runtime/systemd/private").touch()  # a running user manager's socket
+    config_file(isolated_home, free_ports_yaml())
+    assert stackctl("up", "--dry-run").code == 0
+
+
+def test_dry_run_with_blockers_prints_them_then_the_plan_and_exits_1(
+    cpu_box: FakeBin, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stackctl
+) -> None:
+    cpu_box.remove("ollama")
+    monkeypatch.setenv("PATH", str(cpu_box.bin))  # no other ollama on this machine's PATH
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    monkeypatch.setattr("stackctl.probe.SYSTEMD_MARKER", tmp_path / "absent")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
+    result = stackctl("up", "--dry-run")
+    assert result.code == 1
+    lines = result.out.splitlines()
+    blocked = lines.index("Blocked: `stackctl up` changes nothing until this is fixed:")
+    assert lines[blocked + 1].startswith("  1. no service manager: ")
+    assert lines[blocked + 2].startswith("  2. Ollama is not installed. ")
+    assert lines[blocked + 3] == (
+        "       curl -fsSL https://ollama.com/download/ollama-linux-amd64.tar.zst | zstd -d | "
+        "sudo tar x -C /usr"
+    )
+    plan = next(i for i, line in enumerate(lines) if line.startswith("Plan: "))
+    assert blocked < plan and lines[-1] == "Dry run: nothing was changed."
+    assert "$ systemctl --user daemon-reload" in result.out
+    assert result.err == (
+        "Error: the plan above is blocked: fix what is listed before it, then run `stackctl up`\n"
     )
     assert not (isolated_home / ".config/stackctl").exists()
 
@@ -242,7 +313,7 @@ def test_a_port_taken_by_another_program_stops_the_plan(
             isolated_home,
             f"ollama: {{port: {ollama}}}\nproxy: {{port: {proxy}}}\nopenwebui: {{port: {port}}}\n",
         )
-        result = stackctl("up", "--dry-run")
+        result = stackctl("up", "--yes")
     assert result.code == 1
     assert result.err.startswith(f"Error: port {port} (openwebui) is taken by ")
     assert result.err.endswith(

@@ -162,7 +162,7 @@ def test_a_broken_driver_is_reported(gpu_box: FakeBin, stackctl) -> None:
     gpu_box.scenario(
         nvidia_smi_error="NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
     )
-    result = stackctl("up", "--backend", "vllm", "--dry-run")
+    result = stackctl("up", "--backend", "vllm", "--yes")
     assert result.code == 1
     assert result.err == (
         "Error: nvidia-smi fails: NVIDIA-SMI has failed because it couldn't communicate with "

@@ -60,10 +60,11 @@ def up(
       stackctl up --yes --model gemma3:12b --model llama3.2
       sudo stackctl up --scope system   # a headless server: services at boot
     """
+    from stackctl.errors import StackctlError
     from stackctl.plan import run_plan
     from stackctl.probe import describe_host
     from stackctl.setup import UpOptions, resolve_context
-    from stackctl.setup.steps import build_steps
+    from stackctl.setup.steps import build_steps, preflight
     from stackctl.setup.summary import summary_lines
 
     options = UpOptions(
@@ -82,8 +83,22 @@ def up(
         f"  backend {ctx.backend}, {ctx.scope} scope, models {', '.join(ctx.models)}; "
         f"config {ctx.config_path}"
     )
+    blockers = preflight(ctx)
+    if blockers and not dry_run:
+        raise blockers[0]  # before anything changes
+    if blockers:  # the plan can still be read: the blockers first, then the plan, exit 1
+        click.echo("Blocked: `stackctl up` changes nothing until this is fixed:")
+        for number, blocker in enumerate(blockers, 1):
+            first, *rest = blocker.format_message().splitlines()
+            click.echo(f"  {number}. {first}")
+            for line in rest:
+                click.echo(f"     {line}")
     steps = build_steps(ctx)
     result = run_plan(steps, yes=yes, dry_run=dry_run)
+    if blockers:
+        raise StackctlError(
+            "the plan above is blocked: fix what is listed before it, then run `stackctl up`"
+        )
     if not result.dry_run:
         for line in summary_lines(ctx):
             click.echo(line)

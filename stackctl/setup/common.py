@@ -39,6 +39,31 @@ def require_free_ports(ctx: Context) -> None:
         )
 
 
+# --- the service manager (Linux) ------------------------------------------------------------
+
+
+def user_manager_socket() -> Path:
+    """Where a running systemd user manager listens (`systemctl --user` talks to it there)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    return Path(runtime) / "systemd/private"
+
+
+def require_service_manager(ctx: Context) -> None:
+    """Stop before installing anything when no systemd can run the services: system scope
+    needs systemd as PID 1; user scope a user manager (one that runs, or one a systemd PID 1
+    starts at login or with linger)."""
+    if ctx.facts.init_system != "none":
+        return
+    if ctx.scope == "user" and user_manager_socket().exists():
+        return
+    raise StackctlError(
+        "no service manager: this Linux was not booted with systemd (no /run/systemd/system), "
+        "so nothing would run the stack's services: run stackctl on a host booted with "
+        "systemd (a container needs systemd as its PID 1; on WSL set systemd=true in "
+        "/etc/wsl.conf)"
+    )
+
+
 # --- the dedicated account (Linux, system scope) ------------------------------------------
 
 

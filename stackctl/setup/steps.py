@@ -1,6 +1,9 @@
 """`stackctl up`: the steps that install and start the whole stack on this machine.
 
-`build_steps(ctx)` returns the plan for the platform and backend, in order:
+`preflight(ctx)` lists what stops `up` before it changes anything (no service manager, a
+missing Ollama or GPU, a gated model without a token, a port taken, a Python the service
+account cannot reach), each with its fix. `build_steps(ctx)` returns the plan for the
+platform and backend, in order:
 
 1. the config file (when there is none), then per platform:
    - macOS: Homebrew's Ollama; another Ollama (Ollama.app, `brew services`) stopped;
@@ -17,32 +20,51 @@ from __future__ import annotations
 
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 
+from stackctl.errors import StackctlError
 from stackctl.plan import Step
 from stackctl.setup import common, linux, macos, openwebui, services
 from stackctl.setup.configfile import config_step
 from stackctl.setup.context import Context
 
 
+def preflight(ctx: Context) -> list[StackctlError]:
+    """Every problem that stops `up` before it changes anything, in the order met (empty:
+    nothing does). Each error's message says how to fix it."""
+    checks: list[Callable[[Context], None]] = []
+    if ctx.platform == "linux":
+        checks.append(common.require_service_manager)
+        if ctx.backend == "ollama":
+            checks.append(linux.require_ollama)
+        else:
+            checks += [linux.require_nvidia, linux.require_hf_token]
+    checks.append(common.require_free_ports)
+    if ctx.scope == "system" and ctx.platform == "linux" and ctx.config.proxy.enabled:
+        checks.append(
+            lambda ctx: common.require_python_for_the_account(
+                Path(sys.executable), Path(sysconfig.get_path("stdlib"))
+            )
+        )
+    blockers = []
+    for check in checks:
+        try:
+            check(ctx)
+        except StackctlError as exc:
+            blockers.append(exc)
+    return blockers
+
+
 def build_steps(ctx: Context) -> list[Step]:
-    """Every step of `up` for this context (each knows whether it is already done)."""
+    """Every step of `up` for this context (each knows whether it is already done).
+    `preflight(ctx)` says whether they can run."""
     steps = [config_step(ctx)]
     if ctx.platform == "macos":
         steps += macos.ollama_steps(ctx)
         steps += macos.conflict_steps(ctx)
-    elif ctx.backend == "ollama":
-        linux.require_ollama(ctx)
-    else:
-        linux.require_nvidia(ctx)
-        linux.require_hf_token(ctx)
-    common.require_free_ports(ctx)
     system_linux = ctx.scope == "system" and ctx.platform == "linux"
     if system_linux:
-        if ctx.config.proxy.enabled:
-            common.require_python_for_the_account(
-                Path(sys.executable), Path(sysconfig.get_path("stdlib"))
-            )
         steps.append(common.account_step(ctx))
     steps.append(common.directories_step(ctx))
     if ctx.platform == "linux" and ctx.scope == "user" and ctx.facts.linger is False:
