@@ -131,7 +131,9 @@ def test_up_status_crash_restart_down_and_up_again(linux_stack, stackctl) -> Non
 
     before = {name: systemd_user.main_pid(f"stackctl-{name}.service") for name in rows}
     result = stackctl("restart")
-    assert result.code == 0 and result.out == "restarted: ollama, proxy, openwebui\n"
+    assert result.code == 0, result.err
+    assert result.out.startswith("restarted: ollama, proxy, openwebui\n")
+    assert result.out.endswith("healthy: ollama, proxy, openwebui\n")
     after = {name: systemd_user.main_pid(f"stackctl-{name}.service") for name in rows}
     assert all(after[name] != before[name] for name in rows)
     wait_healthy(stackctl)
@@ -166,3 +168,49 @@ def test_up_status_crash_restart_down_and_up_again(linux_stack, stackctl) -> Non
     assert commands(fake_bin, "pip", "python3.11", "ollama", "open-webui") == [
         c for c in commands(fake_bin, "python3.11", "ollama") if c[1:2] in (["-c"], ["--version"])
     ]
+
+
+def test_a_service_that_crash_loops_after_a_config_change_fails_up_start_and_restart(
+    linux_stack, stackctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """up waits for every service its run restarted, however healthy the stack was before;
+    a crash loop fails up (and restart) naming the service, its log lines and a fix."""
+    systemd_user, fake_bin = linux_stack
+    monkeypatch.setenv("STACKCTL_HEALTH_BUDGET", "60")
+    config, (_, _, webui_port) = write_config(systemd_user.home)
+    assert stackctl("up", "--yes").code == 0
+    wait_healthy(stackctl)
+
+    # a setting Open WebUI cannot start with: its unit changes, up restarts it, it crashes
+    fake_bin.scenario(openwebui_exit=True)
+    text = config.read_text().replace(
+        f"openwebui: {{port: {webui_port}}}",
+        f"openwebui: {{port: {webui_port}, env: {{WEBUI_AUTH: not-a-bool}}}}",
+    )
+    config.write_text(text)
+    started = time.monotonic()
+    result = stackctl("up", "--yes")
+    assert result.code == 1, result.out
+    assert "Your stack is up." not in result.out
+    assert "step 7/8 failed: Wait until every service answers its health check" in result.err
+    assert "  Open WebUI stopped: it keeps crashing (restarted 3 times while waiting)" in (
+        result.err
+    )
+    assert "    its last log lines:" in result.err
+    assert "open-webui: fake start failure" in result.err
+    assert (
+        "  fix: `stackctl logs openwebui` shows why; correct what it shows (often a "
+        f"setting in {config}), then run `stackctl up` again" in result.err
+    )
+    assert time.monotonic() - started < 45  # stopped early, not at the end of its budget
+
+    result = stackctl("restart", "openwebui")
+    assert result.code == 1 and result.out.startswith("restarted: openwebui\n")
+    assert "Error: Open WebUI stopped: " in result.err
+    assert "then `stackctl restart openwebui`" in result.err
+    assert stackctl("restart", "--no-wait", "openwebui").code == 0
+
+    fake_bin.scenario(openwebui_exit=False)
+    result = stackctl("start", "openwebui")
+    assert result.code == 0, result.err
+    assert result.out.endswith("healthy: openwebui\n")

@@ -173,7 +173,7 @@ def test_stop_start_restart_commands(mac, stackctl):
     assert (status.installed, status.state, status.sub_state) == (True, "inactive", "not loaded")
 
     mac.fakes.clear_calls()
-    result = stackctl("--config", str(mac.config_path), "start", "proxy")
+    result = stackctl("--config", str(mac.config_path), "start", "--no-wait", "proxy")
     assert (result.code, result.out) == (0, "started: proxy\n")
     target = f"{GUI}/dev.stackctl.proxy"
     assert mac.calls() == [
@@ -183,7 +183,9 @@ def test_stop_start_restart_commands(mac, stackctl):
     ]
 
     mac.fakes.clear_calls()
-    result = stackctl("--config", str(mac.config_path), "restart", "openwebui", "proxy")
+    result = stackctl(
+        "--config", str(mac.config_path), "restart", "--no-wait", "openwebui", "proxy"
+    )
     assert (result.code, result.out) == (0, "restarted: proxy, openwebui\n")
     assert mac.calls() == [
         ["launchctl", "print", target],
@@ -196,13 +198,13 @@ def test_stop_start_restart_commands(mac, stackctl):
 
 
 def test_unknown_service_and_nothing_installed(mac, stackctl):
-    result = stackctl("--config", str(mac.config_path), "start")
+    result = stackctl("--config", str(mac.config_path), "start", "--no-wait")
     assert (result.code, result.err) == (
         1,
         "Error: no stackctl services are installed: run `stackctl up`\n",
     )
     first_install(mac)
-    result = stackctl("--config", str(mac.config_path), "restart", "vllm")
+    result = stackctl("--config", str(mac.config_path), "restart", "--no-wait", "vllm")
     assert (result.code, result.err) == (
         1,
         "Error: no service named 'vllm' is installed: choose from ollama, proxy, openwebui\n",

@@ -185,7 +185,7 @@ def test_install_start_crash_restart_stop_uninstall(stack, systemd_user, stackct
         "stackctl-proxy.service stackctl.target"
     ]
 
-    result = stackctl("--config", str(stack.config_path), "restart")
+    result = stackctl("--config", str(stack.config_path), "restart", "--no-wait")
     assert (result.code, result.out) == (0, "restarted: ollama, proxy\n")
     after_restart = {s.service: s.pid for s in manager.status([])}
     assert after_restart["ollama"] not in (None, crashed.pid)
@@ -203,7 +203,7 @@ def test_install_start_crash_restart_stop_uninstall(stack, systemd_user, stackct
     assert [s.state for s in manager.status([])] == ["inactive", "inactive"]
     assert refuses(stack.ollama_port) and refuses(stack.proxy_port)
 
-    result = stackctl("--config", str(stack.config_path), "start", "ollama")
+    result = stackctl("--config", str(stack.config_path), "start", "--no-wait", "ollama")
     assert (result.code, result.out) == (0, "started: ollama\n")
     get(stack.ollama_port, "/api/tags")
 

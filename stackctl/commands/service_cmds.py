@@ -19,16 +19,47 @@ def _manager(app: AppContext) -> ServiceManager:
     return app.stack().manager
 
 
+NO_WAIT = click.option(
+    "--no-wait", is_flag=True, help="Return at once instead of waiting until they answer."
+)
+
+
+def _wait(app: AppContext, names: list[str], verb: str) -> None:
+    """Wait until the services answer their health checks; exit 1 naming one that does not."""
+    import shlex
+
+    from stackctl.plan import Progress
+
+    progress = Progress()
+    again = shlex.join(["stackctl", verb, *names])
+    try:
+        from stackctl.service_wait import wait_for
+
+        wait_for(
+            app.stack(),
+            names,
+            fix=f"correct what it shows (often a setting in {app.config_path}), then `{again}`",
+            report=progress.line,
+        )
+    finally:
+        progress.end_line()
+    click.echo(f"healthy: {', '.join(names)}")
+
+
 @click.command(name="start")
 @click.argument("services", nargs=-1, metavar=f"[SERVICE]... ({SERVICE_NAMES})")
+@NO_WAIT
 @pass_app
-def start(app: AppContext, services: tuple[str, ...]) -> None:
-    """Start the stack's services (default: all of them, backend first).
+def start(app: AppContext, services: tuple[str, ...], no_wait: bool) -> None:
+    """Start the stack's services (default: all of them, backend first), then wait until
+    they answer (--no-wait: return at once). Exit code 1 when one does not come up.
 
     Example: stackctl start proxy openwebui
     """
     done = _manager(app).start(list(services))
     click.echo(f"started: {', '.join(done)}")
+    if not no_wait:
+        _wait(app, done, "start")
 
 
 @click.command(name="stop")
@@ -46,14 +77,18 @@ def stop(app: AppContext, services: tuple[str, ...]) -> None:
 
 @click.command(name="restart")
 @click.argument("services", nargs=-1, metavar=f"[SERVICE]... ({SERVICE_NAMES})")
+@NO_WAIT
 @pass_app
-def restart(app: AppContext, services: tuple[str, ...]) -> None:
-    """Restart the stack's services (default: all of them, backend first).
+def restart(app: AppContext, services: tuple[str, ...], no_wait: bool) -> None:
+    """Restart the stack's services (default: all of them, backend first), then wait until
+    they answer (--no-wait: return at once). Exit code 1 when one does not come up.
 
     Example: stackctl restart ollama
     """
     done = _manager(app).restart(list(services))
     click.echo(f"restarted: {', '.join(done)}")
+    if not no_wait:
+        _wait(app, done, "restart")
 
 
 @click.command(name="logs")

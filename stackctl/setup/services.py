@@ -44,12 +44,14 @@ def _units_in_place(ctx: Context) -> bool:
     return all(state.state == "active" for state in states)
 
 
-def units_step(ctx: Context) -> Step:
-    """Write the units, load and start them (a changed unit restarts only its service)."""
+def units_step(ctx: Context, started: list[str]) -> Step:
+    """Write the units, load and start them (a changed unit restarts only its service);
+    the services it starts or restarts are added to `started`."""
     names = [s.name for s in ctx.services]
 
     def apply(progress: Progress) -> None:
         report = ctx.manager.install(render(ctx))
+        started.extend([*report.started, *report.restarted])
         for original, copy in report.backed_up:
             progress.note(f"{original} was edited by hand: saved a copy as {copy}")
         for path in report.written:
@@ -72,12 +74,12 @@ def upgraded_services(ctx: Context) -> list[str]:
     return [s.name for s in ctx.services if ctx.platform in info(s.name).upgradable_on]
 
 
-def restart_step(ctx: Context) -> Step:
+def restart_step(ctx: Context, started: list[str]) -> Step:
     """After --upgrade: running services still run the old code until restarted."""
     names = upgraded_services(ctx)
 
     def apply(progress: Progress) -> None:
-        ctx.manager.restart(names)
+        started.extend(ctx.manager.restart(names))
 
     return Step(
         description="Restart " + ", ".join(names) + " so the upgrades take effect",
@@ -99,72 +101,27 @@ def _all_healthy(ctx: Context) -> bool:
     return all(h.ok and (_expected_model(ctx, h.service) in (None, *h.models)) for h in results)
 
 
-CRASH_LOOP = 3  # restarts during one wait: the service keeps crashing, waiting will not help
+def health_step(ctx: Context, started: list[str]) -> Step:
+    """Wait for each service in start order, each with a budget that fits it.
 
-
-def _failed_for_good(ctx: Context, service: str):
-    """A callback telling the wait to stop early: the manager gave the service up, or it
-    keeps crashing (Restart=always / KeepAlive restart it forever)."""
-    first = ctx.manager.status([service])
-    restarts_before = (first[0].restarts or 0) if first else 0
-
-    def gave_up() -> str | None:
-        states = ctx.manager.status([service])
-        if not states:
-            return None
-        state = states[0]
-        if state.state == "failed":
-            return f"its service failed ({state.result or state.sub_state})"
-        restarts = (state.restarts or 0) - restarts_before
-        if restarts >= CRASH_LOOP:
-            return f"it keeps crashing (restarted {restarts} times while waiting)"
-        return None
-
-    return gave_up
-
-
-def _not_healthy_message(ctx: Context, error: health.NotHealthy) -> str:
-    name = error.health.service
-    waited = f"{error.waited:.0f}s"
-    head = f"{health.label(name)} did not become healthy in {waited}"
-    if error.reason:
-        head = f"{health.label(name)} stopped: {error.reason}"
-    lines = [f"{head} (last answer: {error.health.detail} at {error.health.url})"]
-    try:
-        log = ctx.manager.logs(name, lines=15)
-    except StackctlError:
-        log = None
-    if log:
-        lines.append("  its last log lines:")
-        lines += [f"    {line}" for line in log.strip().splitlines()[-15:]]
-    lines.append(f"  see `stackctl logs {name}` and `stackctl status`")
-    return "\n".join(lines)
-
-
-def health_step(ctx: Context) -> Step:
-    """Wait for each service in start order, each with a budget that fits it."""
+    `started` holds the services the units or restart step (re)started in this run: those
+    are always waited for, however healthy the stack looked before (a restarted service may
+    crash-loop on its new settings)."""
+    from stackctl.service_wait import wait_for
 
     def apply(progress: Progress) -> None:
-        keys = ctx.stack.service_api_keys
-        for service in ctx.services:
-            try:
-                result = health.wait_healthy(
-                    service,
-                    api_key=keys.get(service.name),
-                    report=progress.line,
-                    gave_up=_failed_for_good(ctx, service.name),
-                    expect_model=_expected_model(ctx, service.name),
-                )
-            except health.NotHealthy as exc:
-                raise StackctlError(_not_healthy_message(ctx, exc)) from None
-            progress.note(
-                f"{health.label(service.name)} is healthy at {service.url} "
-                f"({result.latency_ms:.0f} ms)"
-            )
+        wait_for(
+            ctx.stack,
+            [s.name for s in ctx.services],
+            fix=f"correct what it shows (often a setting in {ctx.config_path}), then run "
+            "`stackctl up` again",
+            report=progress.line,
+            note=progress.note,
+        )
 
     return Step(
         description="Wait until every service answers its health check",
-        check=lambda: _all_healthy(ctx),
+        check=lambda: not started and _units_in_place(ctx) and _all_healthy(ctx),
         apply=apply,
         commands=[f"GET {s.url}{info(s.name).health.path}" for s in ctx.services],
     )

@@ -76,10 +76,11 @@ def build_steps(ctx: Context) -> list[Step]:
         steps += openwebui.openwebui_steps(ctx)
     if system_linux:
         steps.append(common.ownership_step(ctx))
-    steps.append(services.units_step(ctx))
+    started: list[str] = []  # services this run (re)starts: the health step waits for them
+    steps.append(services.units_step(ctx, started))
     if ctx.options.upgrade and services.upgraded_services(ctx):
-        steps.append(services.restart_step(ctx))
-    steps.append(services.health_step(ctx))
+        steps.append(services.restart_step(ctx, started))
+    steps.append(services.health_step(ctx, started))
     if ctx.backend == "ollama" and ctx.models:
         steps.append(services.pull_step(ctx))
     return steps
