@@ -281,6 +281,8 @@ def test_failed_start_and_logs_follow(stack, systemd_user, stackctl):
         try:
             first = follower.stdout.readline()  # the last line so far
             assert "proxy cannot start: bad key file" in first
+            # tagged with the service (SyslogIdentifier=), not the interpreter's `python[pid]`
+            assert " stackctl-proxy[" in first
             # each automatic restart prints the line again: follow shows new lines as they come
             assert "proxy cannot start: bad key file" in follower.stdout.readline()
         finally:
