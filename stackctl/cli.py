@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "proxy": "stackctl.commands.proxy_cmd:proxy",
     "doctor": "stackctl.commands.doctor_cmd:doctor",
     "config": "stackctl.commands.config_cmd:config",
+    "completion": "stackctl.commands.completion_cmd:completion",
 }
 
 

@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 SERVICE_NAMES = ", ".join(NAMES)
 
 
+def _complete_service(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion (`stackctl completion`) of a service name."""
+    return [name for name in NAMES if name.startswith(incomplete)]
+
+
 def _manager(app: AppContext) -> ServiceManager:
     return app.stack().manager
 
@@ -47,7 +52,12 @@ def _wait(app: AppContext, names: list[str], verb: str) -> None:
 
 
 @click.command(name="start")
-@click.argument("services", nargs=-1, metavar=f"[SERVICE]... ({SERVICE_NAMES})")
+@click.argument(
+    "services",
+    nargs=-1,
+    metavar=f"[SERVICE]... ({SERVICE_NAMES})",
+    shell_complete=_complete_service,
+)
 @NO_WAIT
 @pass_app
 def start(app: AppContext, services: tuple[str, ...], no_wait: bool) -> None:
@@ -63,7 +73,12 @@ def start(app: AppContext, services: tuple[str, ...], no_wait: bool) -> None:
 
 
 @click.command(name="stop")
-@click.argument("services", nargs=-1, metavar=f"[SERVICE]... ({SERVICE_NAMES})")
+@click.argument(
+    "services",
+    nargs=-1,
+    metavar=f"[SERVICE]... ({SERVICE_NAMES})",
+    shell_complete=_complete_service,
+)
 @pass_app
 def stop(app: AppContext, services: tuple[str, ...]) -> None:
     """Stop the stack's services (default: all of them, Open WebUI first). They start again
@@ -76,7 +91,12 @@ def stop(app: AppContext, services: tuple[str, ...]) -> None:
 
 
 @click.command(name="restart")
-@click.argument("services", nargs=-1, metavar=f"[SERVICE]... ({SERVICE_NAMES})")
+@click.argument(
+    "services",
+    nargs=-1,
+    metavar=f"[SERVICE]... ({SERVICE_NAMES})",
+    shell_complete=_complete_service,
+)
 @NO_WAIT
 @pass_app
 def restart(app: AppContext, services: tuple[str, ...], no_wait: bool) -> None:
@@ -92,7 +112,12 @@ def restart(app: AppContext, services: tuple[str, ...], no_wait: bool) -> None:
 
 
 @click.command(name="logs")
-@click.argument("service", required=False, metavar=f"[SERVICE] ({SERVICE_NAMES})")
+@click.argument(
+    "service",
+    required=False,
+    metavar=f"[SERVICE] ({SERVICE_NAMES})",
+    shell_complete=_complete_service,
+)
 @click.option(
     "-n",
     "--lines",
