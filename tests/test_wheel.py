@@ -32,12 +32,8 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path: Path) -> None:
         ]
     )
     (wheel,) = (tmp_path / "dist").glob("stackctl-*.whl")
-    # --system-site-packages lends the venv click, pyyaml and friends without a download;
-    # stackctl itself comes only from the wheel (the venv's site-packages come first).
-    # --ignore-installed: where stackctl is also installed in the base interpreter (as in CI,
-    # which installs it there), pip would otherwise call it satisfied and install nothing.
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
+    run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
     run(
         [
@@ -50,10 +46,16 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path: Path) -> None:
             "-q",
             "--no-deps",
             "--no-index",
-            "--ignore-installed",
             str(wheel),
         ]
     )
+    # The wheel's dependencies (click, pyyaml, ...) without a download: the site directories
+    # of the environment running this test, appended after the venv's own by a .pth file, so
+    # stackctl itself still comes from the wheel. (--system-site-packages would lend only the
+    # base interpreter's, which lack them when the tests run from a venv, as the README says.)
+    purelib = run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
+    site_dirs = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    Path(purelib.stdout.strip(), "test-dependencies.pth").write_text("\n".join(site_dirs) + "\n")
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
