@@ -76,7 +76,7 @@ def test_purge_lists_asks_and_deletes_only_what_stackctl_made(
         "Deleted 7 items.",
         f"kept {isolated_home}/.ollama/models: Ollama's own model store, shared with any other "
         "Ollama here (remove models with `ollama rm MODEL`)",
-        "To remove stackctl itself: pip uninstall stackctl",
+        "To remove stackctl itself: pipx uninstall stackctl (or delete the venv you installed it into)",
     ]
     gone = ["config", "secrets", "webui_db", "venv", "hf", "backup", "log"]
     assert [name for name in gone if files[name].exists()] == []

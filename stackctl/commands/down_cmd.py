@@ -25,7 +25,7 @@ def down(app: AppContext, purge: bool, yes: bool) -> None:
     \b
     Examples:
       stackctl down
-      stackctl down --purge          # then: pip uninstall stackctl
+      stackctl down --purge          # then: pipx uninstall stackctl
     """
     from stackctl.output import human_bytes
     from stackctl.plan import confirm
@@ -65,4 +65,7 @@ def down(app: AppContext, purge: bool, yes: bool) -> None:
         click.echo(f"Removed the service account: {command}")
     for note in teardown.kept_notes(config, app.config_path, paths):
         click.echo(note)
-    click.echo("To remove stackctl itself: pip uninstall stackctl")
+    click.echo(
+        "To remove stackctl itself: pipx uninstall stackctl (or delete the venv you installed "
+        "it into)"
+    )
