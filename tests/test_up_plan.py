@@ -22,10 +22,12 @@ from tests.fakes.installer import FakeBin
 from tests.ports import free_ports
 
 
-def free_ports_yaml() -> str:
-    """Each service on a free port: 11434, 4000 or 3000 may be taken on a shared test box."""
+def free_ports_yaml(openwebui: str = "") -> str:
+    """Each service on a free port: 11434, 4000 or 3000 may be taken on a shared test box.
+    `openwebui`: more of its section, e.g. ", env: {OFFLINE_MODE: 'true'}"."""
     services = ("ollama", "proxy", "openwebui")
-    return "".join(f"{s}: {{port: {p}}}\n" for s, p in zip(services, free_ports(3), strict=True))
+    text = "".join(f"{s}: {{port: {p}}}\n" for s, p in zip(services, free_ports(3), strict=True))
+    return text[:-2] + openwebui + "}\n"
 
 
 @pytest.fixture
@@ -433,3 +435,28 @@ def test_an_interpreter_whose_standard_library_is_closed_is_refused(open_dir: Pa
         f"the proxy service runs {python} (with its standard library in {stdlib}) as the "
         f"'stackctl' account, which cannot enter {open_dir / 'root'}: {ADVICE}"
     )
+
+
+def test_an_offline_open_webui_needs_its_embedding_model_cached(
+    cpu_box: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    """OFFLINE_MODE in openwebui.env (the air-gapped switch): refused until the embedding
+    model is in Open WebUI's cache, since Open WebUI would not start without it."""
+    path = config_file(isolated_home, free_ports_yaml(", env: {OFFLINE_MODE: 'true'}"))
+    cache = isolated_home / ".local/share/stackctl/openwebui/cache/embedding/models"
+    result = stackctl("up", "--yes")
+    assert result.code == 1
+    assert result.err == (
+        f"Error: openwebui.env in {path} starts Open WebUI offline, but its embedding model "
+        f"sentence-transformers/all-MiniLM-L6-v2 is not in {cache} yet (Open WebUI would not "
+        "start): start it online once (drop OFFLINE_MODE/HF_HUB_OFFLINE, run `stackctl up`, "
+        "then put it back), or copy the model there from a machine that has it (`hf download "
+        f"sentence-transformers/all-MiniLM-L6-v2 --cache-dir {cache}`)\n"
+    )
+    repo = cache / "models--sentence-transformers--all-MiniLM-L6-v2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs/main").write_text("c9745ed1d9f207416be6d2e6f8de32d1f16199bf")
+    (repo / "snapshots/c9745ed1d9f207416be6d2e6f8de32d1f16199bf").mkdir(parents=True)
+    (repo / "snapshots/c9745ed1d9f207416be6d2e6f8de32d1f16199bf/config.json").write_text("{}")
+    result = stackctl("up", "--dry-run")
+    assert result.code == 0, result.out + result.err

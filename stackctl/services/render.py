@@ -172,6 +172,11 @@ def openwebui_base_url(config: Config, backend: str) -> str:
     return f"http://{LOOPBACK}:{config.backend_port(backend)}/v1"  # type: ignore[arg-type]
 
 
+# Open WebUI's embedding model cache under its DATA_DIR (its own default, set explicitly so
+# stackctl knows where to look: see setup/openwebui_offline.py).
+EMBEDDING_CACHE = "cache/embedding/models"
+
+
 def openwebui_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     data = inputs.paths.openwebui_data
     defaults = {
@@ -181,6 +186,12 @@ def openwebui_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
         "DO_NOT_TRACK": "true",
         "ANONYMIZED_TELEMETRY": "false",
         "PYTHONUNBUFFERED": "1",
+        "SENTENCE_TRANSFORMERS_HOME": str(data / EMBEDDING_CACHE),
+        # Load the embedding model from that cache when it is there instead of asking
+        # huggingface.co for an update at every start (~70 s of retries without internet);
+        # the first start still downloads it (open-webui: retrieval/utils.py get_model_path
+        # falls back to the model name, which SentenceTransformer then fetches).
+        "RAG_EMBEDDING_MODEL_AUTO_UPDATE": "false",
     }
     enforced = {
         "DATA_DIR": str(data),  # the default is inside the venv: a reinstall would lose the DB

@@ -84,14 +84,9 @@ def model_cached(hf_home: Path, repo: str) -> bool:
     The hub cache is `hub/models--<org>--<name>/` with `refs/main` naming a snapshot dir;
     a download in progress leaves `*.incomplete` files in `blobs/`.
     """
-    cache = hf_repo_cache(hf_home, repo)
-    ref = cache / "refs" / "main"
-    if not ref.is_file():
-        return False
-    snapshot = cache / "snapshots" / ref.read_text().strip()
-    if not snapshot.is_dir() or not any(snapshot.iterdir()):
-        return False
-    return not any((cache / "blobs").glob("*.incomplete"))
+    from stackctl.setup.openwebui_offline import snapshot_complete
+
+    return snapshot_complete(hf_repo_cache(hf_home, repo))
 
 
 def download_argv(ctx: Context) -> list[str]:

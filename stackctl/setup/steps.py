@@ -28,6 +28,7 @@ from stackctl.plan import Step
 from stackctl.setup import common, linux, macos, openwebui, services
 from stackctl.setup.configfile import config_step
 from stackctl.setup.context import Context
+from stackctl.setup.openwebui_offline import require_cached_embedding_model
 
 
 def preflight(ctx: Context) -> list[StackctlError]:
@@ -40,7 +41,7 @@ def preflight(ctx: Context) -> list[StackctlError]:
             checks.append(linux.require_ollama)
         else:
             checks += [linux.require_nvidia, linux.require_hf_token]
-    checks.append(common.require_free_ports)
+    checks += [common.require_free_ports, require_cached_embedding_model]
     if ctx.scope == "system" and ctx.platform == "linux" and ctx.config.proxy.enabled:
         checks.append(
             lambda ctx: common.require_python_for_the_account(
