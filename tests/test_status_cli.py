@@ -34,39 +34,6 @@ def row(service: str, **changes) -> ServiceRow:
     return ServiceRow(**values)
 
 
-def test_the_table_and_the_hints() -> None:
-    status = StackStatus(
-        [
-            row("ollama"),
-            row("proxy", port=4000, restarts=2, version="0.1.0", url="http://127.0.0.1:4000"),
-            row(
-                "openwebui",
-                state="failed",
-                pid=None,
-                uptime_seconds=None,
-                port=3000,
-                healthy=False,
-                health="connection refused",
-                latency_ms=0.4,
-                version=None,
-                models=[],
-                url="http://127.0.0.1:3000",
-            ),
-        ],
-        installed=True,
-    )
-    assert render_status(status) == (
-        "SERVICE    STATE   PID   UPTIME  RESTARTS  PORT   HEALTH              VERSION  MODELS\n"
-        "ollama     active  4242  1h02m   0         11434  ok 3ms              0.12.10  gemma3:1b\n"
-        "proxy      active  4242  1h02m   2         4000   ok 3ms              0.1.0    gemma3:1b\n"
-        "openwebui  failed  -     -       0         3000   connection refused  -        -\n"
-        "Open WebUI is failed: `stackctl logs openwebui` shows why; "
-        "`stackctl restart openwebui` starts it again\n"
-        "degraded"
-    )
-    assert status.exit_code == 3
-
-
 def down_row(service: str, state: str, sub_state: str, restarts: int) -> ServiceRow:
     return row(
         service,
@@ -83,6 +50,27 @@ def down_row(service: str, state: str, sub_state: str, restarts: int) -> Service
         models=[],
         url="http://127.0.0.1:3000",
     )
+
+
+def test_the_table_and_the_hints() -> None:
+    status = StackStatus(
+        [
+            row("ollama"),
+            row("proxy", port=4000, restarts=2, version="0.1.0", url="http://127.0.0.1:4000"),
+            down_row("openwebui", "failed", "failed", 0),
+        ],
+        installed=True,
+    )
+    assert render_status(status) == (
+        "SERVICE    STATE   PID   UPTIME  RESTARTS  PORT   HEALTH              VERSION  MODELS\n"
+        "ollama     active  4242  1h02m   0         11434  ok 3ms              0.12.10  gemma3:1b\n"
+        "proxy      active  4242  1h02m   2         4000   ok 3ms              0.1.0    gemma3:1b\n"
+        "openwebui  failed  -     -       0         3000   connection refused  -        -\n"
+        "Open WebUI is failed: `stackctl logs openwebui` shows why; "
+        "`stackctl restart openwebui` starts it again\n"
+        "degraded"
+    )
+    assert status.exit_code == 3
 
 
 def test_passing_states_are_named_not_sent_to_restart() -> None:

@@ -24,6 +24,12 @@ def _manager(app: AppContext) -> ServiceManager:
     return app.stack().manager
 
 
+SERVICES = click.argument(
+    "services",
+    nargs=-1,
+    metavar=f"[SERVICE]... ({SERVICE_NAMES})",
+    shell_complete=_complete_service,
+)
 NO_WAIT = click.option(
     "--no-wait", is_flag=True, help="Return at once instead of waiting until they answer."
 )
@@ -52,12 +58,7 @@ def _wait(app: AppContext, names: list[str], verb: str) -> None:
 
 
 @click.command(name="start")
-@click.argument(
-    "services",
-    nargs=-1,
-    metavar=f"[SERVICE]... ({SERVICE_NAMES})",
-    shell_complete=_complete_service,
-)
+@SERVICES
 @NO_WAIT
 @pass_app
 def start(app: AppContext, services: tuple[str, ...], no_wait: bool) -> None:
@@ -73,12 +74,7 @@ def start(app: AppContext, services: tuple[str, ...], no_wait: bool) -> None:
 
 
 @click.command(name="stop")
-@click.argument(
-    "services",
-    nargs=-1,
-    metavar=f"[SERVICE]... ({SERVICE_NAMES})",
-    shell_complete=_complete_service,
-)
+@SERVICES
 @pass_app
 def stop(app: AppContext, services: tuple[str, ...]) -> None:
     """Stop the stack's services (default: all of them, Open WebUI first). They start again
@@ -91,12 +87,7 @@ def stop(app: AppContext, services: tuple[str, ...]) -> None:
 
 
 @click.command(name="restart")
-@click.argument(
-    "services",
-    nargs=-1,
-    metavar=f"[SERVICE]... ({SERVICE_NAMES})",
-    shell_complete=_complete_service,
-)
+@SERVICES
 @NO_WAIT
 @pass_app
 def restart(app: AppContext, services: tuple[str, ...], no_wait: bool) -> None:
