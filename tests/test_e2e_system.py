@@ -133,7 +133,12 @@ def lifecycle(
     pids = {name: system.main_pid(f"stackctl-{name}.service") for name in services}
     done = system.stackctl("restart")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout == f"restarted: {', '.join(services)}\n"
+    # restart waits for health now (issue 8): what it restarted first, then each service's
+    # wait (polls vary), then that all of them answer
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"restarted: {', '.join(services)}"
+    assert lines[-1] == f"healthy: {', '.join(services)}"
+    assert all(line.lstrip().startswith("| waiting for ") for line in lines[1:-1])
     after = {name: system.main_pid(f"stackctl-{name}.service") for name in services}
     assert all(after[name] != pids[name] for name in services)
     wait_healthy(system)

@@ -144,7 +144,9 @@ def test_no_service_manager_is_refused_before_anything_is_installed(
     `up` stops before the account, the venvs or the multi-GB Open WebUI install."""
     monkeypatch.setenv("STACKCTL_AS_ROOT", "1")
     monkeypatch.setattr("stackctl.probe.SYSTEMD_MARKER", tmp_path / "absent")
-    monkeypatch.setattr("stackctl.setup.common.require_python_for_the_account", lambda p: None)
+    monkeypatch.setattr(
+        "stackctl.setup.common.require_python_for_the_account", lambda python, stdlib: None
+    )
     result = stackctl("up", "--yes")
     assert result.code == 1
     assert result.err == (
