@@ -72,13 +72,14 @@ def describe_process(process: Any) -> tuple[str | None, list[str]]:
         name = process.name()
     except (psutil.Error, OSError):
         name = None
-    if _from_ollama_app(cmdline):
+    if _paths.current_platform() == "macos" and _from_ollama_app(cmdline):
         name = OLLAMA_APP
     return name, cmdline
 
 
 def _from_ollama_app(cmdline: list[str]) -> bool:
-    """True for a process started from Ollama.app (the menu-bar app or its server)."""
+    """True for a process started from Ollama.app (the menu-bar app or its server). A macOS
+    app bundle: on Linux such a path is some other program's business."""
     return any(f"/{OLLAMA_APP}/" in part for part in cmdline)
 
 
@@ -162,7 +163,7 @@ def _answers(port: int) -> bool:
 def read_conflicts(platform: Platform, brew_prefix: str | None) -> list[Conflict]:
     """Ollamas that are not ours: Ollama.app, Homebrew's service, Ollama's own systemd unit."""
     conflicts = []
-    app_pid = _ollama_app_pid()
+    app_pid = _ollama_app_pid() if platform == "macos" else None
     if app_pid:
         conflicts.append(
             Conflict(

@@ -239,8 +239,11 @@ def test_conflicting_ollamas(fake_bin, monkeypatch, tmp_path, isolated_home) -> 
     fake_bin.scenario(brew_services={"ollama": "started"})
     try:
         conflicts = read_conflicts("macos", "/opt/homebrew")
+        # The menu-bar app exists on macOS only: on Linux such a path is someone's own program.
+        on_linux = read_conflicts("linux", None)
     finally:
         hosts.stop(app)
+    assert on_linux == []
     assert [(c.name, c.stop_command, c.pid) for c in conflicts] == [
         ("Ollama.app", "osascript -e 'quit app \"Ollama\"'", app.pid),
         ("homebrew.mxcl.ollama", "brew services stop ollama", None),
