@@ -11,6 +11,7 @@ stackctl's data directory).
 
 from __future__ import annotations
 
+import shlex
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from stackctl import paths as _paths
 from stackctl import proc
+from stackctl.errors import StackctlError
+from stackctl.homebrew import brew_argv
 
 if TYPE_CHECKING:
     from stackctl.paths import Platform
@@ -180,7 +183,7 @@ def read_conflicts(platform: Platform, brew_prefix: str | None) -> list[Conflict
                 BREW_OLLAMA_LABEL,
                 "Homebrew's ollama service (brew services) is running; it serves on port 11434 "
                 "and restarts at login",
-                "brew services stop ollama",
+                shlex.join(brew_argv("services", "stop", "ollama")),
             )
         )
     if platform == "linux" and _installer_unit_enabled():
@@ -209,9 +212,14 @@ def _brew_service_running(formula: str) -> bool:
     """True when `brew services list` shows the formula's service started.
 
     The output is a table: `Name Status User File`, then e.g. `ollama started alice
-    ~/Library/LaunchAgents/homebrew.mxcl.ollama.plist` (or `ollama none`).
+    ~/Library/LaunchAgents/homebrew.mxcl.ollama.plist` (or `ollama none`). Asked as the
+    person who owns Homebrew: as root brew lists the system's daemons instead.
     """
-    for line in proc.lines(["brew", "services", "list"], timeout=30):
+    try:
+        argv = brew_argv("services", "list")
+    except StackctlError:
+        return False  # a root shell: there is no user whose services could be asked about
+    for line in proc.lines(argv, timeout=30):
         parts = line.split()
         if len(parts) >= 2 and parts[0] == formula:
             return parts[1] in ("started", "scheduled")

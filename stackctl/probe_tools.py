@@ -12,10 +12,14 @@ TIMEOUT = 10  # seconds for any probe command
 
 
 def read_brew_prefix() -> str | None:
-    """`brew --prefix` (/opt/homebrew on Apple Silicon, /usr/local on Intel), or None."""
-    if not proc.which("brew"):
+    """`brew --prefix` (/opt/homebrew on Apple Silicon, /usr/local on Intel), or None.
+    Homebrew answers this one as root too (brew.sh `check-run-command-as-root`)."""
+    from stackctl.homebrew import brew_executable
+
+    brew = brew_executable()
+    if brew is None:
         return None
-    return proc.output(["brew", "--prefix"], timeout=TIMEOUT) or None
+    return proc.output([brew, "--prefix"], timeout=TIMEOUT) or None
 
 
 def find_ollama(brew_prefix: str | None) -> str | None:

@@ -139,8 +139,10 @@ def running_services(
     """stack.yaml on free ports, and services answering there as launchd would run them."""
     # they stand for launchd's jobs: the probe must take them for stackctl's own
     monkeypatch.setattr("stackctl.probe_processes.owned_by_stackctl", lambda *args: True)
+    from stackctl.paths import default_scope, paths_for
+
     ollama_port, proxy_port, webui_port = free_ports(3)
-    config = support(isolated_home) / "stack.yaml"
+    config = paths_for("macos", default_scope()).config_file  # sudo_mac: /etc/stackctl
     config.parent.mkdir(parents=True)
     config.write_text(
         "models: [gemma3:1b]\n"
@@ -321,3 +323,61 @@ def test_upgrade_upgrades_ollama_and_open_webui(
         ["launchctl", "kickstart", "-k", f"{domain}/dev.stackctl.ollama"],
         ["launchctl", "kickstart", "-k", f"{domain}/dev.stackctl.openwebui"],
     ]
+
+
+@pytest.fixture
+def sudo_mac(mac: FakeBin, monkeypatch: pytest.MonkeyPatch) -> FakeBin:
+    """`sudo stackctl up` on that Mac: root, run by `nobody` (an account this Linux box has,
+    standing for the Mac's user; its home is the test's home)."""
+    monkeypatch.setenv("STACKCTL_AS_ROOT", "1")
+    monkeypatch.setenv("SUDO_USER", "nobody")
+    return mac
+
+
+def test_system_scope_runs_brew_as_the_user_who_ran_sudo(
+    sudo_mac: FakeBin, isolated_home: Path, running_services: dict, stackctl
+) -> None:
+    # Homebrew refuses root (brew.sh check-run-command-as-root), and `brew services list` as
+    # root lists /Library/LaunchDaemons: the user's own brew service must be asked as them.
+    sudo_mac.scenario(brew_services={"ollama": "started"})
+    result = stackctl("up", "--yes")
+    assert result.code == 0, result.out + result.err
+    as_user = ["sudo", "-u", "nobody", "-H"]
+    changes = [c for c in sudo_mac.calls() if c[0] in ("brew", "sudo") and "list" not in c]
+    assert [c for c in changes if c[1:2] != ["--prefix"]] == [
+        [*as_user, "brew", "install", "ollama"],
+        ["brew", "install", "ollama"],
+    ]
+    entries = [
+        json.loads(line) for line in (sudo_mac.state / "calls.jsonl").read_text().splitlines()
+    ]
+    assert {tuple(e["argv"]) for e in entries if e["name"] == "brew" and e["root"]} == {
+        ("--prefix",)
+    }
+
+
+def test_under_sudo_the_users_brew_service_is_seen_and_stopped_as_them(
+    sudo_mac: FakeBin,
+) -> None:
+    from stackctl.config import Config
+    from stackctl.plan import Progress
+    from stackctl.setup import UpOptions, resolve_context
+    from stackctl.setup.macos import conflict_steps
+
+    sudo_mac.scenario(brew_services={"ollama": "started"})
+    ctx = resolve_context(Config(), Path("/nonexistent/stack.yaml"), UpOptions(yes=True))
+    steps = conflict_steps(ctx)
+    assert [s.commands for s in steps] == [["sudo -u nobody -H brew services stop ollama"]]
+    steps[0].apply(Progress(terminal=False))
+    scenario = json.loads((sudo_mac.state / "scenario.json").read_text())
+    assert scenario["brew_services"] == {"ollama": "none"}
+
+
+def test_the_fake_brew_refuses_root_as_homebrew_does(mac: FakeBin, monkeypatch) -> None:
+    monkeypatch.setenv("STACKCTL_AS_ROOT", "1")
+    refused = subprocess.run(["brew", "install", "ollama"], capture_output=True, text=True)
+    assert (refused.returncode, refused.stderr.splitlines()[0]) == (
+        1, "Error: Running Homebrew as root is extremely dangerous and no longer supported."
+    )  # fmt: skip
+    allowed = subprocess.run(["brew", "--prefix"], capture_output=True, text=True)
+    assert allowed.returncode == 0

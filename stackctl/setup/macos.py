@@ -14,6 +14,7 @@ from pathlib import Path
 
 from stackctl import proc
 from stackctl.errors import StackctlError
+from stackctl.homebrew import brew_argv
 from stackctl.install_commands import HOMEBREW_INSTALL
 from stackctl.plan import Progress, Step, command_step
 from stackctl.services.inputs import DEFAULT_BREW_PREFIX
@@ -40,7 +41,7 @@ def ollama_steps(ctx: Context) -> list[Step]:
     """`brew install ollama` when it is missing; `brew upgrade ollama` with --upgrade."""
     require_homebrew(ctx)
     binary = brew_ollama(ctx)
-    install = ["brew", "install", "ollama"]
+    install = brew_argv("install", "ollama")
     steps = [
         command_step(
             description="Install Ollama with Homebrew (Metal acceleration on Apple Silicon)",
@@ -49,7 +50,7 @@ def ollama_steps(ctx: Context) -> list[Step]:
         )
     ]
     if ctx.options.upgrade:
-        upgrade = ["brew", "upgrade", "ollama"]
+        upgrade = brew_argv("upgrade", "ollama")
         steps.append(
             command_step(
                 description="Upgrade Ollama with Homebrew",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stackctl.errors import StackctlError
+from stackctl.homebrew import brew_argv
 from stackctl.plan import Step, command_step
 from stackctl.services.inputs import DEFAULT_BREW_PREFIX
 from stackctl.setup.common import venv_commands
@@ -31,7 +32,7 @@ def python_for_openwebui(ctx: Context) -> tuple[str | None, list[Step]]:
     if ctx.facts.python_for_openwebui:
         return ctx.facts.python_for_openwebui, []
     if ctx.platform == "macos":
-        argv = ["brew", "install", BREW_PYTHON]
+        argv = brew_argv("install", BREW_PYTHON)
         step = command_step(
             description="Install Python 3.12 with Homebrew (Open WebUI needs 3.11 or 3.12)",
             check=lambda: Path(brew_python(ctx)).is_file(),

@@ -54,6 +54,16 @@ def save_scenario(data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def runs_as_root() -> bool:
+    """Whether this call runs as root, as the test pretends it: STACKCTL_AS_ROOT (the switch
+    stackctl itself honours, see stackctl.paths.is_root), else the real effective uid. The
+    fake `sudo -u USER` clears it, as the real one drops root."""
+    forced = os.environ.get("STACKCTL_AS_ROOT")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return os.geteuid() == 0
+
+
 def fail(message: str, code: int = 1) -> None:
     sys.stderr.write(message.rstrip("\n") + "\n")
     sys.exit(code)
