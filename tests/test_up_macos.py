@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import plistlib
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -354,6 +355,8 @@ def test_system_scope_runs_brew_as_the_user_who_ran_sudo(
     assert {tuple(e["argv"]) for e in entries if e["name"] == "brew" and e["root"]} == {
         ("--prefix",)
     }
+    # the daemons run as nobody: it was given the log and data directories first
+    assert [c[:3] for c in sudo_mac.calls("chown")] == [["chown", "-R", "nobody:staff"]]
 
 
 def test_under_sudo_the_users_brew_service_is_seen_and_stopped_as_them(
@@ -381,3 +384,29 @@ def test_the_fake_brew_refuses_root_as_homebrew_does(mac: FakeBin, monkeypatch) 
     )  # fmt: skip
     allowed = subprocess.run(["brew", "--prefix"], capture_output=True, text=True)
     assert allowed.returncode == 0
+
+
+def test_system_scope_gives_the_users_paths_to_the_account_the_daemons_run_as(
+    sudo_mac: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    # The LaunchDaemons run as the account that ran sudo, but root creates their directories:
+    # launchd opens StandardOutPath as the job's user before starting it, Open WebUI opens
+    # its database in its 0700 DATA_DIR, Ollama writes models, the proxy reads its key file.
+    config = isolated_home / "etc/stackctl/stack.yaml"
+    keys = isolated_home / "etc/stackctl/proxy-keys"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"expose: true\nproxy: {{api_keys_file: {keys}}}\n")
+    result = stackctl("up", "--dry-run")
+    assert result.code == 0, result.err
+    data = isolated_home / "Library/Application Support/stackctl"
+    logs = isolated_home / "Library/Logs/stackctl"
+    lines = result.out.splitlines()
+    start = lines.index(next(line for line in lines if "Let 'nobody' own" in line))
+    assert lines[start].split("] ", 1)[1] == "Let 'nobody' own the directories its services write"
+    trees = [logs, data / "openwebui", data / "ollama/models"]
+    assert lines[start + 1 : start + 3] == [
+        "         $ " + shlex.join(["chown", "-R", "nobody:staff", *map(str, trees)]),
+        "         $ " + shlex.join(["chown", "nobody:staff", str(keys)]),
+    ]
+    # and before the units are loaded (launchd starts RunAtLoad jobs at bootstrap)
+    assert "Write the service units" in lines[start + 3]

@@ -11,12 +11,14 @@ from pathlib import Path
 from stackctl import proc
 from stackctl import secrets as sec
 from stackctl.errors import StackctlError
+from stackctl.homebrew import invoking_user
 from stackctl.paths import SERVICE_ACCOUNT
 from stackctl.plan import Progress, Step, command_step
 from stackctl.probe import models_dir, read_linger
 from stackctl.setup.context import Context
 
 NOLOGIN = "/usr/sbin/nologin"
+MACOS_GROUP = "staff"  # every account a person logs in with on a Mac is in it
 
 
 # --- ports --------------------------------------------------------------------------------
@@ -163,10 +165,33 @@ def directories_step(ctx: Context) -> Step:
     )
 
 
+def service_owner(ctx: Context) -> tuple[str, str]:
+    """(user, group) the system-scope services run as: the dedicated account on Linux; on
+    macOS the account that ran sudo, in the group `staff` every Mac user belongs to."""
+    if ctx.platform == "macos":
+        return invoking_user() or "", MACOS_GROUP
+    return SERVICE_ACCOUNT, SERVICE_ACCOUNT
+
+
+def _owner_ids(user: str, group: str) -> tuple[int, int] | None:
+    """(uid, gid) of the owner, or None when the account does not exist (yet)."""
+    if user == SERVICE_ACCOUNT:
+        return account_ids(user)  # created by this run's account step: ask getent afresh
+    import grp
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
 def _owned_paths(ctx: Context) -> tuple[list[Path], list[Path]]:
-    """(trees, single paths) the service account must own: where the services write."""
+    """(trees, single paths) the services' account must own: where the services write."""
     trees = [p for p in _directories(ctx) if p not in (ctx.paths.data_dir,)]
-    single = [ctx.paths.data_dir]  # its home: vLLM and Open WebUI keep caches under $HOME
+    # Linux: the data dir is the account's home (vLLM and Open WebUI keep caches under
+    # $HOME); a Mac account keeps its own home.
+    single = [ctx.paths.data_dir] if ctx.platform == "linux" else []
     keys_file = ctx.config.proxy.api_keys_file
     if keys_file:
         single.append(Path(keys_file).expanduser())  # the proxy reads it as that account
@@ -174,9 +199,15 @@ def _owned_paths(ctx: Context) -> tuple[list[Path], list[Path]]:
 
 
 def ownership_step(ctx: Context) -> Step:
-    """Give the service account the directories its services write (system scope)."""
+    """Give the services' account the directories its services write (system scope).
+
+    On macOS root creates them but the LaunchDaemons run as the person who ran sudo: launchd
+    opens StandardOutPath as the job's user before it starts the program (a log it cannot
+    open makes the job exit with 78, EX_CONFIG), Open WebUI opens its database in its 0700
+    DATA_DIR, Ollama writes models, and an exposed proxy reads its 0600 key file."""
     trees, single = _owned_paths(ctx)
-    owner = f"{SERVICE_ACCOUNT}:{SERVICE_ACCOUNT}"
+    user, group = service_owner(ctx)
+    owner = f"{user}:{group}"
 
     def commands(existing_only: bool) -> list[list[str]]:
         keep = (lambda p: p.exists()) if existing_only else (lambda p: True)
@@ -185,7 +216,7 @@ def ownership_step(ctx: Context) -> Step:
         return [argv for argv in argvs if argv[-1] != owner]  # nothing to chown: no command
 
     def check() -> bool:
-        ids = account_ids()
+        ids = _owner_ids(user, group)
         if ids is None:
             return False
         for path in [*trees, *single]:
@@ -198,7 +229,7 @@ def ownership_step(ctx: Context) -> Step:
             proc.run(argv)
 
     return Step(
-        description=f"Let '{SERVICE_ACCOUNT}' own the directories its services write",
+        description=f"Let '{user}' own the directories its services write",
         check=check,
         apply=apply,
         commands=[shlex.join(argv) for argv in commands(existing_only=False)],

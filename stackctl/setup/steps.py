@@ -9,7 +9,8 @@ platform and backend, in order:
    - macOS: Homebrew's Ollama; another Ollama (Ollama.app, `brew services`) stopped;
    - Linux, no NVIDIA GPU: an installed `ollama` (none: the install command, and stop);
    - Linux with NVIDIA: vLLM's venv, vLLM, the model downloaded into HF_HOME;
-2. system scope on Linux: the `stackctl` account; directories (owned by it);
+2. system scope on Linux: the `stackctl` account; directories (owned by the account the
+   services run as: that one, or on macOS the person who ran sudo);
 3. user scope on Linux: linger, so the services outlive the login session;
 4. the secrets (0600), Open WebUI's Python, venv and package;
 5. the units, loaded and started (with --upgrade, the upgraded services restarted); every
@@ -75,7 +76,7 @@ def build_steps(ctx: Context) -> list[Step]:
         steps += linux.vllm_steps(ctx)
     if ctx.config.openwebui.enabled:
         steps += openwebui.openwebui_steps(ctx)
-    if system_linux:
+    if ctx.scope == "system":
         steps.append(common.ownership_step(ctx))
     started: list[str] = []  # services this run (re)starts: the health step waits for them
     steps.append(services.units_step(ctx, started))
