@@ -47,7 +47,9 @@ class Mac:
         return config, render_units(config, inputs)
 
     def calls(self) -> list[list[str]]:
-        return self.fakes.calls("launchctl")
+        """launchctl's calls, a run of the same `print` (polling) counted once."""
+        calls = self.fakes.calls("launchctl")
+        return [c for i, c in enumerate(calls) if c[1] != "print" or i == 0 or calls[i - 1] != c]
 
     def jobs(self) -> dict:
         import json
@@ -111,6 +113,7 @@ def test_changed_plist_is_reloaded_and_a_busy_bootstrap_retried(mac):
     assert mac.calls() == [
         ["launchctl", "print", target],
         ["launchctl", "bootout", target],
+        ["launchctl", "print", target],  # until launchd no longer lists the job (113)
         ["launchctl", "enable", target],
         ["launchctl", "bootstrap", GUI, str(mac.plist("ollama"))],
         ["launchctl", "bootstrap", GUI, str(mac.plist("ollama"))],
@@ -120,6 +123,61 @@ def test_changed_plist_is_reloaded_and_a_busy_bootstrap_retried(mac):
     assert (report.written, report.restarted) == ([mac.plist("ollama")], ["ollama"])
     env = plistlib.loads(mac.plist("ollama").read_bytes())["EnvironmentVariables"]
     assert env["OLLAMA_HOST"] == "127.0.0.1:11500"
+
+
+def test_a_reload_waits_until_the_old_job_has_left_launchd(mac):
+    # `bootout` returns before launchd has torn the job down: a bootstrap right after it
+    # fails with 5 for seconds (3-5 s in public reports, more while the job drains)
+    manager, _ = first_install(mac)
+    mac.config_path.write_text("backend: ollama\nollama:\n  port: 11500\n")
+    mac.fakes.scenario(launchd_drain_seconds=3.0)
+    started = time.monotonic()
+    report = manager.install(mac.units()[1])
+    assert time.monotonic() - started >= 3.0
+    assert report.restarted == ["ollama"]
+    target = f"{GUI}/dev.stackctl.ollama"
+    assert mac.calls()[:5] == [
+        ["launchctl", "print", target],
+        ["launchctl", "bootout", target],
+        ["launchctl", "print", target],
+        ["launchctl", "enable", target],
+        ["launchctl", "bootstrap", GUI, str(mac.plist("ollama"))],
+    ]
+    assert mac.jobs()[target]["state"] == "running"
+
+
+def test_a_lasting_input_output_error_names_both_causes(mac, monkeypatch):
+    from stackctl.services import launchd
+
+    monkeypatch.setattr(launchd, "BUSY_RETRY_SECONDS", 1.0)
+    mac.fakes.scenario(launchd_background_off=["dev.stackctl.ollama"])
+    config, units = mac.units()
+    with pytest.raises(StackctlError) as failure:
+        manager_for(config).install(units)
+    plist = mac.plist("ollama")
+    assert failure.value.format_message() == (
+        f"`launchctl bootstrap {GUI} {plist}` failed with exit code 5:\n"
+        "    Bootstrap failed: 5: Input/output error\n"
+        "launchd refuses to load dev.stackctl.ollama. Either it is switched off in System "
+        "Settings > General > Login Items & Extensions > Allow in the Background (switch on "
+        "the entry for ollama, then run `stackctl up` again), or its plist is invalid "
+        f"(`plutil -lint {plist}` says why)"
+    )
+
+
+def test_a_job_that_never_leaves_launchd_is_reported(mac, monkeypatch):
+    from stackctl.services import launchd
+
+    monkeypatch.setattr(launchd, "DRAIN_SECONDS", 0.5)
+    manager, _ = first_install(mac)
+    mac.fakes.scenario(launchd_drain_seconds=60)
+    with pytest.raises(StackctlError) as failure:
+        manager.stop(["proxy"])
+    assert failure.value.format_message() == (
+        f"launchd still lists {GUI}/dev.stackctl.proxy 0.5s after `launchctl bootout`: its "
+        "process has not exited yet; `stackctl status` shows it, and `stackctl stop proxy` "
+        "tries again"
+    )
 
 
 def test_a_job_that_is_loaded_but_not_running_is_kickstarted(mac):
@@ -166,7 +224,9 @@ def test_stop_start_restart_commands(mac, stackctl):
     result = stackctl("--config", str(mac.config_path), "stop")
     assert (result.code, result.out) == (0, "stopped: openwebui, proxy, ollama\n")
     assert mac.calls() == [
-        ["launchctl", "bootout", f"{GUI}/dev.stackctl.{s}"] for s in reversed(STACK)
+        [*verb, f"{GUI}/dev.stackctl.{s}"]
+        for s in reversed(STACK)
+        for verb in (["launchctl", "bootout"], ["launchctl", "print"])
     ]
     assert all(mac.plist(s).exists() for s in STACK)  # loaded again at the next login
     status = resolve_stack(load(mac.config_path)).manager.status(["ollama"])[0]
@@ -245,7 +305,9 @@ def test_hand_edit_diff_backup_and_uninstall(mac, stackctl):
     removed = manager.uninstall()
     assert removed == [mac.plist(s) for s in reversed(STACK)]
     assert mac.calls() == [
-        ["launchctl", "bootout", f"{GUI}/dev.stackctl.{s}"] for s in reversed(STACK)
+        [*verb, f"{GUI}/dev.stackctl.{s}"]
+        for s in reversed(STACK)
+        for verb in (["launchctl", "bootout"], ["launchctl", "print"])
     ]
     assert sorted(p.name for p in mac.agents.iterdir()) == ["homebrew.mxcl.ollama.plist"]
     assert not paths_for("macos", "user").state_file.exists()

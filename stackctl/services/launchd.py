@@ -8,13 +8,15 @@ as their plist's UserName). Logs are the files named by StandardOutPath/Standard
 from __future__ import annotations
 
 import os
+import plistlib
 import re
+import shlex
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from stackctl import proc
-from stackctl.errors import CommandFailed
+from stackctl.errors import CommandFailed, StackctlError
 from stackctl.paths import Paths
 from stackctl.services import state
 from stackctl.services.base import InstallReport, ServiceState, Unit
@@ -26,9 +28,17 @@ from stackctl.services.names import (
 )
 
 NOT_LOADED = (3, 113)  # "Boot-out failed: 3: No such process"; print: 113 "Could not find service"
-# bootstrap right after bootout: "5: Input/output error", "37: Operation already in progress"
+# bootstrap while launchd still tears the old job down: "5: Input/output error",
+# "37: Operation already in progress"
 BUSY = (5, 37)
+IO_ERROR = 5
 NO_GUI_SESSION = 125  # "Bootstrap failed: 125: Domain does not support specified action"
+# `bootout` returns before the job has left its domain (public reports: 3-5 s, more while
+# the job handles SIGTERM): wait this long for `print` to stop listing it...
+DRAIN_SECONDS = 30.0
+# ...then retry a bootstrap that still finds it busy this long.
+BUSY_RETRY_SECONDS = 15.0
+POLL_SECONDS = 0.25
 _FIELD = re.compile(r"^\t([a-z][a-z ]*?) = (.*)$")
 
 
@@ -74,28 +84,56 @@ class LaunchdManager(state.RecordedUnits):
         ]
 
     def _load(self, service: str) -> None:
-        """Load a job: enable + bootstrap."""
+        """Load a job: enable + bootstrap, the bootstrap retried while launchd still
+        finishes tearing down an earlier instance."""
         enable, bootstrap = self._load_commands(service)
         self._launchctl(*enable)
-        for attempt in range(10):
+        deadline = time.monotonic() + BUSY_RETRY_SECONDS
+        while True:
             result = self._launchctl(*bootstrap, check=False)
             if result.ok:
                 return
-            # launchd tears a job down asynchronously after bootout: retry briefly.
-            if result.code not in BUSY or attempt == 9:
-                hint = ""
-                if result.code == NO_GUI_SESSION:
-                    hint = (
-                        f"the {self.domain} domain exists only while you are logged in at the "
-                        "Mac's screen; for a headless Mac use `scope: system` (sudo stackctl up)"
-                    )
+            if result.code not in BUSY or time.monotonic() > deadline:
+                hint = self._bootstrap_hint(service, result.code)
                 raise CommandFailed(result.argv, result.code, result.stderr, hint=hint)
-            time.sleep(0.2)
+            time.sleep(POLL_SECONDS)
+
+    def _bootstrap_hint(self, service: str, code: int) -> str:
+        """What to do about a bootstrap that keeps failing."""
+        if code == NO_GUI_SESSION:
+            return (
+                f"the {self.domain} domain exists only while you are logged in at the "
+                "Mac's screen; for a headless Mac use `scope: system` (sudo stackctl up)"
+            )
+        if code == IO_ERROR:
+            # A lasting 5, once the old job is gone: launchd will not load this one. The
+            # Background Task Management switch (macOS 13+) and a bad plist both look so.
+            plist = self._plist(service)
+            program = _program_name(plist) or service
+            return (
+                f"launchd refuses to load {launchd_label(service)}. Either it is switched off "
+                "in System Settings > General > Login Items & Extensions > Allow in the "
+                f"Background (switch on the entry for {program}, then run `stackctl up` "
+                f"again), or its plist is invalid (`plutil -lint {shlex.quote(str(plist))}` "
+                "says why)"
+            )
+        return ""
 
     def _unload(self, service: str) -> None:
+        """bootout, then wait until launchd no longer lists the job: bootout returns while
+        the job is still being torn down, and loading it again meanwhile fails."""
         result = self._launchctl("bootout", self._target(service), check=False)
         if not result.ok and result.code not in NOT_LOADED:
             raise CommandFailed(result.argv, result.code, result.stderr)
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self._print(service) is not None:
+            if time.monotonic() > deadline:
+                raise StackctlError(
+                    f"launchd still lists {self._target(service)} {DRAIN_SECONDS:g}s after "
+                    "`launchctl bootout`: its process has not exited yet; `stackctl status` "
+                    f"shows it, and `stackctl stop {service}` tries again"
+                )
+            time.sleep(POLL_SECONDS)
 
     def install(self, units: list[Unit]) -> InstallReport:
         """Write the plists; bootstrap new ones, reload changed ones (bootout + bootstrap),
@@ -209,6 +247,16 @@ class LaunchdManager(state.RecordedUnits):
         return "\n".join(
             f"==> {path} <==\n{text or empty}" for path, text in zip(files, texts, strict=True)
         )
+
+
+def _program_name(plist: Path) -> str | None:
+    """The name of the program a plist runs (what Login Items lists it under)."""
+    try:
+        with open(plist, "rb") as fh:
+            argv = plistlib.load(fh).get("ProgramArguments") or []
+    except (OSError, plistlib.InvalidFileException):
+        return None
+    return Path(argv[0]).name if argv else None
 
 
 def tail(path: Path, lines: int, block: int = 8192) -> list[str]:
