@@ -11,6 +11,7 @@ stackctl's data directory).
 
 from __future__ import annotations
 
+import os
 import shlex
 import socket
 from dataclasses import dataclass, field
@@ -29,6 +30,14 @@ MARK = "stackctl"
 OLLAMA_APP = "Ollama.app"
 QUIT_OLLAMA_APP = "osascript -e 'quit app \"Ollama\"'"
 BREW_OLLAMA_LABEL = "homebrew.mxcl.ollama"
+# Ollama.app's bundled LaunchAgent (Contents/Library/LaunchAgents/com.ollama.ollama.plist,
+# RunAtLoad), which the app registers with SMAppService (ollama/ollama app/cmd/app/
+# app_darwin.m, registerSelfAsLoginItem). macOS lists it under Login Items & Extensions >
+# Allow in the Background, not under Open at Login; quitting the app leaves it registered.
+OLLAMA_APP_AGENT = "com.ollama.ollama"
+ALLOW_IN_THE_BACKGROUND = (
+    "System Settings > General > Login Items & Extensions > Allow in the Background > Ollama"
+)
 OLLAMA_DEFAULT_PORT = 11434  # where Ollama.app, brew services and install.sh's Ollama serve
 
 
@@ -177,6 +186,21 @@ def read_conflicts(platform: Platform, brew_prefix: str | None) -> list[Conflict
                 app_pid,
             )
         )
+    if platform == "macos":
+        target = f"gui/{session_uid()}/{OLLAMA_APP_AGENT}"
+        if proc.run(["launchctl", "print", target], check=False, timeout=10).ok:
+            conflicts.append(
+                Conflict(
+                    OLLAMA_APP_AGENT,
+                    f"Ollama.app's login item {OLLAMA_APP_AGENT} is loaded; it starts Ollama on "
+                    "port 11434 at every login, also after you quit the app. stackctl switches "
+                    f"it off for good (`launchctl enable {target}` undoes that); the app's own "
+                    f"switch is in {ALLOW_IN_THE_BACKGROUND}",
+                    # launchctl(1): a disabled service cannot be loaded in that domain until it
+                    # is enabled again, and that persists across boots; bootout stops it now.
+                    f"launchctl disable {target} && launchctl bootout {target}",
+                )
+            )
     if brew_prefix and _brew_service_running("ollama"):
         conflicts.append(
             Conflict(
@@ -196,6 +220,13 @@ def read_conflicts(platform: Platform, brew_prefix: str | None) -> list[Conflict
             )
         )
     return conflicts
+
+
+def session_uid() -> int:
+    """The uid whose login session (launchd's gui/<uid> domain) holds the person's agents:
+    who ran `sudo stackctl`, else our own."""
+    uid = os.environ.get("SUDO_UID", "") if _paths.is_root() else ""
+    return int(uid) if uid.isdigit() and uid != "0" else os.getuid()
 
 
 def _ollama_app_pid() -> int | None:

@@ -410,3 +410,53 @@ def test_system_scope_gives_the_users_paths_to_the_account_the_daemons_run_as(
     ]
     # and before the units are loaded (launchd starts RunAtLoad jobs at bootstrap)
     assert "Write the service units" in lines[start + 3]
+
+
+# Ollama.app's bundled agent (ollama/ollama app/darwin/Ollama.app/Contents/Library/LaunchAgents/
+# com.ollama.ollama.plist), registered with SMAppService by the app at start.
+OLLAMA_APP_AGENT = {
+    "Label": "com.ollama.ollama",
+    "BundleProgram": "Contents/Frameworks/Squirrel.framework/Versions/A/Squirrel",
+    "ProgramArguments": [
+        "Contents/Frameworks/Squirrel.framework/Versions/A/Squirrel",
+        "background",
+    ],
+    "RunAtLoad": True,
+    "LimitLoadToSessionType": "Aqua",
+    "POSIXSpawnType": "Interactive",
+}
+
+
+def test_ollama_apps_login_agent_is_switched_off_and_unloaded(mac: FakeBin, tmp_path: Path) -> None:
+    from stackctl.config import Config
+    from stackctl.plan import Progress
+    from stackctl.setup import UpOptions, resolve_context
+    from stackctl.setup.macos import conflict_steps
+
+    agents = tmp_path / "Applications/Ollama.app/Contents/Library/LaunchAgents"
+    agents.mkdir(parents=True)
+    (agents / "com.ollama.ollama.plist").write_bytes(plistlib.dumps(OLLAMA_APP_AGENT))
+    target = f"gui/{UID}/com.ollama.ollama"
+    mac.scenario(
+        launchd_jobs={
+            target: {"plist": str(agents / "com.ollama.ollama.plist"), "state": "running",
+                     "pid": 512, "runs": 1, "last_exit": None}
+        }
+    )  # fmt: skip
+    ctx = resolve_context(Config(), Path("/nonexistent/stack.yaml"), UpOptions(yes=True))
+    [step] = conflict_steps(ctx)
+    assert step.description == (
+        "Stop com.ollama.ollama: Ollama.app's login item com.ollama.ollama is loaded; it starts "
+        "Ollama on port 11434 at every login, also after you quit the app. stackctl switches it "
+        "off for good (`launchctl enable "
+        f"{target}` undoes that); the app's own switch is in System Settings > General > "
+        "Login Items & Extensions > Allow in the Background > Ollama"
+    )
+    assert step.commands == [f"launchctl disable {target} && launchctl bootout {target}"]
+    step.apply(Progress(terminal=False))
+    assert mac.calls("launchctl")[-2:] == [
+        ["launchctl", "disable", target],
+        ["launchctl", "bootout", target],
+    ]
+    scenario = json.loads((mac.state / "scenario.json").read_text())
+    assert target in scenario["launchd_disabled"]  # at the next login it is not loaded again

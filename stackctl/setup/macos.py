@@ -62,13 +62,15 @@ def ollama_steps(ctx: Context) -> list[Step]:
 
 
 def conflict_steps(ctx: Context) -> list[Step]:
-    """One step per other Ollama the probe found running (Ollama.app, brew services)."""
+    """One step per other Ollama the probe found running (Ollama.app, its login item, brew
+    services). A stop command may be several, joined by `&&`."""
     steps = []
     for conflict in ctx.ollama_conflicts:
-        argv = shlex.split(conflict.stop_command)
+        argvs = [shlex.split(part) for part in conflict.stop_command.split(" && ")]
 
-        def apply(progress: Progress, argv: list[str] = argv) -> None:
-            proc.run(argv)
+        def apply(progress: Progress, argvs: list[list[str]] = argvs) -> None:
+            for argv in argvs:
+                proc.run(argv)
 
         steps.append(
             Step(
