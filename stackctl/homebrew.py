@@ -52,3 +52,18 @@ def brew_argv(*args: str) -> list[str]:
             "a root shell)"
         )
     return ["sudo", "-u", user, "-H", brew, *args]
+
+
+def installed(name: str, *, cask: bool = False) -> bool:
+    """True when `brew list --versions [--cask] NAME` lists it (asked as brew's owner)."""
+    try:
+        argv = brew_argv("list", "--versions", *(["--cask"] if cask else []), name)
+    except StackctlError:
+        return False
+    result = proc.run(argv, check=False, timeout=60)
+    return result.ok and bool(result.stdout.strip())
+
+
+def in_cellar(binary: Path, prefix: Path, formula: str) -> bool:
+    """True when a linked binary resolves into the formula's keg (<prefix>/Cellar/<formula>)."""
+    return binary.resolve().is_relative_to((prefix / "Cellar" / formula).resolve())

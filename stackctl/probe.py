@@ -264,7 +264,7 @@ def probe(config: Config, paths: Paths, backend: Backend | None = None) -> HostF
         python = pool.submit(find_python_for_openwebui, brew_prefix)
         conflicts = pool.submit(read_conflicts, platform, brew_prefix)
         facts = machine.result()
-        ollama = find_ollama(brew_prefix)
+        ollama = find_ollama(brew_prefix, prefer_brew=platform == "macos")
         version = pool.submit(read_ollama_version, ollama, config.ollama.port) if ollama else None
         backend = backend or chosen_backend(config.backend, platform, facts.gpus)
         ports = [s.port for s in stack_services(config, backend)]

@@ -22,14 +22,18 @@ def read_brew_prefix() -> str | None:
     return proc.output([brew, "--prefix"], timeout=TIMEOUT) or None
 
 
-def find_ollama(brew_prefix: str | None) -> str | None:
-    """The `ollama` on PATH, else Homebrew's (PATH may lack it, e.g. in a bare SSH session)."""
+def find_ollama(brew_prefix: str | None, *, prefer_brew: bool = False) -> str | None:
+    """The `ollama` on PATH, else Homebrew's (PATH may lack it, e.g. in a bare SSH session).
+
+    `prefer_brew` (macOS): Homebrew's first, since the `ollama` on PATH may be Ollama.app's
+    link in /usr/local/bin (ollama docs/macos.mdx), which the app replaces as it updates."""
+    brews = Path(brew_prefix, "bin", "ollama") if brew_prefix else None
+    if prefer_brew and brews is not None and brews.is_file():
+        return str(brews)
     found = proc.which("ollama")
     if found:
         return found
-    if brew_prefix and Path(brew_prefix, "bin", "ollama").is_file():
-        return str(Path(brew_prefix, "bin", "ollama"))
-    return None
+    return str(brews) if brews is not None and brews.is_file() else None
 
 
 def read_ollama_version(ollama: str, port: int = 11434) -> str | None:

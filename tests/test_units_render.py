@@ -325,3 +325,22 @@ def test_every_placeholder_is_filled():
                 Config(), inputs_for_golden(platform, scope), every_service=True
             ):
                 assert "{" not in unit.content, unit.filename
+
+
+def test_on_a_mac_the_ollama_unit_runs_homebrews_even_with_another_on_path(
+    tmp_path, monkeypatch, isolated_home
+):
+    # Ollama.app links /usr/local/bin/ollama (ollama docs/macos.mdx), which may come first on
+    # PATH: the service must run the formula's binary, which `brew upgrade` keeps current.
+    monkeypatch.setenv("STACKCTL_PLATFORM", "macos")
+    app_link = tmp_path / "usr-local-bin"
+    app_link.mkdir()
+    (app_link / "ollama").write_text("#!/bin/sh\n")
+    (app_link / "ollama").chmod(0o755)
+    prefix = tmp_path / "homebrew"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin/ollama").write_text("#!/bin/sh\n")
+    (prefix / "bin/ollama").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{app_link}:{os.environ['PATH']}")
+    inputs = inputs_for_host(Config(), "stack.yaml", brew_prefix=prefix)
+    assert inputs.ollama_bin == prefix / "bin/ollama"

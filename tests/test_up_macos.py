@@ -460,3 +460,38 @@ def test_ollama_apps_login_agent_is_switched_off_and_unloaded(mac: FakeBin, tmp_
     ]
     scenario = json.loads((mac.state / "scenario.json").read_text())
     assert target in scenario["launchd_disabled"]  # at the next login it is not loaded again
+
+
+@pytest.mark.parametrize("cask", [True, False])
+def test_an_ollama_linked_from_ollama_app_is_not_what_the_service_runs(
+    mac: FakeBin, isolated_home: Path, tmp_path: Path, stackctl, cask: bool
+) -> None:
+    # The ollama-app cask links <prefix>/bin/ollama into the app (its `binary` stanza), and
+    # the app itself links /usr/local/bin/ollama, Homebrew's bin on an Intel Mac.
+    prefix = tmp_path / "homebrew"
+    app_ollama = tmp_path / "Applications/Ollama.app/Contents/Resources/ollama"
+    app_ollama.parent.mkdir(parents=True)
+    app_ollama.write_text("#!/bin/sh\n")
+    app_ollama.chmod(0o755)
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin/ollama").symlink_to(app_ollama)
+    if cask:
+        mac.scenario(brew_casks={"ollama-app": "0.20.6"})
+    result = stackctl("up", "--yes")
+    assert result.code == 1
+    found = (
+        f"Error: {prefix}/bin/ollama is {app_ollama}, Ollama.app's own binary, not Homebrew's "
+        "ollama formula: the app replaces it when it updates itself, and `brew upgrade` cannot. "
+    )
+    if cask:
+        fix = (
+            "Run `brew uninstall --cask ollama-app` (the ollama formula conflicts with that "
+            "cask; models in ~/.ollama stay), then `stackctl up` again: it installs the formula\n"
+        )
+    else:
+        fix = (
+            f"Remove that link (`rm {prefix}/bin/ollama`; the app asks before linking it again), "
+            "then run `stackctl up` again: it installs the formula\n"
+        )
+    assert result.err == found + fix
+    assert brew_changes(mac) == [] and launchctl_changes(mac) == []

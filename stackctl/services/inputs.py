@@ -183,7 +183,7 @@ def _ollama_bin(
     if look:
         # brew's bin/ may not be on PATH under sudo or in a bare shell
         brew = str(brew_prefix or DEFAULT_BREW_PREFIX) if platform == "macos" else None
-        found = find_ollama(brew)
+        found = find_ollama(brew, prefer_brew=platform == "macos")
         if found:
             return Path(found).absolute()
     return typical if preview or not look else None

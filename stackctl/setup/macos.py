@@ -12,11 +12,12 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from stackctl import proc
+from stackctl import homebrew, proc
 from stackctl.errors import StackctlError
 from stackctl.homebrew import brew_argv
 from stackctl.install_commands import HOMEBREW_INSTALL
 from stackctl.plan import Progress, Step, command_step
+from stackctl.probe_processes import OLLAMA_APP
 from stackctl.services.inputs import DEFAULT_BREW_PREFIX
 from stackctl.setup.context import Context
 
@@ -37,15 +38,45 @@ def require_homebrew(ctx: Context) -> None:
         )
 
 
+def require_formula_ollama(ctx: Context) -> None:
+    """Refuse an <prefix>/bin/ollama that is not the formula's: the ollama-app cask links it
+    into Ollama.app (its `binary` stanza), and the app links /usr/local/bin/ollama, which is
+    Homebrew's bin on an Intel Mac. The service would run the app's self-updating binary,
+    and `brew upgrade ollama` could not upgrade it."""
+    binary = brew_ollama(ctx)
+    prefix = binary.parent.parent
+    if not binary.exists() or homebrew.in_cellar(binary, prefix, "ollama"):
+        return
+    found = (
+        f"{binary} is {binary.resolve()}, Ollama.app's own binary, not Homebrew's ollama "
+        "formula: the app replaces it when it updates itself, and `brew upgrade` cannot. "
+    )
+    if f"/{OLLAMA_APP}/" not in str(binary.resolve()):
+        found = f"{binary} is {binary.resolve()}, not Homebrew's ollama formula. "
+    if homebrew.installed("ollama-app", cask=True):
+        fix = (
+            "Run `brew uninstall --cask ollama-app` (the ollama formula conflicts with that "
+            "cask; models in ~/.ollama stay), then `stackctl up` again: it installs the formula"
+        )
+    else:
+        fix = (
+            f"Remove that link (`rm {shlex.quote(str(binary))}`; the app asks before linking "
+            "it again), then run `stackctl up` again: it installs the formula"
+        )
+    raise StackctlError(found + fix)
+
+
 def ollama_steps(ctx: Context) -> list[Step]:
-    """`brew install ollama` when it is missing; `brew upgrade ollama` with --upgrade."""
+    """`brew install ollama` when the formula is missing; `brew upgrade ollama` with
+    --upgrade. The service runs the formula's binary, linked from the Cellar."""
     require_homebrew(ctx)
+    require_formula_ollama(ctx)
     binary = brew_ollama(ctx)
     install = brew_argv("install", "ollama")
     steps = [
         command_step(
             description="Install Ollama with Homebrew (Metal acceleration on Apple Silicon)",
-            check=binary.exists,
+            check=lambda: binary.exists() and homebrew.installed("ollama"),
             argv=install,
         )
     ]
