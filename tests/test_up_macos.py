@@ -495,3 +495,30 @@ def test_an_ollama_linked_from_ollama_app_is_not_what_the_service_runs(
         )
     assert result.err == found + fix
     assert brew_changes(mac) == [] and launchctl_changes(mac) == []
+
+
+def test_a_mac_older_than_sonoma_is_refused_before_anything_changes(
+    mac: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    mac.scenario(macos_version="13.6.7", macos_build="22G720")
+    result = stackctl("up", "--yes")
+    assert (result.code, result.err) == (
+        1,
+        "Error: Ollama needs macOS 14 (Sonoma) or later and this Mac runs macOS 13.6.7 "
+        "(Homebrew has no ollama bottle for it either): update macOS (System Settings > "
+        "General > Software Update), then run `stackctl up` again\n",
+    )
+    assert brew_changes(mac) == [] and not support(isolated_home).exists()
+    found = json.loads(stackctl("doctor", "--json").out)["findings"]
+    assert [
+        (f["severity"], f["message"], f["fix"])
+        for f in found
+        if f["check"] == "host" and f["severity"] != "ok"
+    ] == [
+        (
+            "error",
+            "Ollama needs macOS 14 (Sonoma) or later and this Mac runs macOS 13.6.7 (Homebrew "
+            "has no ollama bottle for it either)",
+            "update macOS (System Settings > General > Software Update)",
+        )
+    ]

@@ -6,6 +6,7 @@ import shlex
 from collections.abc import Iterator
 
 from stackctl.doctor.base import Context, Finding
+from stackctl.mac_limits import UPDATE_MACOS, macos_too_old
 from stackctl.probe import describe_host
 
 
@@ -24,6 +25,9 @@ def check_config(ctx: Context) -> Iterator[Finding]:
 def check_host(ctx: Context) -> Iterator[Finding]:
     facts = ctx.facts
     yield Finding("ok", "host", describe_host(facts))
+    too_old = macos_too_old(facts)
+    if too_old:
+        yield Finding("error", "host", too_old, UPDATE_MACOS)
     if facts.platform == "macos" and not facts.apple_silicon:
         yield Finding(
             "warn",

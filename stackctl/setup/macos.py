@@ -66,9 +66,19 @@ def require_formula_ollama(ctx: Context) -> None:
     raise StackctlError(found + fix)
 
 
+def require_macos_for_ollama(ctx: Context) -> None:
+    """Refuse a macOS older than Ollama supports, before anything is installed."""
+    from stackctl.mac_limits import UPDATE_MACOS, macos_too_old
+
+    problem = macos_too_old(ctx.facts)
+    if problem:
+        raise StackctlError(f"{problem}: {UPDATE_MACOS}, then run `stackctl up` again")
+
+
 def ollama_steps(ctx: Context) -> list[Step]:
     """`brew install ollama` when the formula is missing; `brew upgrade ollama` with
     --upgrade. The service runs the formula's binary, linked from the Cellar."""
+    require_macos_for_ollama(ctx)
     require_homebrew(ctx)
     require_formula_ollama(ctx)
     binary = brew_ollama(ctx)
