@@ -31,3 +31,33 @@ def macos_too_old(facts: HostFacts) -> str | None:
 
 
 UPDATE_MACOS = "update macOS (System Settings > General > Software Update)"
+
+OPENWEBUI = "open-webui"
+# Open WebUI 0.8 and later pin onnxruntime 1.26, which has no macOS x86_64 wheel, and
+# transformers 5, which needs torch >= 2.4, never built for macOS x86_64 (PyTorch's last
+# Intel-Mac wheels are 2.2.2). open-webui/open-webui issue 28609 names 0.7.2 (onnxruntime
+# 1.23.2, which has x86_64 wheels) as the last release that installs on an Intel Mac.
+INTEL_MAC_OPENWEBUI = "0.7.2"
+
+
+def intel_mac(facts: HostFacts) -> bool:
+    return facts.platform == "macos" and not facts.apple_silicon
+
+
+def openwebui_requirement(facts: HostFacts) -> str:
+    """What to install Open WebUI from: the newest release, or on an Intel Mac the last one
+    that installs there (pinned, so pip neither backtracks for many minutes through releases
+    it cannot install nor an --upgrade moves past it)."""
+    if intel_mac(facts):
+        return f"{OPENWEBUI}=={INTEL_MAC_OPENWEBUI}"
+    return OPENWEBUI
+
+
+def intel_mac_openwebui_note() -> str:
+    """Why an Intel Mac gets an older Open WebUI (for doctor and the README)."""
+    return (
+        "Open WebUI 0.8 and later cannot be installed on an Intel Mac (no onnxruntime or torch "
+        "builds for macOS x86_64, open-webui issue 28609): stackctl installs "
+        f"{INTEL_MAC_OPENWEBUI}, the last release that can, and --upgrade keeps it there; or "
+        "set openwebui.enabled: false"
+    )

@@ -522,3 +522,25 @@ def test_a_mac_older_than_sonoma_is_refused_before_anything_changes(
             "update macOS (System Settings > General > Software Update)",
         )
     ]
+
+
+INTEL = {"hw.optional.arm64": None, "machdep.cpu.brand_string": "Intel(R) Core(TM) i7-9750H"}
+
+
+def test_an_intel_mac_gets_the_last_open_webui_that_installs_there(
+    mac: FakeBin, isolated_home: Path, running_services: dict, stackctl
+) -> None:
+    mac.scenario(sysctl=INTEL)
+    result = stackctl("up", "--yes")
+    assert result.code == 0, result.out + result.err
+    assert mac.calls("pip") == [["pip", "install", "open-webui==0.7.2"]]
+    assert (
+        "Install Open WebUI 0.7.2 into its venv: the last release that installs on an Intel "
+        "Mac (pip; takes a few minutes)" in result.out
+    )
+    found = json.loads(stackctl("doctor", "--json").out)["findings"]
+    assert [f["text"] for f in found if f["check"] == "openwebui"] == [
+        "Open WebUI 0.8 and later cannot be installed on an Intel Mac (no onnxruntime or "
+        "torch builds for macOS x86_64, open-webui issue 28609): stackctl installs 0.7.2, the "
+        "last release that can, and --upgrade keeps it there; or set openwebui.enabled: false",
+    ]

@@ -141,7 +141,11 @@ def _older(version: str, than: tuple[int, ...]) -> bool:
 
 
 def _openwebui_findings(ctx: Context) -> Iterator[Finding]:
+    from stackctl.mac_limits import intel_mac, intel_mac_openwebui_note
+
     facts = ctx.facts
+    if intel_mac(facts):
+        yield Finding("warn", "openwebui", intel_mac_openwebui_note())
     if facts.openwebui_version:
         yield Finding(
             "ok", "openwebui", f"Open WebUI {facts.openwebui_version} in {ctx.paths.openwebui_venv}"

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from stackctl.errors import StackctlError
 from stackctl.homebrew import brew_argv
+from stackctl.mac_limits import INTEL_MAC_OPENWEBUI, intel_mac, openwebui_requirement
 from stackctl.plan import Step, command_step
 from stackctl.services.inputs import DEFAULT_BREW_PREFIX
 from stackctl.setup.common import venv_commands
 from stackctl.setup.context import Context
 
-PACKAGE = "open-webui"
 BREW_PYTHON = "python@3.12"
 
 
@@ -53,7 +53,8 @@ def openwebui_steps(ctx: Context) -> list[Step]:
     venv = ctx.paths.openwebui_venv
     python, steps = python_for_openwebui(ctx)
     # python None: no suitable Python here, but uv fetches one
-    create, install = venv_commands(ctx, venv, python, PACKAGE)
+    requirement = openwebui_requirement(ctx.facts)
+    create, install = venv_commands(ctx, venv, python, requirement)
     steps.append(
         command_step(
             description=f"Create Open WebUI's venv {venv}",
@@ -64,9 +65,12 @@ def openwebui_steps(ctx: Context) -> list[Step]:
             argv=create,
         )
     )
+    what = "Open WebUI into its venv"
+    if intel_mac(ctx.facts):
+        what = f"Open WebUI {INTEL_MAC_OPENWEBUI} into its venv: the last release that installs on an Intel Mac"
     steps.append(
         command_step(
-            description="Install Open WebUI into its venv (pip; takes a few minutes)",
+            description=f"Install {what} (pip; takes a few minutes)",
             check=lambda: not ctx.options.upgrade and (venv / "bin/open-webui").exists(),
             argv=install,
             fix="check the network (pip downloads from PyPI)",
