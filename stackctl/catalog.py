@@ -42,6 +42,11 @@ APPLE_LARGE_FROM = 32 * GIB
 GPU_FRACTION = 0.9  # vLLM's default --gpu-memory-utilization
 CPU_FRACTION = 0.6
 CPU_MAX_PARAMS_B = 4.3  # gemma3:4b; larger models are too slow on a CPU to recommend
+# The context every memory_gb in models.yaml assumes: Ollama's default below 24 GiB of GPU
+# memory. Above it Ollama defaults to 32k (24-48 GiB) or 256k (48 GiB and more) tokens
+# (ollama docs/context-length.mdx), whose KV cache the fit does not count, so the Ollama unit
+# pins OLLAMA_CONTEXT_LENGTH to this (ollama.env can raise it).
+FIT_CONTEXT_TOKENS = 4096
 
 
 @dataclass(frozen=True)

@@ -61,16 +61,22 @@ def test_user_scope_systemd_units(tmp_path):
     config = config_from(
         tmp_path,
         "backend: ollama\nollama:\n  port: 11500\n  env:\n    OLLAMA_HOST: 0.0.0.0\n"
-        "    OLLAMA_NUM_PARALLEL: 2\nproxy:\n  port: 4100\nopenwebui:\n  port: 3100\n"
+        "    OLLAMA_NUM_PARALLEL: 2\n    OLLAMA_KV_CACHE_TYPE: f16\n"
+        "proxy:\n  port: 4100\nopenwebui:\n  port: 3100\n"
         "  admin_email: admin@example.com\n  env:\n    WEBUI_NAME: Team chat\n",
     )
     units = linux_units(config)
     assert list(units) == ["ollama", "proxy", "openwebui", "target"]
     ollama, proxy, webui = units["ollama"], units["proxy"], units["openwebui"]
     assert lines_with(ollama, "ExecStart=") == ["ExecStart=/usr/local/bin/ollama serve"]
-    # ollama.env cannot move Ollama off loopback: the proxy is the only door
+    # ollama.env cannot move Ollama off loopback: the proxy is the only door. Homebrew's
+    # tuning (flash attention, a q8_0 KV cache) and the context the model fit assumed are
+    # defaults that ollama.env overrides.
     assert lines_with(ollama, "Environment=") == [
         "Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "Environment=OLLAMA_FLASH_ATTENTION=1",
+        "Environment=OLLAMA_KV_CACHE_TYPE=f16",
+        "Environment=OLLAMA_CONTEXT_LENGTH=4096",
         "Environment=OLLAMA_HOST=127.0.0.1:11500",
         "Environment=OLLAMA_NUM_PARALLEL=2",
     ]

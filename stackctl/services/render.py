@@ -16,6 +16,7 @@ import importlib
 from collections.abc import Mapping
 from pathlib import Path
 
+from stackctl.catalog import FIT_CONTEXT_TOKENS
 from stackctl.config.model import Config, default_connections
 from stackctl.errors import StackctlError
 from stackctl.registry import BACKEND, NAMES, info
@@ -30,6 +31,16 @@ LOOPBACK = "127.0.0.1"
 # vLLM flags stackctl sets itself: the backend stays on loopback (the proxy is the only door)
 # and a key on a command line would be readable by every user (ps, /proc).
 RESERVED_VLLM_FLAGS = ("--host", "--port", "--served-model-name", "--api-key")
+# Defaults for `ollama serve`, each overridable in ollama.env: Homebrew's tuning (its ollama
+# formula's service block sets OLLAMA_FLASH_ATTENTION=1 and OLLAMA_KV_CACHE_TYPE=q8_0 for
+# `brew services`: faster, and a KV cache half the size of f16), and the context length the
+# model fit assumed (catalog.FIT_CONTEXT_TOKENS), which Ollama would otherwise raise to 32k or
+# 256k on a Mac with 24 GiB of GPU memory or more.
+OLLAMA_TUNING = {
+    "OLLAMA_FLASH_ATTENTION": "1",
+    "OLLAMA_KV_CACHE_TYPE": "q8_0",
+    "OLLAMA_CONTEXT_LENGTH": str(FIT_CONTEXT_TOKENS),
+}
 
 
 def render_units(
@@ -102,7 +113,7 @@ def ollama_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
             "cannot find the ollama executable (not on PATH, nor in Homebrew's bin): "
             "run `stackctl up` to install it"
         )
-    defaults = _base_env(inputs)
+    defaults = {**_base_env(inputs), **OLLAMA_TUNING}
     if inputs.scope == "system":
         defaults["OLLAMA_MODELS"] = str(inputs.paths.ollama_models)
     # Ollama binds OLLAMA_HOST; it stays on loopback whatever ollama.env says.
