@@ -58,6 +58,7 @@ class StackStatus:
     rows: list[ServiceRow]
     installed: bool
     message: str = ""
+    warnings: list[str] = field(default_factory=list)  # e.g. a model running on the CPU
 
     @property
     def healthy(self) -> bool:
@@ -79,7 +80,9 @@ class StackStatus:
             "healthy": self.healthy,
             "installed": self.installed,
             "exit_code": int(self.exit_code),
-            "message": "\n".join(self.hints),
+            "message": "
+".join(self.hints),
+            "warnings": self.warnings,
             "services": [asdict(row) for row in self.rows],
         }
 
@@ -121,6 +124,7 @@ def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
         checks = [
             pool.submit(check, s, timeout=timeout, api_key=keys.get(s.name)) for s in stack.services
         ]
+        offload = pool.submit(gpu_warnings, scope.config, scope.backend, timeout)
         by_name = {state.service: state for state in states.result()}
         rows = [
             _row(s, by_name.get(s.name), c.result())
@@ -128,7 +132,21 @@ def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
         ]
         is_installed = bool(installed.result())
     message = "" if is_installed else NOT_INSTALLED
-    return StackStatus(rows, is_installed, message)
+    return StackStatus(rows, is_installed, message, offload.result() if is_installed else [])
+
+
+def gpu_warnings(config: Config, backend: str, timeout: float = CHECK_TIMEOUT) -> list[str]:
+    """On an Apple Silicon Mac, a warning per model Ollama runs (partly) on the CPU."""
+    from stackctl.config import resolve_scope
+    from stackctl.gpu_offload import loaded_models, offload_warnings
+    from stackctl.paths import current_platform
+    from stackctl.probe import read_apple_silicon
+
+    platform = current_platform()
+    if backend != "ollama" or platform != "macos" or not read_apple_silicon(platform):
+        return []
+    models = loaded_models(config.ollama.url, timeout=timeout)
+    return offload_warnings(models or [], resolve_scope(config))
 
 
 # Sub-states in which the manager restarts a crashed service by itself: systemd's

@@ -43,6 +43,7 @@ def render_status(status) -> str:
         for row in status.rows
     ]
     lines = [table(headers, rows), *status.hints]
+    lines += [f"warning: {warning}" for warning in status.warnings]
     if status.installed:
         lines.append("healthy" if status.healthy else "degraded")
     return "\n".join(lines)

@@ -34,6 +34,11 @@ def summary_lines(ctx: Context) -> list[str]:
         backend_port = config.backend_port(ctx.backend)
         lines.append(f"  {ctx.backend}:  http://127.0.0.1:{backend_port}")
     lines.append("  Models:           " + ", ".join(ctx.models))
+    if ctx.facts.metal:
+        # a model Ollama already loaded that runs on the CPU (stackctl.gpu_offload)
+        from stackctl.status import gpu_warnings
+
+        lines += [f"  warning: {w}" for w in gpu_warnings(ctx.config, ctx.backend)]
     lines.append("Next: `stackctl status` (is it up? why not?), `stackctl logs SERVICE`")
     return lines
 

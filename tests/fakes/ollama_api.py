@@ -7,7 +7,7 @@ serve`. In-process: `FakeOllama(state_dir).start()` serves it with uvicorn in a 
 
 The state dir holds `models.json` (installed models, kept across restarts), `behaviour.json`
 (knobs a test writes: `version`, `pull_stall_first_attempt_seconds`, `pull_step_seconds`,
-`slow_token_seconds`, `slow_tokens`), `pulls.json` (pull attempts per model) and
+`slow_token_seconds`, `slow_tokens`, `gpu_fraction`), `pulls.json` (pull attempts per model) and
 `requests.jsonl` (each request: method, path, host, body, outcome).
 
 Chat answers `You said: <last user text>`; a request with tools gets tool calls, a thinking
@@ -204,7 +204,12 @@ class FakeOllamaApp:
             self.loaded[model["name"]] = time.time() + (seconds if seconds > 0 else 10**9)
 
     def _loaded_models(self) -> list[dict[str, Any]]:
+        """/api/ps: `size` is the model's memory, `size_vram` the part of it in GPU memory
+        (ollama/ollama api/types.go ProcessModelResponse; docs/api.md "List Running Models").
+        The `gpu_fraction` knob (default 1.0) puts the rest on the CPU, as an Ollama does
+        whose Metal device could not be created (0.0) or whose GPU memory is too small."""
         out = []
+        fraction = float(self.state.behaviour().get("gpu_fraction", 1.0))
         for model in self.state.models():
             expiry = self.loaded.get(model["name"])
             if expiry and expiry > time.time():
@@ -212,7 +217,7 @@ class FakeOllamaApp:
                 entry.pop("modified_at")
                 entry.update(
                     expires_at=now_rfc3339(expiry - time.time()),
-                    size_vram=model["size"],
+                    size_vram=int(model["size"] * fraction),
                     context_length=4096,
                 )
                 out.append(entry)
