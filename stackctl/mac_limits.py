@@ -5,6 +5,7 @@ keeps from background services, and FileVault's locked disk at boot."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -61,3 +62,24 @@ def intel_mac_openwebui_note() -> str:
         f"{INTEL_MAC_OPENWEBUI}, the last release that can, and --upgrade keeps it there; or "
         "set openwebui.enabled: false"
     )
+
+
+# macOS's privacy protection (TCC, "Files and Folders") keeps a LaunchAgent or LaunchDaemon out
+# of these folders of a home unless the person grants it access: a read fails with EPERM,
+# "Operation not permitted". The proxy runs `<python> -m stackctl --config <path>`.
+PROTECTED_FOLDERS = ("Documents", "Desktop", "Downloads")
+ALL_PROTECTED = "~/Documents, ~/Desktop and ~/Downloads"
+KEPT_OUT = (
+    "a folder macOS keeps from background services unless you grant them access (they fail "
+    'with "Operation not permitted")'
+)
+
+
+def protected_folder(path: Path, home: Path) -> str | None:
+    """`~/Documents` (etc.) when path, or what it resolves to, lies in a protected folder."""
+    for candidate in dict.fromkeys([path.absolute(), path.resolve()]):
+        for name in PROTECTED_FOLDERS:
+            for folder in dict.fromkeys([home / name, (home / name).resolve()]):
+                if candidate.is_relative_to(folder):
+                    return f"~/{name}"
+    return None

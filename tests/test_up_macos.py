@@ -544,3 +544,37 @@ def test_an_intel_mac_gets_the_last_open_webui_that_installs_there(
         "torch builds for macOS x86_64, open-webui issue 28609): stackctl installs 0.7.2, the "
         "last release that can, and --upgrade keeps it there; or set openwebui.enabled: false",
     ]
+
+
+def test_a_config_in_a_privacy_protected_folder_is_refused(
+    mac: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    # LaunchAgents are denied ~/Documents, ~/Desktop and ~/Downloads unless granted access:
+    # the proxy reads its config there and would fail with "Operation not permitted".
+    config = isolated_home / "Documents/stack.yaml"
+    config.parent.mkdir()
+    config.write_text("models: [gemma3:1b]\n")
+    result = stackctl("--config", str(config), "up", "--dry-run")
+    assert (result.code, result.err) == (
+        1,
+        f"Error: the config {config} is in ~/Documents, a folder macOS keeps from background "
+        'services unless you grant them access (they fail with "Operation not permitted"): '
+        "move it out of ~/Documents, ~/Desktop and ~/Downloads (e.g. to "
+        f"{support(isolated_home)}/stack.yaml, the default), then run `stackctl up` again\n",
+    )
+
+
+def test_stackctl_run_from_a_privacy_protected_folder_is_refused(
+    mac: FakeBin, isolated_home: Path, stackctl, monkeypatch
+) -> None:
+    python = isolated_home / "Desktop/stackctl/.venv/bin/python3"
+    monkeypatch.setattr("sys.executable", str(python))
+    result = stackctl("up", "--dry-run")
+    assert (result.code, result.err) == (
+        1,
+        f"Error: the proxy service's Python {python} is in ~/Desktop, a folder macOS keeps "
+        'from background services unless you grant them access (they fail with "Operation '
+        'not permitted"): install stackctl outside ~/Documents, ~/Desktop and ~/Downloads '
+        "(e.g. `pipx install` or `uv tool install`, which use ~/.local), then run `stackctl "
+        "up` again\n",
+    )

@@ -75,10 +75,60 @@ def require_macos_for_ollama(ctx: Context) -> None:
         raise StackctlError(f"{problem}: {UPDATE_MACOS}, then run `stackctl up` again")
 
 
+def services_home(ctx: Context) -> Path:
+    """The home of the account the services run as (who ran sudo, in system scope)."""
+    from stackctl.paths import fake_root, home
+
+    user = homebrew.invoking_user() if ctx.scope == "system" else None
+    if user is None or fake_root():
+        return home()
+    import pwd
+
+    try:
+        return Path(pwd.getpwnam(user).pw_dir)
+    except KeyError:
+        return home()
+
+
+def require_unprotected_paths(ctx: Context) -> None:
+    """Refuse paths the services need in ~/Documents, ~/Desktop or ~/Downloads, which macOS
+    keeps from background services (see stackctl.mac_limits.PROTECTED_FOLDERS)."""
+    import sys
+
+    import stackctl
+    from stackctl.mac_limits import ALL_PROTECTED, KEPT_OUT, protected_folder
+
+    where = services_home(ctx)
+    install = (
+        f"install stackctl outside {ALL_PROTECTED} (e.g. `pipx install` or `uv tool install`, "
+        "which use ~/.local)"
+    )
+    needed = [(f"the config {ctx.config_path}", ctx.config_path, None)]
+    if ctx.config.proxy.enabled:
+        needed += [
+            (f"the proxy service's Python {sys.executable}", Path(sys.executable), install),
+            (f"stackctl itself ({Path(stackctl.__file__).parent})",
+             Path(stackctl.__file__).parent, install),
+        ]  # fmt: skip
+    models = ctx.config.ollama.env.get("OLLAMA_MODELS")
+    if models:
+        fix = f"set OLLAMA_MODELS in ollama.env to a folder outside {ALL_PROTECTED}"
+        needed.append((f"Ollama's models ({models})", Path(models).expanduser(), fix))
+    for what, path, fix in needed:
+        folder = protected_folder(path, where)
+        if folder:
+            default = ctx.paths.config_file
+            fix = fix or f"move it out of {ALL_PROTECTED} (e.g. to {default}, the default)"
+            raise StackctlError(
+                f"{what} is in {folder}, {KEPT_OUT}: {fix}, then run `stackctl up` again"
+            )
+
+
 def ollama_steps(ctx: Context) -> list[Step]:
     """`brew install ollama` when the formula is missing; `brew upgrade ollama` with
     --upgrade. The service runs the formula's binary, linked from the Cellar."""
     require_macos_for_ollama(ctx)
+    require_unprotected_paths(ctx)
     require_homebrew(ctx)
     require_formula_ollama(ctx)
     binary = brew_ollama(ctx)
