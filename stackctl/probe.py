@@ -98,6 +98,7 @@ class HostFacts:
     ports: dict[int, Listener | None] = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
     linger: bool | None = None  # systemd keeps user services after logout (Linux only)
+    filevault: bool | None = None  # macOS: the disk stays locked after boot until a login
 
 
 # --- operating system and CPU -------------------------------------------------------------
@@ -192,6 +193,13 @@ def read_disk_free(path: Path) -> int:
         return 0
 
 
+def read_filevault() -> bool | None:
+    """Whether FileVault is on: `fdesetup status` says "FileVault is On." (fdesetup(8))."""
+    text = proc.output(["fdesetup", "status"], timeout=TIMEOUT) or ""
+    match = re.search(r"FileVault is (On|Off)", text)
+    return match.group(1) == "On" if match else None
+
+
 def read_linger(user: str) -> bool | None:
     """Whether systemd keeps this user's services running after logout (`loginctl`)."""
     if not user or not proc.which("loginctl"):
@@ -260,6 +268,7 @@ def probe(config: Config, paths: Paths, backend: Backend | None = None) -> HostF
         machine = pool.submit(probe_machine, platform)
         uv = pool.submit(proc.which, "uv")
         linger = pool.submit(read_linger, read_user()) if platform == "linux" else None
+        filevault = pool.submit(read_filevault) if platform == "macos" else None
         brew_prefix = brew.result()
         python = pool.submit(find_python_for_openwebui, brew_prefix)
         conflicts = pool.submit(read_conflicts, platform, brew_prefix)
@@ -276,6 +285,7 @@ def probe(config: Config, paths: Paths, backend: Backend | None = None) -> HostF
         facts.uv_path = uv.result()
         facts.conflicts = conflicts.result()
         facts.linger = linger.result() if linger else None
+        facts.filevault = filevault.result() if filevault else None
     where = models_dir(config, paths, backend)
     facts.models_dir = str(where)
     facts.disk_free = read_disk_free(where)

@@ -578,3 +578,22 @@ def test_stackctl_run_from_a_privacy_protected_folder_is_refused(
         "(e.g. `pipx install` or `uv tool install`, which use ~/.local), then run `stackctl "
         "up` again\n",
     )
+
+
+@pytest.mark.parametrize("filevault", [True, False])
+def test_doctor_says_what_filevault_means_for_services_at_boot(
+    sudo_mac: FakeBin, stackctl, filevault: bool
+) -> None:
+    sudo_mac.scenario(filevault=filevault)
+    found = json.loads(stackctl("doctor", "--json").out)["findings"]
+    assert [(f["severity"], f["text"]) for f in found if f["check"] == "filevault"] == [
+        (
+            "warn",
+            "FileVault is on: after a restart the disk stays locked until someone logs in at "
+            "the Mac's screen, so the services start only then: log in once after each "
+            "restart, or restart with `sudo fdesetup authrestart`, which unlocks the disk for "
+            "that one restart",
+        )
+        if filevault
+        else ("ok", "FileVault is off: the services start at boot")
+    ]

@@ -56,6 +56,8 @@ def check_services(ctx: Context) -> Iterator[Finding]:
             "scope system installs services for the whole machine and needs root",
             "run `sudo stackctl up`",
         )
+    if facts.platform == "macos" and scope == "system" and facts.filevault is not None:
+        yield _filevault_finding(facts.filevault)
     if facts.platform == "linux" and scope == "user" and facts.linger is False:
         yield Finding(
             "warn",
@@ -63,3 +65,19 @@ def check_services(ctx: Context) -> Iterator[Finding]:
             "user services stop when you log out (linger off)",
             f"run `{shlex.join(['loginctl', 'enable-linger', facts.user])}`",
         )
+
+
+def _filevault_finding(on: bool) -> Finding:
+    """System scope on a Mac means services at boot, which FileVault delays until a login:
+    the data volume (and /Library, the users' homes) stays locked until someone unlocks it
+    at the login window. fdesetup(8): `authrestart` restarts without that unlock, once."""
+    if not on:
+        return Finding("ok", "filevault", "FileVault is off: the services start at boot")
+    return Finding(
+        "warn",
+        "filevault",
+        "FileVault is on: after a restart the disk stays locked until someone logs in at the "
+        "Mac's screen, so the services start only then",
+        "log in once after each restart, or restart with `sudo fdesetup authrestart`, which "
+        "unlocks the disk for that one restart",
+    )
