@@ -495,6 +495,10 @@ def test_an_ollama_linked_from_ollama_app_is_not_what_the_service_runs(
         )
     assert result.err == found + fix
     assert brew_changes(mac) == [] and launchctl_changes(mac) == []
+    report = json.loads(stackctl("doctor", "--json").out)["findings"]
+    [finding] = [f for f in report if f["check"] == "ollama"]
+    assert finding["severity"] == "error"
+    assert f"{finding['message']}. {finding['fix']}\n" == found.removeprefix("Error: ") + fix
 
 
 def test_a_mac_older_than_sonoma_is_refused_before_anything_changes(

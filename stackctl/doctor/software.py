@@ -118,6 +118,16 @@ def _ollama_findings(ctx: Context) -> Iterator[Finding]:
                 "then run `stackctl up`",
             )
         return
+    if mac and facts.brew_prefix:
+        from pathlib import Path
+
+        from stackctl.setup.macos import not_the_formula
+
+        problem = not_the_formula(Path(facts.brew_prefix, "bin", "ollama"))
+        if problem:
+            message, _, fix = problem.partition(". ")
+            yield Finding("error", "ollama", message.rstrip(":"), fix)
+            return
     version = facts.ollama_version
     missing = [feature for since, feature in OLLAMA_FEATURES if version and _older(version, since)]
     if version and missing:

@@ -38,32 +38,38 @@ def require_homebrew(ctx: Context) -> None:
         )
 
 
-def require_formula_ollama(ctx: Context) -> None:
-    """Refuse an <prefix>/bin/ollama that is not the formula's: the ollama-app cask links it
-    into Ollama.app (its `binary` stanza), and the app links /usr/local/bin/ollama, which is
-    Homebrew's bin on an Intel Mac. The service would run the app's self-updating binary,
-    and `brew upgrade ollama` could not upgrade it."""
-    binary = brew_ollama(ctx)
+def not_the_formula(binary: Path) -> str | None:
+    """What is wrong with an <prefix>/bin/ollama that is not the formula's, and the fix
+    (None: missing, or the formula's). The ollama-app cask links it into Ollama.app (its
+    `binary` stanza), and the app links /usr/local/bin/ollama, which is Homebrew's bin on an
+    Intel Mac: the service would run the app's self-updating binary, and `brew upgrade
+    ollama` could not upgrade it."""
     prefix = binary.parent.parent
     if not binary.exists() or homebrew.in_cellar(binary, prefix, "ollama"):
-        return
-    found = (
-        f"{binary} is {binary.resolve()}, Ollama.app's own binary, not Homebrew's ollama "
-        "formula: the app replaces it when it updates itself, and `brew upgrade` cannot. "
-    )
-    if f"/{OLLAMA_APP}/" not in str(binary.resolve()):
-        found = f"{binary} is {binary.resolve()}, not Homebrew's ollama formula. "
+        return None
+    target = binary.resolve()
+    found = f"{binary} is {target}, not Homebrew's ollama formula. "
+    if f"/{OLLAMA_APP}/" in str(target):
+        found = (
+            f"{binary} is {target}, Ollama.app's own binary, not Homebrew's ollama formula: "
+            "the app replaces it when it updates itself, and `brew upgrade` cannot. "
+        )
     if homebrew.installed("ollama-app", cask=True):
-        fix = (
+        return found + (
             "Run `brew uninstall --cask ollama-app` (the ollama formula conflicts with that "
             "cask; models in ~/.ollama stay), then `stackctl up` again: it installs the formula"
         )
-    else:
-        fix = (
-            f"Remove that link (`rm {shlex.quote(str(binary))}`; the app asks before linking "
-            "it again), then run `stackctl up` again: it installs the formula"
-        )
-    raise StackctlError(found + fix)
+    return found + (
+        f"Remove that link (`rm {shlex.quote(str(binary))}`; the app asks before linking "
+        "it again), then run `stackctl up` again: it installs the formula"
+    )
+
+
+def require_formula_ollama(ctx: Context) -> None:
+    """Refuse an <prefix>/bin/ollama that is not the formula's (see not_the_formula)."""
+    problem = not_the_formula(brew_ollama(ctx))
+    if problem:
+        raise StackctlError(problem)
 
 
 def require_macos_for_ollama(ctx: Context) -> None:
