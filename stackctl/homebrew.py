@@ -24,10 +24,12 @@ from stackctl.paths import is_root
 DEFAULT_BREWS = ("/opt/homebrew/bin/brew", "/usr/local/bin/brew")
 
 
-def brew_executable() -> str | None:
-    """`brew` when it is on PATH, else the one at Homebrew's default prefix, or None."""
-    if proc.which("brew"):
-        return "brew"
+def brew_executable(*, absolute: bool = False) -> str | None:
+    """`brew` when it is on PATH (its absolute path when asked), else the one at Homebrew's
+    default prefix, or None."""
+    found = proc.which("brew")
+    if found:
+        return found if absolute else "brew"
     return next((brew for brew in DEFAULT_BREWS if Path(brew).is_file()), None)
 
 
@@ -41,9 +43,8 @@ def invoking_user() -> str | None:
 def brew_argv(*args: str) -> list[str]:
     """The argv that runs `brew ARGS...` as the person who owns Homebrew (see the module
     docstring); `brew` itself when stackctl does not run as root."""
-    brew = brew_executable() or "brew"
     if not is_root():
-        return [brew, *args]
+        return [brew_executable() or "brew", *args]
     user = invoking_user()
     if user is None:
         raise StackctlError(
@@ -51,7 +52,8 @@ def brew_argv(*args: str) -> list[str]:
             "sudo: run `sudo stackctl up` from the account that installed Homebrew (not from "
             "a root shell)"
         )
-    return ["sudo", "-u", user, "-H", brew, *args]
+    # absolute: sudo looks a command up on its own PATH (secure_path), without Homebrew's bin
+    return ["sudo", "-u", user, "-H", brew_executable(absolute=True) or "brew", *args]
 
 
 def installed(name: str, *, cask: bool = False) -> bool:

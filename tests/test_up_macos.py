@@ -343,10 +343,10 @@ def test_system_scope_runs_brew_as_the_user_who_ran_sudo(
     sudo_mac.scenario(brew_services={"ollama": "started"})
     result = stackctl("up", "--yes")
     assert result.code == 0, result.out + result.err
-    as_user = ["sudo", "-u", "nobody", "-H"]
+    as_user = ["sudo", "-u", "nobody", "-H", str(sudo_mac.bin / "brew")]
     changes = [c for c in sudo_mac.calls() if c[0] in ("brew", "sudo") and "list" not in c]
     assert [c for c in changes if c[1:2] != ["--prefix"]] == [
-        [*as_user, "brew", "install", "ollama"],
+        [*as_user, "install", "ollama"],
         ["brew", "install", "ollama"],
     ]
     entries = [
@@ -370,7 +370,8 @@ def test_under_sudo_the_users_brew_service_is_seen_and_stopped_as_them(
     sudo_mac.scenario(brew_services={"ollama": "started"})
     ctx = resolve_context(Config(), Path("/nonexistent/stack.yaml"), UpOptions(yes=True))
     steps = conflict_steps(ctx)
-    assert [s.commands for s in steps] == [["sudo -u nobody -H brew services stop ollama"]]
+    brew = sudo_mac.bin / "brew"  # absolute: sudo's secure_path lacks Homebrew's bin
+    assert [s.commands for s in steps] == [[f"sudo -u nobody -H {brew} services stop ollama"]]
     steps[0].apply(Progress(terminal=False))
     scenario = json.loads((sudo_mac.state / "scenario.json").read_text())
     assert scenario["brew_services"] == {"ollama": "none"}
