@@ -124,7 +124,7 @@ def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
         checks = [
             pool.submit(check, s, timeout=timeout, api_key=keys.get(s.name)) for s in stack.services
         ]
-        offload = pool.submit(gpu_warnings, scope.config, scope.backend, timeout)
+        offload = pool.submit(gpu_warnings, stack, timeout)
         by_name = {state.service: state for state in states.result()}
         rows = [
             _row(s, by_name.get(s.name), c.result())
@@ -135,18 +135,15 @@ def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
     return StackStatus(rows, is_installed, message, offload.result() if is_installed else [])
 
 
-def gpu_warnings(config: Config, backend: str, timeout: float = CHECK_TIMEOUT) -> list[str]:
+def gpu_warnings(stack: Stack, timeout: float = CHECK_TIMEOUT) -> list[str]:
     """On an Apple Silicon Mac, a warning per model Ollama runs (partly) on the CPU."""
-    from stackctl.config import resolve_scope
     from stackctl.gpu_offload import loaded_models, offload_warnings
-    from stackctl.paths import current_platform
     from stackctl.probe import read_apple_silicon
 
-    platform = current_platform()
-    if backend != "ollama" or platform != "macos" or not read_apple_silicon(platform):
+    if stack.backend != "ollama" or not read_apple_silicon(stack.platform):
         return []
-    models = loaded_models(config.ollama.url, timeout=timeout)
-    return offload_warnings(models or [], resolve_scope(config))
+    models = loaded_models(stack.config.ollama.url, timeout=timeout)
+    return offload_warnings(models or [], stack.scope)
 
 
 # Sub-states in which the manager restarts a crashed service by itself: systemd's

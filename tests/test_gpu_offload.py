@@ -12,9 +12,9 @@ import pytest
 
 from stackctl.config import load
 from stackctl.gpu_offload import Loaded, loaded_models, offload_warnings
-from stackctl.services import manager_for
 from stackctl.services.inputs import inputs_for_host
 from stackctl.services.render import render_units
+from stackctl.stack import resolve_stack
 from tests.fakes.ollama_api import FakeOllama
 from tests.ports import free_ports
 
@@ -77,9 +77,10 @@ def test_status_warns_when_the_model_runs_on_the_cpu(
         f"openwebui: {{port: {webui_port}}}\n"
     )
     config = load(config_path)
-    inputs = inputs_for_host(config, config_path, preview=True)
+    stack = resolve_stack(config, config_path)
+    inputs = inputs_for_host(stack, preview=True)
     inputs = dataclasses.replace(inputs, ollama_bin=Path("/opt/homebrew/bin/ollama"))
-    manager_for(config).install(render_units(config, inputs))
+    stack.manager.install(render_units(config, inputs))
     load_model(ollama)
     result = stackctl("--config", str(config_path), "status", "--json")
     assert json.loads(result.out)["warnings"] == []

@@ -153,7 +153,7 @@ def test_a_lasting_input_output_error_names_both_causes(mac, monkeypatch):
     mac.fakes.scenario(launchd_background_off=["dev.stackctl.ollama"])
     config, units = mac.units()
     with pytest.raises(StackctlError) as failure:
-        manager_for(config).install(units)
+        resolve_stack(config).manager.install(units)
     plist = mac.plist("ollama")
     assert failure.value.format_message() == (
         f"`launchctl bootstrap {GUI} {plist}` failed with exit code 5:\n"

@@ -348,5 +348,5 @@ def test_on_a_mac_the_ollama_unit_runs_homebrews_even_with_another_on_path(
     (prefix / "bin/ollama").write_text("#!/bin/sh\n")
     (prefix / "bin/ollama").chmod(0o755)
     monkeypatch.setenv("PATH", f"{app_link}:{os.environ['PATH']}")
-    inputs = inputs_for_host(Config(), "stack.yaml", brew_prefix=prefix)
+    inputs = inputs_for_host(resolve_stack(Config(), "stack.yaml"), brew_prefix=prefix)
     assert inputs.ollama_bin == prefix / "bin/ollama"

@@ -109,7 +109,8 @@ def require_unprotected_paths(ctx: Context) -> None:
         f"install stackctl outside {ALL_PROTECTED} (e.g. `pipx install` or `uv tool install`, "
         "which use ~/.local)"
     )
-    needed = [(f"the config {ctx.config_path}", ctx.config_path, None)]
+    move = f"move it out of {ALL_PROTECTED} (e.g. to {ctx.paths.config_file}, the default)"
+    needed = [(f"the config {ctx.config_path}", ctx.config_path, move)]
     if ctx.config.proxy.enabled:
         needed += [
             (f"the proxy service's Python {sys.executable}", Path(sys.executable), install),
@@ -123,8 +124,6 @@ def require_unprotected_paths(ctx: Context) -> None:
     for what, path, fix in needed:
         folder = protected_folder(path, where)
         if folder:
-            default = ctx.paths.config_file
-            fix = fix or f"move it out of {ALL_PROTECTED} (e.g. to {default}, the default)"
             raise StackctlError(
                 f"{what} is in {folder}, {KEPT_OUT}: {fix}, then run `stackctl up` again"
             )

@@ -38,7 +38,7 @@ def summary_lines(ctx: Context) -> list[str]:
         # a model Ollama already loaded that runs on the CPU (stackctl.gpu_offload)
         from stackctl.status import gpu_warnings
 
-        lines += [f"  warning: {w}" for w in gpu_warnings(ctx.config, ctx.backend)]
+        lines += [f"  warning: {w}" for w in gpu_warnings(ctx.stack)]
     lines.append("Next: `stackctl status` (is it up? why not?), `stackctl logs SERVICE`")
     return lines
 
