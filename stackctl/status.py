@@ -80,8 +80,7 @@ class StackStatus:
             "healthy": self.healthy,
             "installed": self.installed,
             "exit_code": int(self.exit_code),
-            "message": "
-".join(self.hints),
+            "message": "\n".join(self.hints),
             "warnings": self.warnings,
             "services": [asdict(row) for row in self.rows],
         }
