@@ -1,6 +1,7 @@
 """The proxy's ASGI app: `create_app(settings, backends=…, api_keys=…)` returns a Starlette app.
 
-Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models,
+Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings; for coding agents,
+POST /v1/messages (+ /count_tokens) and /v1/responses (dialects.py); GET /v1/models,
 /v1/models/{id}; GET /health (no auth); GET /metrics. The same routes answer without the
 /v1 prefix, for clients configured with a base URL that lacks it.
 
@@ -18,7 +19,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stackctl.proxy import codec, relay, responses, schemas, translate
+from stackctl.proxy import codec, dialects, relay, responses, schemas, translate
+from stackctl.proxy.context_limit import ContextWatch
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.gate import Gate
 from stackctl.proxy.metrics import Metrics
@@ -164,6 +166,7 @@ class Proxy:
             list_timeout=min(LIST_TIMEOUT, settings.read_timeout),
         )
         self.metrics = Metrics()
+        self.context = ContextWatch(self.upstream)
         self.pins: dict[str, dict[str, Any]] = {
             k.lower(): v for k, v in settings.model_options.items()
         }
@@ -190,6 +193,15 @@ class Proxy:
             await self.handle(spec, scope, receive, send)
 
         return Endpoint(endpoint, answers_errors=True)
+
+    def dialect(self, dialect: dialects.Dialect) -> Endpoint:
+        async def endpoint(scope: dict, receive: Any, send: Any) -> None:
+            await dialects.serve(self, dialect, scope, receive, send)
+
+        return Endpoint(endpoint, answers_errors=True)
+
+    async def count_tokens(self, scope: dict, receive: Any, send: Any) -> None:
+        await dialects.count_tokens(self, scope, receive, send)
 
     async def handle(self, spec: RouteSpec, scope: dict, receive: Any, send: Any) -> None:
         started = time.perf_counter()
@@ -342,7 +354,7 @@ class Proxy:
         await relay.send_bytes(send, 200, codec.dumps(payload))
 
     async def prometheus(self, scope: dict, receive: Any, send: Any) -> None:
-        body = self.metrics.render().encode()
+        body = (self.metrics.render() + self.context.render()).encode()
         await relay.send_bytes(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -354,8 +366,8 @@ def _error_handlers() -> dict:
         if exc.status_code == 404:
             message = (
                 f"Unknown request URL: {request.method} {request.url.path}. The proxy serves "
-                "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /health "
-                "and /metrics."
+                "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages, "
+                "/v1/responses, /v1/models, /health and /metrics."
             )
             error = OpenAIError(404, message, code="unknown_url")
         elif exc.status_code == 405:
@@ -396,6 +408,13 @@ def create_app(settings: ProxySection, *, backends: list[Backend], api_keys: lis
         for spec in (CHAT_ROUTE, COMPLETION_ROUTE, EMBEDDING_ROUTE):
             path = prefix + spec.openai_path
             routes.append(routing.Route(path, proxy.handler(spec), methods=["POST"]))
+        agent_routes = {  # the coding agents' dialects (dialects.py)
+            "/messages": proxy.dialect(dialects.MESSAGES),
+            "/messages/count_tokens": Endpoint(proxy.count_tokens, answers_errors=True),
+            "/responses": proxy.dialect(dialects.RESPONSES),
+        }
+        for path, endpoint in agent_routes.items():
+            routes.append(routing.Route(prefix + path, endpoint, methods=["POST"]))
         routes += [
             routing.Route(f"{prefix}/models", Endpoint(proxy.models), methods=["GET"]),
             routing.Route(

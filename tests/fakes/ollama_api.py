@@ -10,8 +10,9 @@ The state dir holds `models.json` (installed models, kept across restarts), `beh
 `slow_token_seconds`, `slow_tokens`), `pulls.json` (pull attempts per model) and
 `requests.jsonl` (each request: method, path, host, body, outcome).
 
-Chat answers `You said: <last user text>`; a request with tools gets tool calls, a thinking
-model thinks. Test hooks in the last user message or prompt: `[fake:error-mid-stream]` (some
+Chat answers `You said: <last user text>`; a request with tools gets tool calls (of the tools
+the user's text names, else the first), and a tool result since the last assistant message
+gets `The tool said: <result>`; a thinking model thinks. Test hooks in the last user message or prompt: `[fake:error-mid-stream]` (some
 tokens, then an `{"error"}` line and no done), `[fake:no-done]` (the stream just ends),
 `[fake:error-500]`, `[fake:busy]` (503). A model named `slow…` streams `tick ` every
 `slow_token_seconds`; a client that hangs up shows as outcome `cancelled` in the log.

@@ -200,11 +200,19 @@ def plan_chat(body: dict[str, Any], caps: list[str], version: str) -> Plan:
     )
     plan.directive = (DIRECTIVE.findall(text) or [None])[0]
     plan.slow = model.lower().startswith("slow")
-    last = messages[-1]
+    # a tool's result since the model last spoke is what it answers (the user may add words)
+    since_reply = messages[
+        next(
+            (i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "assistant"),
+            -1,
+        )
+        + 1 :
+    ]
+    results = [m for m in since_reply if m.get("role") == "tool"]
     if plan.slow:
         plan.content = ["tick "]
-    elif last.get("role") == "tool":
-        plan.content = tokens(f"The tool said: {last.get('content', '')}")
+    elif results:
+        plan.content = tokens(f"The tool said: {results[-1].get('content', '')}")
     elif tools and not body.get("format"):
         with_ids = version_tuple(version) >= FIRST_TOOL_CALL_IDS
         plan.tool_calls = _tool_calls(tools, text, with_ids)
