@@ -146,10 +146,16 @@ def _tool_calls(tools: list[Any], text: str, with_ids: bool) -> list[dict[str, A
         params = function.get("parameters") or {}
         props = params.get("properties") or {}
         args = {}
+        quoted = re.findall(r"`([^`]+)`", text)  # "run `echo hi`": what a model would pass on
         for key in params.get("required") or list(props)[:1]:
             prop = props.get(key, {})
-            city = prop.get("type") == "string" and re.search(r"city|location|place", key)
-            args[key] = "Paris" if city else example_for(prop)
+            is_text = prop.get("type") == "string"
+            if is_text and re.search(r"city|location|place", key):
+                args[key] = "Paris"
+            elif is_text and quoted:
+                args[key] = quoted.pop(0)
+            else:
+                args[key] = example_for(prop)
         call: dict[str, Any] = {
             "function": {"index": index, "name": function.get("name", ""), "arguments": args}
         }
