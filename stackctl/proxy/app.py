@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stackctl.proxy import codec, dialects, relay, responses, schemas, translate
+from stackctl.proxy.context_limit import HEADER as CONTEXT_HEADER
 from stackctl.proxy.context_limit import ContextWatch
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.gate import Gate
@@ -304,12 +305,16 @@ class Proxy:
     ) -> int:
         """Check, translate to Ollama's native API, and translate the answer back."""
         spec.check(body)
-        native = codec.dumps(spec.to_ollama(body, destination.model, self.pinned(destination)))
+        pinned = self.pinned(destination)
+        native = codec.dumps(spec.to_ollama(body, destination.model, pinned))
         backend = destination.backend
         if spec.translator and body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             translator = spec.translator(requested, include_usage, body)
-            return await self.stream(backend, spec.ollama_path, native, receive, send, translator)
+            await self.stream(backend, spec.ollama_path, native, receive, send, translator)
+            if translator.done_line:
+                await self.context.check(backend, destination.model, translator.done_line, pinned)
+            return 200
         reply = await self.upstream.call(backend, "POST", spec.ollama_path, native)
         if reply.status != 200:
             raise relay.backend_error(backend, reply.status, reply.body)
@@ -325,7 +330,9 @@ class Proxy:
             ) from None
         answer = spec.answer(result, requested, body)
         self.metrics.count_tokens(requested, answer.get("usage"))
-        await relay.send_bytes(send, 200, codec.dumps(answer))
+        full = await self.context.check(backend, destination.model, result, pinned)
+        extra = [(CONTEXT_HEADER, full)] if full else None
+        await relay.send_bytes(send, 200, codec.dumps(answer), extra=extra)
         return 200
 
     # -- GET routes ------------------------------------------------------------------------

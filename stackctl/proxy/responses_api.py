@@ -419,6 +419,7 @@ class ResponsesStream:
         self.open: dict[str, Any] | None = None  # the item being streamed
         self.calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> its item
         self.texts: list[str] = []
+        self.open_where = b""  # the open item's id and output index, as JSON members
 
     def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
         payload = {"type": kind, "sequence_number": self.sequence, **payload}
@@ -470,18 +471,30 @@ class ResponsesStream:
     def _add(self, item: dict[str, Any]) -> bytes:
         out = self._close()
         self.open = item
+        self.open_where = (
+            b',"item_id":' + codec.dumps(item["id"]) + b',"output_index":'
+            + str(len(self.output)).encode()
+        )  # fmt: skip
         return out + self._event(
             "response.output_item.added", {"output_index": len(self.output), "item": item}
         )
+
+    def _delta(self, kind: bytes, where: bytes, text: str, tail: bytes = b"}") -> bytes:
+        """A delta event, built from bytes: these are most of a stream's events."""
+        number = str(self.sequence).encode()
+        self.sequence += 1
+        return (
+            b"event: " + kind + b'\ndata: {"type":"' + kind + b'","sequence_number":' + number
+            + where + b',"delta":' + codec.dumps(text) + tail + b"\n\n"
+        )  # fmt: skip
 
     def thinking(self, text: str) -> bytes:
         out = b""
         if self.open is None or self.open["type"] != "reasoning":
             out = self._add({"type": "reasoning", "id": _id("rs"), "summary": [], "content": []})
         self.texts.append(text)
-        return out + self._event(
-            "response.reasoning_text.delta", {**self._where(), "content_index": 0, "delta": text}
-        )
+        where = self.open_where + b',"content_index":0'
+        return out + self._delta(b"response.reasoning_text.delta", where, text)
 
     def text(self, text: str) -> bytes:
         out = b""
@@ -499,10 +512,8 @@ class ResponsesStream:
                 {**self._where(), "content_index": 0, "part": _text_part("")},
             )
         self.texts.append(text)
-        return out + self._event(
-            "response.output_text.delta",
-            {**self._where(), "content_index": 0, "delta": text, "logprobs": []},
-        )
+        where = self.open_where + b',"content_index":0'
+        return out + self._delta(b"response.output_text.delta", where, text, b',"logprobs":[]}')
 
     def tool_call(self, index: int, call_id: str | None, name: str | None, arguments: str) -> bytes:
         out = b""
@@ -512,9 +523,8 @@ class ResponsesStream:
             out = self._add(item)
         if arguments and self.open is self.calls[index]:
             self.texts.append(arguments)
-            out += self._event(
-                "response.function_call_arguments.delta", {**self._where(), "delta": arguments}
-            )
+            delta = b"response.function_call_arguments.delta"
+            out += self._delta(delta, self.open_where, arguments)
         return out
 
     def finish(self, reason: str, usage: dict[str, int]) -> bytes:

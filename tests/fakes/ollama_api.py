@@ -33,7 +33,7 @@ from typing import Any
 
 from .asgi_server import ServedFake, ServerThread, answer_lifespan, read_body, stream_body
 from .ollama_catalog import canonical, layers_for, public
-from .ollama_inference import HTTPError, Plan, embed, plan_chat, plan_generate
+from .ollama_inference import DEFAULT_NUM_CTX, HTTPError, Plan, embed, plan_chat, plan_generate
 from .ollama_state import State, host_allowed, now_rfc3339, parse_ollama_host, read_requests
 
 RUNNER_STOPPED = (
@@ -69,6 +69,7 @@ class FakeOllamaApp:
         self.state = State(state_dir)
         self.loopback = loopback
         self.loaded: dict[str, float] = {}  # model name -> expiry (unix time), for /api/ps
+        self.contexts: dict[str, int] = {}  # model name -> the num_ctx it was loaded with
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -191,6 +192,7 @@ class FakeOllamaApp:
         if plan.directive == "busy":
             raise HTTPError(503, BUSY)
         self._touch(model, body.get("keep_alive"))
+        self.contexts[model["name"]] = plan.num_ctx
         if body.get("stream", True) is False:
             if plan.directive == "error-mid-stream":
                 raise HTTPError(500, MID_STREAM_ERROR)
@@ -214,7 +216,7 @@ class FakeOllamaApp:
                 entry.update(
                     expires_at=now_rfc3339(expiry - time.time()),
                     size_vram=model["size"],
-                    context_length=4096,
+                    context_length=self.contexts.get(model["name"], DEFAULT_NUM_CTX),
                 )
                 out.append(entry)
         return out

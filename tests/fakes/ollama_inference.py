@@ -22,6 +22,7 @@ DIRECTIVE = re.compile(r"\[fake:([a-z0-9-]+)\]")
 INT_OPTIONS = {"num_predict", "top_k", "seed", "num_ctx", "num_keep", "repeat_last_n", "num_batch"}
 FLOAT_OPTIONS = {"temperature", "top_p", "min_p", "typical_p", "repeat_penalty"}
 FIRST_TOOL_CALL_IDS = (0, 12, 10)  # tool call ids arrived in v0.12.10
+DEFAULT_NUM_CTX = 4096  # v0.6.7 to v0.15.4 (envconfig/config.go); later ones size it by VRAM
 
 
 class HTTPError(Exception):
@@ -42,6 +43,7 @@ class Plan:
     prompt_tokens: int = 0
     directive: str | None = None
     slow: bool = False
+    num_ctx: int = DEFAULT_NUM_CTX
     context: list[int] | None = None
 
     @property
@@ -204,6 +206,9 @@ def plan_chat(body: dict[str, Any], caps: list[str], version: str) -> Plan:
     plan = Plan(
         model=model, prompt_tokens=sum(len(tokens(m.get("content", ""))) + 4 for m in messages)
     )
+    # a longer prompt is cut to the context without an error (server/prompt.go chatPrompt)
+    plan.num_ctx = int(options.get("num_ctx") or DEFAULT_NUM_CTX)
+    plan.prompt_tokens = min(plan.prompt_tokens, plan.num_ctx)
     plan.directive = (DIRECTIVE.findall(text) or [None])[0]
     plan.slow = model.lower().startswith("slow")
     # a tool's result since the model last spoke is what it answers (the user may add words)
