@@ -346,3 +346,18 @@ def test_metrics_have_the_route(client, proxy):
     assert (
         'stackctl_proxy_requests_total{route="/v1/messages",model="gemma3:1b",status="200"}' in text
     )
+
+
+def test_a_model_that_cannot_call_tools_is_a_clear_400(client):
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.create(
+            model="gemma3:1b",
+            max_tokens=50,
+            tools=[WEATHER],
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+        )
+    assert refused.value.body["error"] == {
+        "type": "invalid_request_error",
+        "message": "The backend 'ollama' says: registry.ollama.ai/library/gemma3:1b does not "
+        "support tools",
+    }

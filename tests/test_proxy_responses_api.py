@@ -277,3 +277,15 @@ def test_hang_up_cancels_the_backend(proxy, ollama):
 
         time.sleep(0.05)
     assert outcome == "cancelled"
+
+
+def test_count_tokens_uses_the_backend_tokenizer(proxy, vllm):
+    body = {"model": "served-model", "messages": [{"role": "user", "content": "one two three"}]}
+    counted = httpx.post(proxy.url + "/v1/messages/count_tokens", json=body)
+    assert counted.json() == {"input_tokens": 7}  # the fake vLLM's count, not the estimate
+    sent = vllm.requests("/tokenize")[-1]["body"]
+    assert sent == {
+        "model": "served-model",
+        "messages": [{"role": "user", "content": "one two three"}],
+        "add_generation_prompt": True,
+    }

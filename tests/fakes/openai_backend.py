@@ -7,7 +7,7 @@ ignored), or `main([...])` from a fake `vllm serve`. In-process: `FakeOpenAIBack
 
 Routes: `GET /health` (200, empty body), `/version`, `/v1/models` (ModelCards with
 `max_model_len`), `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` (SSE when
-`stream`). With an API key, only `/v1/...` needs `Authorization: Bearer` (401
+`stream`), `POST /tokenize`. With an API key, only `/v1/...` needs `Authorization: Bearer` (401
 `{"error": "Unauthorized"}` otherwise), as in vLLM. Every request is logged with its headers
 and exact JSON body: `.requests()` in-process, `requests.jsonl` in the state dir. A served
 name starting with `slow` streams `tick ` every 0.05 s (outcome `cancelled` on hang-up).
@@ -122,6 +122,8 @@ class FakeOpenAIApp:
             return 200, {"version": VERSION}
         if path == "/v1/models" and method == "GET":
             return 200, {"object": "list", "data": [self._card(n) for n in self.names]}
+        if path == "/tokenize" and method == "POST":
+            return self._tokenize(body)
         routes = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
         if path not in routes:
             return 404, {"detail": "Not Found"}
@@ -201,6 +203,25 @@ class FakeOpenAIApp:
         if (body.get("stream_options") or {}).get("include_usage"):
             yield event([], usage=usage)
         yield b"data: [DONE]\n\n"
+
+    def _tokenize(self, body: Any) -> tuple[int, Any]:
+        """vLLM's POST /tokenize (at the server root, not under /v1): a chat request
+        (`messages`, `tools`, `add_generation_prompt`) or a `prompt`, answered with
+        {count, max_model_len, tokens} (vllm/entrypoints/openai/protocol.py
+        TokenizeChatRequest, TokenizeResponse). Here a token is a word, plus 4 per message."""
+        if not isinstance(body, dict) or body.get("model") not in self.names:
+            return self._error(404, "NotFoundError", "The model does not exist.", "model")
+        if isinstance(body.get("messages"), list):
+            count = sum(len(_text_of(m.get("content")).split()) + 4 for m in body["messages"])
+        elif isinstance(body.get("prompt"), str):
+            count = len(body["prompt"].split())
+        else:
+            return self._error(400, "BadRequestError", "messages or prompt: Field required")
+        return 200, {
+            "count": count,
+            "max_model_len": self.max_model_len,
+            "tokens": list(range(count)),
+        }
 
     def _card(self, name: str) -> dict[str, Any]:
         return {
