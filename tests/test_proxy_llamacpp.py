@@ -5,6 +5,11 @@ stands behind `stackctl proxy serve` as a `mode: openai_compatible` connection, 
 official openai SDK talks to the proxy. Nothing here is faked: this is what a vLLM or
 llama.cpp backend sees from the proxy.
 
+The coding agents' routes run here too: the anthropic SDK on /v1/messages, the openai SDK's
+responses.create on /v1/responses, and Claude Code itself (`claude --bare -p`, with its
+built-in tools off: SmolLM2-135M cannot call tools, and Claude Code's full prompt of about
+20,000 tokens would not fit its context; tests/test_agents_cli.py runs the tool turns).
+
 The server lives in its own venv (its FastAPI pins would fight ours); `.ci/run` builds it
 and points `STACKCTL_TEST_LLAMA_PYTHON` at its interpreter. Without that variable the
 tests are skipped locally and fail in CI.
@@ -20,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -189,3 +195,61 @@ def test_health_reports_the_real_backend(proxy_url: str) -> None:
         True,
         1,
     )
+
+
+def test_messages_on_the_real_model(proxy_url: str) -> None:
+    with anthropic.Anthropic(base_url=proxy_url, api_key="any", max_retries=0) as client:
+        reply = client.messages.create(
+            model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Name a colour."}]
+        )
+        assert reply.type == "message" and reply.model == MODEL
+        assert reply.content[0].type == "text" and reply.content[0].text
+        assert reply.stop_reason in ("end_turn", "max_tokens")
+        assert 0 < reply.usage.output_tokens <= 8 and reply.usage.input_tokens > 0
+        with client.messages.stream(
+            model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Say hello."}]
+        ) as stream:
+            kinds = [event.type for event in stream]
+            final = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert kinds.count("content_block_delta") >= 2  # relayed piece by piece
+    assert final.content[0].text and 0 < final.usage.output_tokens <= 8
+
+
+def test_responses_on_the_real_model(sdk: openai.OpenAI) -> None:
+    reply = sdk.responses.create(model=MODEL, input="Name a colour.", max_output_tokens=8)
+    assert reply.status in ("completed", "incomplete") and reply.output_text
+    assert 0 < reply.usage.output_tokens <= 8
+    events = list(
+        sdk.responses.create(model=MODEL, input="Say hello.", max_output_tokens=8, stream=True)
+    )
+    assert events[0].type == "response.created"
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) >= 2 and "".join(deltas) == events[-1].response.output_text
+
+
+def test_claude_code_answers_through_the_real_model(proxy_url: str, tmp_path: Path) -> None:
+    agents = os.environ.get("STACKCTL_TEST_AGENTS_BIN", "")
+    if not agents:
+        if os.environ.get("CI"):
+            pytest.fail("STACKCTL_TEST_AGENTS_BIN is not set: .ci/run installs the agents")
+        pytest.skip("set STACKCTL_TEST_AGENTS_BIN to the node_modules/.bin holding claude")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": proxy_url,
+        "ANTHROPIC_API_KEY": "any",
+        "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "16",
+        "DISABLE_TELEMETRY": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+    done = subprocess.run(
+        [str(Path(agents) / "claude"), "--bare", "-p", "Name a colour.", "--model", MODEL,
+         "--system-prompt", "Answer in one word.", "--tools", ""],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert done.stdout.strip()

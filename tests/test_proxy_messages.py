@@ -361,3 +361,30 @@ def test_a_model_that_cannot_call_tools_is_a_clear_400(client):
         "message": "The backend 'ollama' says: registry.ollama.ai/library/gemma3:1b does not "
         "support tools",
     }
+
+
+def test_ping_while_the_backend_is_silent(proxy, ollama, monkeypatch):
+    from stackctl.proxy import dialects
+
+    monkeypatch.setattr(dialects, "PING_SECONDS", 0.1)
+    ollama.behave(slow_tokens=2, slow_token_seconds=0.5)
+    try:
+        body = {
+            "model": "slow",
+            "max_tokens": 5,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Hi"}],
+        }
+        reply = httpx.post(
+            proxy.url + "/v1/messages", json=body, headers={"x-api-key": KEY}, timeout=10
+        )
+    finally:
+        ollama.behave(slow_tokens=400, slow_token_seconds=0.05)
+    events = [
+        line.removeprefix("event: ")
+        for line in reply.text.splitlines()
+        if line.startswith("event: ")
+    ]
+    assert events[0] == "message_start" and events[-1] == "message_stop"
+    assert events.count("ping") >= 4  # about every 0.1 s of the 1 s the fake took
+    assert reply.text.count('event: ping\ndata: {"type":"ping"}\n\n') == events.count("ping")

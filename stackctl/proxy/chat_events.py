@@ -77,13 +77,15 @@ class ChatChunkSource:
 
     Tool calls come in pieces keyed by `index` (the id and name with the first piece). The
     finish reason and the usage chunk (asked for with stream_options.include_usage) may come
-    in either order, so the writer's `finish` waits for `[DONE]`.
+    in either order, so the writer's `finish` waits for `[DONE]`. A server that sends no
+    usage gets its output counted as one token per content chunk, as these servers stream.
     """
 
     def __init__(self, writer: Writer):
         self.writer = writer
         self.reason: str | None = None
         self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.pieces = 0
         self.finished = False
         self.last: dict[str, Any] = {}
 
@@ -93,6 +95,8 @@ class ChatChunkSource:
         data = line[5:].strip()
         if data == b"[DONE]":
             self.finished = True
+            if not self.usage["completion_tokens"]:
+                self.usage["completion_tokens"] = self.pieces
             return self.writer.finish(self.reason or "stop", self.usage)
         try:
             chunk = codec.loads(data)
@@ -117,6 +121,8 @@ class ChatChunkSource:
                 out += writer.thinking(thinking)
             if delta.get("content"):
                 out += writer.text(delta["content"])
+            if thinking or delta.get("content"):
+                self.pieces += 1
             for call in delta.get("tool_calls") or []:
                 function = call.get("function") or {}
                 out += writer.tool_call(
