@@ -47,28 +47,36 @@ class OllamaSource:
             native = codec.loads(line)
         except codec.JSONDecodeError:
             raise StreamBroken(f"sent a line that is not JSON: {line[:200]!r}") from None
-        if not isinstance(native, dict):
+        if type(native) is not dict:
             return b""
         if "error" in native:
             raise StreamBroken(f"failed mid-answer: {native['error']}")
-        writer, out = self.writer, b""
-        message = native.get("message") or {}
-        if message.get("thinking"):
-            out += writer.thinking(message["thinking"])
-        if message.get("content"):
-            out += writer.text(message["content"])
-        for call in message.get("tool_calls") or []:
+        out = b""
+        message = native.get("message")
+        if message:
+            thinking, content = message.get("thinking"), message.get("content")
+            if thinking:
+                out = self.writer.thinking(thinking)
+            if content:
+                out += self.writer.text(content)
+            if message.get("tool_calls"):
+                out += self._calls(message["tool_calls"])
+        if native.get("done"):
+            self.finished, self.last, self.usage = True, native, usage(native)
+            out += self.writer.finish(finish_reason(native, self.calls > 0), self.usage)
+        return out
+
+    def _calls(self, calls: list[dict[str, Any]]) -> bytes:
+        out = b""
+        for call in calls:
             if self.calls and not self.parallel_tool_calls:
                 break
             function = call.get("function") or {}
             arguments = codec.dumps(function.get("arguments") or {}).decode()
-            out += writer.tool_call(
+            out += self.writer.tool_call(
                 self.calls, call.get("id") or call_id(), function.get("name", ""), arguments
             )
             self.calls += 1
-        if native.get("done"):
-            self.finished, self.last, self.usage = True, native, usage(native)
-            out += writer.finish(finish_reason(native, self.calls > 0), self.usage)
         return out
 
 

@@ -426,6 +426,7 @@ class MessagesStream:
         self.blocks = 0  # blocks opened so far; the open one is blocks - 1
         self.open: str | None = None  # "thinking" | "text" | "tool_use"
         self.tool_blocks: dict[int, int] = {}  # chat tool-call index -> block index
+        self.head = b""  # the open text or thinking block's delta prefix
 
     def start(self) -> bytes:
         head = {
@@ -462,27 +463,31 @@ class MessagesStream:
     def _delta(self, index: int, delta: bytes) -> bytes:
         return _event(
             b"content_block_delta",
-            b'{"type":"content_block_delta","index":'
-            + str(index).encode()
-            + b',"delta":'
-            + delta
-            + b"}",
-        )
+            b'{"type":"content_block_delta","index":' + str(index).encode() + b',"delta":'
+            + delta + b"}",
+        )  # fmt: skip
+
+    def _delta_head(self, kind: bytes, field: bytes) -> bytes:
+        """The bytes before the text of the open block's deltas (most of a stream's events)."""
+        return (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+            + str(self.blocks - 1).encode() + b',"delta":{"type":"' + kind + b'","' + field
+            + b'":'
+        )  # fmt: skip
 
     def thinking(self, text: str) -> bytes:
         out = b""
         if self.open != "thinking":
             out = self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-        delta = b'{"type":"thinking_delta","thinking":' + codec.dumps(text) + b"}"
-        return out + self._delta(self.blocks - 1, delta)
+            self.head = self._delta_head(b"thinking_delta", b"thinking")
+        return out + self.head + codec.dumps(text) + b"}}\n\n"
 
     def text(self, text: str) -> bytes:
         out = b""
         if self.open != "text":
             out = self._open("text", {"type": "text", "text": ""})
-        return out + self._delta(
-            self.blocks - 1, b'{"type":"text_delta","text":' + codec.dumps(text) + b"}"
-        )
+            self.head = self._delta_head(b"text_delta", b"text")
+        return out + self.head + codec.dumps(text) + b"}}\n\n"
 
     def tool_call(self, index: int, call_id: str | None, name: str | None, arguments: str) -> bytes:
         out = b""

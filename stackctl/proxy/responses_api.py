@@ -419,7 +419,7 @@ class ResponsesStream:
         self.open: dict[str, Any] | None = None  # the item being streamed
         self.calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> its item
         self.texts: list[str] = []
-        self.open_where = b""  # the open item's id and output index, as JSON members
+        self.head = b""  # the open item's delta event, up to its text
 
     def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
         payload = {"type": kind, "sequence_number": self.sequence, **payload}
@@ -471,30 +471,31 @@ class ResponsesStream:
     def _add(self, item: dict[str, Any]) -> bytes:
         out = self._close()
         self.open = item
-        self.open_where = (
-            b',"item_id":' + codec.dumps(item["id"]) + b',"output_index":'
-            + str(len(self.output)).encode()
-        )  # fmt: skip
         return out + self._event(
             "response.output_item.added", {"output_index": len(self.output), "item": item}
         )
 
-    def _delta(self, kind: bytes, where: bytes, text: str, tail: bytes = b"}") -> bytes:
-        """A delta event, built from bytes: these are most of a stream's events."""
+    def _delta(self, head: bytes, text: str) -> bytes:
+        """A delta event from its precomputed head (the sequence number goes last): these are
+        most of a stream's events."""
         number = str(self.sequence).encode()
         self.sequence += 1
+        return head + codec.dumps(text) + b',"sequence_number":' + number + b"}\n\n"
+
+    def _delta_head(self, kind: bytes, members: bytes = b"") -> bytes:
         return (
-            b"event: " + kind + b'\ndata: {"type":"' + kind + b'","sequence_number":' + number
-            + where + b',"delta":' + codec.dumps(text) + tail + b"\n\n"
+            b"event: " + kind + b'\ndata: {"type":"' + kind + b'","item_id":'
+            + codec.dumps(self.open["id"] if self.open else "") + b',"output_index":'
+            + str(len(self.output)).encode() + members + b',"delta":'
         )  # fmt: skip
 
     def thinking(self, text: str) -> bytes:
         out = b""
         if self.open is None or self.open["type"] != "reasoning":
             out = self._add({"type": "reasoning", "id": _id("rs"), "summary": [], "content": []})
+            self.head = self._delta_head(b"response.reasoning_text.delta", b',"content_index":0')
         self.texts.append(text)
-        where = self.open_where + b',"content_index":0'
-        return out + self._delta(b"response.reasoning_text.delta", where, text)
+        return out + self._delta(self.head, text)
 
     def text(self, text: str) -> bytes:
         out = b""
@@ -511,9 +512,10 @@ class ResponsesStream:
                 "response.content_part.added",
                 {**self._where(), "content_index": 0, "part": _text_part("")},
             )
+            members = b',"content_index":0,"logprobs":[]'
+            self.head = self._delta_head(b"response.output_text.delta", members)
         self.texts.append(text)
-        where = self.open_where + b',"content_index":0'
-        return out + self._delta(b"response.output_text.delta", where, text, b',"logprobs":[]}')
+        return out + self._delta(self.head, text)
 
     def tool_call(self, index: int, call_id: str | None, name: str | None, arguments: str) -> bytes:
         out = b""
@@ -521,10 +523,10 @@ class ResponsesStream:
             item = _call_item(_id("fc"), call_id or _id("call"), name or "", "", "in_progress")
             self.calls[index] = item
             out = self._add(item)
+            self.head = self._delta_head(b"response.function_call_arguments.delta")
         if arguments and self.open is self.calls[index]:
             self.texts.append(arguments)
-            delta = b"response.function_call_arguments.delta"
-            out += self._delta(delta, self.open_where, arguments)
+            out += self._delta(self.head, arguments)
         return out
 
     def finish(self, reason: str, usage: dict[str, int]) -> bytes:
