@@ -318,16 +318,7 @@ class Proxy:
         reply = await self.upstream.call(backend, "POST", spec.ollama_path, native)
         if reply.status != 200:
             raise relay.backend_error(backend, reply.status, reply.body)
-        try:
-            result = codec.loads(reply.body)
-            if not isinstance(result, dict):
-                raise ValueError
-        except ValueError:
-            raise OpenAIError(
-                502,
-                f"The backend '{backend.name}' answered with something that is not JSON.",
-                code="backend_error",
-            ) from None
+        result = relay.backend_json(backend, reply.body)
         answer = spec.answer(result, requested, body)
         self.metrics.count_tokens(requested, answer.get("usage"))
         full = await self.context.check(backend, destination.model, result, pinned)

@@ -136,20 +136,6 @@ async def serve(proxy: Any, dialect: Dialect, scope: dict, receive: Any, send: A
         proxy.metrics.observe(dialect.route, label, status, time.perf_counter() - started)
 
 
-def _parsed(data: bytes, backend: Any) -> dict[str, Any]:
-    try:
-        result = codec.loads(data)
-        if not isinstance(result, dict):
-            raise ValueError
-    except ValueError:
-        raise OpenAIError(
-            502,
-            f"The backend '{backend.name}' answered with something that is not JSON.",
-            code="backend_error",
-        ) from None
-    return result
-
-
 async def whole(
     proxy: Any,
     dialect: Dialect,
@@ -169,7 +155,7 @@ async def whole(
         reply = await proxy.upstream.call(backend, "POST", call.path, call.payload)
         if not 200 <= reply.status < 300:
             raise relay.backend_error(backend, reply.status, reply.body)
-        result, extra = _parsed(reply.body, backend), None
+        result, extra = relay.backend_json(backend, reply.body), None
         completion = result
         if call.native:
             completion = responses.chat_completion(
