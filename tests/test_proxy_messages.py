@@ -6,6 +6,8 @@ the proxy sent (the Messages request runs on the chat path).
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import httpx
 import pytest
@@ -388,3 +390,20 @@ def test_ping_while_the_backend_is_silent(proxy, ollama, monkeypatch):
     assert events[0] == "message_start" and events[-1] == "message_stop"
     assert events.count("ping") >= 4  # about every 0.1 s of the 1 s the fake took
     assert reply.text.count('event: ping\ndata: {"type":"ping"}\n\n') == events.count("ping")
+
+
+def test_a_backend_failing_mid_stream_ends_with_an_error_event(proxy):
+    body = {
+        "model": "gemma3:1b",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "one two three [fake:error-mid-stream]"}],
+    }
+    reply = httpx.post(proxy.url + "/v1/messages", json=body, headers={"x-api-key": KEY})
+    assert reply.status_code == 200
+    *_, last = [block for block in reply.text.split("\n\n") if block]
+    name, data = last.split("\n")
+    assert name == "event: error"
+    error = json.loads(data.removeprefix("data: "))
+    assert error["type"] == "error" and error["error"]["type"] == "api_error"
+    assert error["error"]["message"].startswith("The backend 'ollama' failed mid-answer:")

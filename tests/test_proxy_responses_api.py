@@ -289,3 +289,15 @@ def test_count_tokens_uses_the_backend_tokenizer(proxy, vllm):
         "messages": [{"role": "user", "content": "one two three"}],
         "add_generation_prompt": True,
     }
+
+
+def test_a_backend_failing_mid_stream_ends_with_response_failed(client):
+    events = list(
+        client.responses.create(
+            model="gemma3:1b", input="one two three [fake:error-mid-stream]", stream=True
+        )
+    )
+    assert events[-1].type == "response.failed"
+    failed = events[-1].response
+    assert failed.status == "failed" and failed.error.code == "backend_error"
+    assert failed.error.message.startswith("The backend 'ollama' failed mid-answer:")
