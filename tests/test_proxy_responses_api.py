@@ -301,3 +301,23 @@ def test_a_backend_failing_mid_stream_ends_with_response_failed(client):
     failed = events[-1].response
     assert failed.status == "failed" and failed.error.code == "backend_error"
     assert failed.error.message.startswith("The backend 'ollama' failed mid-answer:")
+
+
+def test_messages_on_an_openai_compatible_backend_report_the_stop_sequence(proxy, vllm):
+    """The Messages route on the same chat path: vLLM names the stop string that ended it."""
+    import anthropic
+
+    with anthropic.Anthropic(base_url=proxy.url, api_key="any", max_retries=0) as client:
+        request = {
+            "model": "served-model",
+            "max_tokens": 50,
+            "stop_sequences": ["three"],
+            "messages": [{"role": "user", "content": "one two three four"}],
+        }
+        reply = client.messages.create(**request)
+        with client.messages.stream(**request) as stream:
+            final = stream.get_final_message()
+    assert (reply.stop_reason, reply.stop_sequence) == ("stop_sequence", "three")
+    assert reply.content[0].text == "You said: one two "
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "three")
+    assert vllm.requests("/v1/chat/completions")[-1]["body"]["stop"] == ["three"]

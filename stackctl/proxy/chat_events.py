@@ -4,8 +4,10 @@ The Anthropic Messages and OpenAI Responses routes run on the proxy's chat path.
 backend streams, Ollama's /api/chat NDJSON or an OpenAI-compatible server's chat-completion
 SSE, a *source* reads it line by line and calls the dialect's *writer*: `thinking(text)`,
 `text(text)`, `tool_call(index, id, name, arguments)` (arguments as a JSON text fragment),
-then `finish(reason, usage)` with the chat finish reason (`stop`, `length`, `tool_calls`) and
-`{"prompt_tokens", "completion_tokens"}`. Each call returns the bytes to send at once.
+then `finish(reason, usage, stop_sequence)` with the chat finish reason (`stop`, `length`,
+`tool_calls`), `{"prompt_tokens", "completion_tokens"}` and the stop string that ended the
+answer where the backend says (vLLM's `stop_reason`; Ollama does not). Each call returns the
+bytes to send at once.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ class Writer(Protocol):
     def tool_call(
         self, index: int, call_id: str | None, name: str | None, arguments: str
     ) -> bytes: ...
-    def finish(self, reason: str, usage: dict[str, int]) -> bytes: ...
+    def finish(
+        self, reason: str, usage: dict[str, int], stop_sequence: str | None = None
+    ) -> bytes: ...
     def fail(self, error: OpenAIError) -> bytes: ...
     def ping(self) -> bytes: ...
 
@@ -92,6 +96,7 @@ class ChatChunkSource:
     def __init__(self, writer: Writer):
         self.writer = writer
         self.reason: str | None = None
+        self.stop_sequence: str | None = None
         self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
         self.pieces = 0
         self.finished = False
@@ -105,7 +110,7 @@ class ChatChunkSource:
             self.finished = True
             if not self.usage["completion_tokens"]:
                 self.usage["completion_tokens"] = self.pieces
-            return self.writer.finish(self.reason or "stop", self.usage)
+            return self.writer.finish(self.reason or "stop", self.usage, self.stop_sequence)
         try:
             chunk = codec.loads(data)
         except codec.JSONDecodeError:
@@ -141,4 +146,6 @@ class ChatChunkSource:
                 )
             if choice.get("finish_reason"):
                 self.reason = choice["finish_reason"]
+                matched = choice.get("stop_reason")
+                self.stop_sequence = matched if isinstance(matched, str) else None
         return out

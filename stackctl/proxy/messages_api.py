@@ -401,6 +401,8 @@ def message(completion: dict[str, Any], model: str) -> dict[str, Any]:
     reason = choice.get("finish_reason") or "stop"
     if reply.get("tool_calls"):
         reason = "tool_calls"
+    matched = choice.get("stop_reason")  # vLLM names the stop string; Ollama does not
+    stop_sequence = matched if reason == "stop" and isinstance(matched, str) else None
     usage = completion.get("usage") or {}
     return {
         "id": _id("msg"),
@@ -408,8 +410,8 @@ def message(completion: dict[str, Any], model: str) -> dict[str, Any]:
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": STOP_REASONS.get(reason, "end_turn"),
-        "stop_sequence": None,
+        "stop_reason": "stop_sequence" if stop_sequence else STOP_REASONS.get(reason, "end_turn"),
+        "stop_sequence": stop_sequence,
         "usage": {
             "input_tokens": usage.get("prompt_tokens") or 0,
             "output_tokens": usage.get("completion_tokens") or 0,
@@ -505,12 +507,13 @@ class MessagesStream:
             out += self._delta(self.tool_blocks[index], delta)
         return out
 
-    def finish(self, reason: str, usage: dict[str, int]) -> bytes:
+    def finish(self, reason: str, usage: dict[str, int], stop_sequence: str | None = None) -> bytes:
         if self.tool_blocks:
-            reason = "tool_calls"
+            reason, stop_sequence = "tool_calls", None
+        stop_reason = "stop_sequence" if stop_sequence else STOP_REASONS.get(reason, "end_turn")
         tail = {
             "type": "message_delta",
-            "delta": {"stop_reason": STOP_REASONS.get(reason, "end_turn"), "stop_sequence": None},
+            "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
             "usage": {
                 "input_tokens": usage.get("prompt_tokens") or 0,
                 "output_tokens": usage.get("completion_tokens") or 0,

@@ -529,7 +529,7 @@ class ResponsesStream:
             out += self._delta(self.head, arguments)
         return out
 
-    def finish(self, reason: str, usage: dict[str, int]) -> bytes:
+    def finish(self, reason: str, usage: dict[str, int], stop_sequence: str | None = None) -> bytes:
         out = self._close()
         envelope = _finished(self.envelope, reason, usage)
         envelope["output"] = self.output

@@ -147,15 +147,26 @@ class FakeOpenAIApp:
             text = body.get("prompt") if isinstance(body.get("prompt"), str) else ""
         pieces = ["tick "] * 400 if str(model).startswith("slow") else _words(f"You said: {text}")
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
-        finish = "stop"
+        finish, stop_reason = "stop", None
+        stops = [body["stop"]] if isinstance(body.get("stop"), str) else body.get("stop") or []
+        whole = "".join(pieces)
+        matched = [(whole.index(s), s) for s in stops if isinstance(s, str) and s and s in whole]
+        if matched:  # cut before the stop string; vLLM names it in stop_reason
+            cut, stop_reason = min(matched)
+            pieces = _words(whole[:cut]) if whole[:cut] else []
         if isinstance(limit, int) and len(pieces) > limit:
-            pieces, finish = pieces[:limit], "length"
+            pieces, finish, stop_reason = pieces[:limit], "length", None
         usage = {"prompt_tokens": len(text.split()) + 5, "completion_tokens": len(pieces)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         if body.get("stream"):
-            return 200, self._sse(ident, model, chat, pieces, finish, usage, body)
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
+            return 200, self._sse(ident, model, chat, pieces, (finish, stop_reason), usage, body)
+        choice: dict[str, Any] = {
+            "index": 0,
+            "finish_reason": finish,
+            "stop_reason": stop_reason,
+            "logprobs": None,
+        }
         if chat:
             choice["message"] = {"role": "assistant", "content": "".join(pieces), "tool_calls": []}
         else:
@@ -176,7 +187,7 @@ class FakeOpenAIApp:
         model: str,
         chat: bool,
         pieces: list[str],
-        finish: str,
+        ending: tuple[str, str | None],
         usage: dict,
         body: dict,
     ) -> AsyncIterator[bytes]:
@@ -189,17 +200,20 @@ class FakeOpenAIApp:
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
         def choice(text: str, reason: str | None = None, role: bool = False) -> dict[str, Any]:
+            stop_reason = ending[1] if reason else None
             if not chat:
-                return {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+                return {"index": 0, "text": text, "logprobs": None, "finish_reason": reason,
+                        "stop_reason": stop_reason}  # fmt: skip
             delta = {"role": "assistant", "content": text} if role else {"content": text}
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason,
+                    "stop_reason": stop_reason}  # fmt: skip
 
         if chat:
             yield event([choice("", role=True)])
         for piece in pieces:
             yield event([choice(piece)])
             await asyncio.sleep(0.05 if slow else 0)
-        yield event([choice("", finish)])
+        yield event([choice("", ending[0])])
         if (body.get("stream_options") or {}).get("include_usage"):
             yield event([], usage=usage)
         yield b"data: [DONE]\n\n"
