@@ -53,7 +53,7 @@ def proxy(ollama: FakeOllama):
     config = Config()
     config.proxy.model_options = {MODEL: {"num_ctx": 65536}}
     backends = [Backend("ollama", "ollama", ollama.url)]
-    with ServerThread(create_app(config, backends=backends, api_keys=[KEY])) as server:
+    with ServerThread(create_app(config.proxy, backends=backends, api_keys=[KEY])) as server:
         yield server
 
 

@@ -28,7 +28,7 @@ def ollama(tmp_path_factory: pytest.TempPathFactory):
 def proxy(ollama: FakeOllama):
     config = Config()
     config.proxy.model_options = {"qwen3:8b": {"num_ctx": 16384}}
-    app = create_app(config, backends=[Backend("ollama", "ollama", ollama.url)], api_keys=[])
+    app = create_app(config.proxy, backends=[Backend("ollama", "ollama", ollama.url)], api_keys=[])
     with ServerThread(app) as server:
         yield server
 

@@ -45,7 +45,7 @@ def proxy(ollama: FakeOllama):
     config.proxy.model_options = {"qwen3:8b": {"num_ctx": 8192, "temperature": 0.6}}
     config.proxy.max_body_mb = 1
     backends = [Backend("ollama", "ollama", ollama.url)]
-    app = create_app(config, backends=backends, api_keys=[KEY])
+    app = create_app(config.proxy, backends=backends, api_keys=[KEY])
     with ServerThread(app) as server:
         yield server
 

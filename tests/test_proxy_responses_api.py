@@ -50,7 +50,7 @@ def proxy(ollama: FakeOllama, vllm: FakeOpenAIBackend):
         Backend("ollama", "ollama", ollama.url),
         Backend("vllm", "openai_compatible", vllm.url + "/v1"),
     ]
-    with ServerThread(create_app(config, backends=backends, api_keys=[])) as server:
+    with ServerThread(create_app(config.proxy, backends=backends, api_keys=[])) as server:
         yield server
 
 

@@ -130,8 +130,8 @@ async def serve(proxy: Any, dialect: Dialect, scope: dict, receive: Any, send: A
         await relay.send_bytes(send, error.status, dialect.error_json(error))
     except Exception:
         log.exception("internal error while answering %s", dialect.route)
-        error = OpenAIError(500, "The proxy failed while answering; its log has the details.")
-        await relay.send_bytes(send, 500, dialect.error_json(error))
+        failure = OpenAIError(500, "The proxy failed while answering; its log has the details.")
+        await relay.send_bytes(send, 500, dialect.error_json(failure))
     finally:
         proxy.metrics.observe(dialect.route, label, status, time.perf_counter() - started)
 
@@ -293,8 +293,8 @@ async def count_tokens(proxy: Any, scope: dict, receive: Any, send: Any) -> None
         await relay.send_bytes(send, error.status, messages_api.error_json(error))
     except Exception:
         log.exception("internal error while counting tokens")
-        error = OpenAIError(500, "The proxy failed while answering; its log has the details.")
-        await relay.send_bytes(send, 500, messages_api.error_json(error))
+        failure = OpenAIError(500, "The proxy failed while answering; its log has the details.")
+        await relay.send_bytes(send, 500, messages_api.error_json(failure))
     finally:
         proxy.metrics.observe(
             "/v1/messages/count_tokens", label, status, time.perf_counter() - started
