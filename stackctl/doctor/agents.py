@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from stackctl.doctor.base import Context, Finding
-from stackctl.doctor.resources import wanted_models
+from stackctl.doctor.base import Context, Finding, wanted_models
 from stackctl.proxy.context_limit import AGENT_CONTEXT
 
 
