@@ -10,6 +10,7 @@ the proxy alternately, and prints each figure with its ratio and the target:
   added p50 latency at concurrency 1      <= 0.5 ms
   non-streamed requests/s at 32            >= 4,000
   relayed stream chunks/s                  >= 25,000
+  /v1/messages, /v1/responses streams      >= 0.9x chat's chunks/s (same rounds)
   proxy RSS after the load                 <= 60 MiB
   serving after start (hyperfine)          <= 1 s
 
@@ -51,6 +52,7 @@ TARGETS = {
     "added_p50_ms": 0.5,
     "rps_c32": 4000,
     "chunks_per_s": 25000,
+    "dialect_share": 0.9,  # the agents' routes keep this share of chat's stream throughput
     "rss_mib": 60,
     "serving_s": 1.0,
 }
@@ -183,7 +185,10 @@ def main() -> None:
         wrk(direct, "direct_chat.lua", 8, 1)
         minimal_url = f"http://127.0.0.1:{minimal_port}/v1/chat/completions"
         base_url = f"http://127.0.0.1:{base_port}/v1/chat/completions"
-        keys = ("d_p50", "p_p50", "m_p50", "d_rps", "p_rps", "m_rps", "d_chunks", "p_chunks")
+        keys = ("d_p50", "p_p50", "m_p50", "d_rps", "p_rps", "m_rps", "d_chunks", "p_chunks",
+                "msg_chunks", "resp_chunks")  # fmt: skip
+        messages_url = f"http://127.0.0.1:{proxy_port}/v1/messages"
+        responses_url = f"http://127.0.0.1:{proxy_port}/v1/responses"
         if base is not None:
             wrk(base_url, "proxy_chat.lua", 8, 2)
             keys += ("b_p50", "b_rps", "b_chunks")
@@ -201,6 +206,14 @@ def main() -> None:
             )
             runs["p_chunks"].append(
                 wrk(via, "proxy_stream.lua", 8, args.seconds)["rps"] * STREAM_CHUNKS
+            )
+            runs["msg_chunks"].append(
+                wrk(messages_url, "proxy_messages_stream.lua", 8, args.seconds)["rps"]
+                * STREAM_CHUNKS
+            )
+            runs["resp_chunks"].append(
+                wrk(responses_url, "proxy_responses_stream.lua", 8, args.seconds)["rps"]
+                * STREAM_CHUNKS
             )
             if base is not None:  # the compared checkout, right after this one's run
                 runs["b_p50"].append(wrk(base_url, "proxy_chat.lua", 1, args.seconds)["p50_ms"])
@@ -231,6 +244,9 @@ def main() -> None:
          f"{med['p_rps'] / med['d_rps']:.2f}x direct", f">= {TARGETS['rps_c32']:,}", med["p_rps"] >= TARGETS["rps_c32"]),
         ("stream chunks/s, 8 streams", f"{med['d_chunks']:,.0f}", f"{med['p_chunks']:,.0f}",
          f"{med['p_chunks'] / med['d_chunks']:.2f}x direct", f">= {TARGETS['chunks_per_s']:,}", med["p_chunks"] >= TARGETS["chunks_per_s"]),
+        *[(f"{name} stream chunks/s", "", f"{med[key]:,.0f}", f"{med[key] / med['p_chunks']:.2f}x chat",
+           f">= {TARGETS['dialect_share']}x chat", med[key] >= TARGETS["dialect_share"] * med["p_chunks"])
+          for name, key in (("/v1/messages", "msg_chunks"), ("/v1/responses", "resp_chunks"))],
         ("proxy RSS after the load", "", f"{rss:.1f} MiB", "", f"<= {TARGETS['rss_mib']} MiB", rss <= TARGETS["rss_mib"]),
         ("serving after start", "", f"{serving:.3f} s", "", f"<= {TARGETS['serving_s']} s", serving <= TARGETS["serving_s"]),
     ]  # fmt: skip

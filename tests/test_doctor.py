@@ -344,3 +344,32 @@ def test_disk_too_small_for_the_models(
     _, _, found = doctor(stackctl, config)
     assert texts(found, "disk")[0][0] == "warn"
     assert "after the models (about 0.8 GB)" in texts(found, "disk")[0][1]
+
+
+def test_agent_context_warns_when_a_pinned_num_ctx_is_too_small(
+    fake_bin, monkeypatch, stackctl, isolated_home, tmp_path, ports, plenty_of_disk
+) -> None:
+    hosts.linux_no_gpu(fake_bin, monkeypatch, tmp_path / "host")
+    config = isolated_home / "stack.yaml"
+    config.write_text(
+        f"ollama: {{port: {ports['ollama']}}}\nopenwebui: {{port: {ports['openwebui']}}}\n"
+        "models: [qwen3:8b, 'gemma3:4b', llama3.2:3b]\n"
+        f"proxy:\n  port: {ports['proxy']}\n"
+        "  model_options: {qwen3:8b: {num_ctx: 8192}, 'gemma3:4b': {num_ctx: 32768}}\n"
+    )
+    _code, _report, found = doctor(stackctl, config)
+    assert texts(found, "context") == [
+        (
+            "warn",
+            "qwen3:8b has num_ctx 8192: a coding agent's prompt (Claude Code sends about 20,000 "
+            "tokens) does not fit, and Ollama cuts it without an error: set "
+            f"proxy.model_options.qwen3:8b.num_ctx: 32768 in {config} (it takes more memory)",
+        ),
+        ("ok", "gemma3:4b has num_ctx 32768: a coding agent's prompt fits"),
+        (
+            "ok",
+            "llama3.2:3b runs with Ollama's default context (4,096 tokens up to Ollama 0.15.4); "
+            "for coding agents (Claude Code, Codex) set proxy.model_options.llama3.2:3b.num_ctx: "
+            "32768",
+        ),
+    ]

@@ -192,7 +192,7 @@ def test_api_keys(locked):
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     assert missing.json()["error"] == {
         "message": "You didn't provide an API key. Send it as `Authorization: Bearer <key>` "
-        "(the proxy's keys are in proxy.api_keys or proxy.api_keys_file).",
+        "or `x-api-key: <key>` (the proxy's keys are in proxy.api_keys or proxy.api_keys_file).",
         "type": "authentication_error",
         "param": None,
         "code": "invalid_api_key",
@@ -370,10 +370,11 @@ def test_bad_requests_are_openai_errors_naming_the_field(proxy, body, status, me
 
 
 def test_unknown_route_and_method(proxy):
-    assert error_of(httpx.post(proxy.url + "/v1/responses", json={})) == (
+    assert error_of(httpx.post(proxy.url + "/v1/audio/speech", json={})) == (
         404,
-        "Unknown request URL: POST /v1/responses. The proxy serves /v1/chat/completions, "
-        "/v1/completions, /v1/embeddings, /v1/models, /health and /metrics.",
+        "Unknown request URL: POST /v1/audio/speech. The proxy serves /v1/chat/completions, "
+        "/v1/completions, /v1/embeddings, /v1/messages, /v1/responses, /v1/models, /health "
+        "and /metrics.",
     )
     assert error_of(httpx.get(proxy.url + "/v1/chat/completions")) == (
         405,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stackctl.config.model import Config
+from stackctl.doctor.agents import check_agent_context
 from stackctl.doctor.base import Context, Finding, Severity
 from stackctl.doctor.host import check_config, check_host, check_services
 from stackctl.doctor.resources import check_conflicts, check_disk, check_models, check_ports
@@ -50,6 +51,7 @@ CHECKS: list[Callable[[Context], Iterator[Finding]]] = [
     check_conflicts,
     check_ports,
     check_models,
+    check_agent_context,
     check_disk,
     check_services,
     check_gated,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from stackctl import catalog
 from stackctl.catalog import Model
 from stackctl.paths import hf_repo_cache
 from stackctl.probe import HostFacts
@@ -48,3 +49,12 @@ def downloaded(ctx: Context, name: str, model: Model) -> bool:
     tag = model.ollama if ":" not in name else name
     repo, _, version = tag.partition(":")
     return (models_dir / "manifests/registry.ollama.ai/library" / repo / version).is_file()
+
+
+def wanted_models(ctx: Context) -> list[str]:
+    """The models the stack runs: vllm.model for vLLM, else models (or the recommendation)."""
+    if ctx.backend == "vllm":
+        return [ctx.config.vllm.model]
+    if ctx.config.models is not None:
+        return ctx.config.models
+    return [catalog.recommend(ctx.facts, "ollama").ollama]

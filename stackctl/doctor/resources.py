@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from stackctl import catalog
-from stackctl.doctor.base import Context, Finding, Severity, downloaded
+from stackctl.doctor.base import Context, Finding, Severity, downloaded, wanted_models
 from stackctl.output import GB, gb
 from stackctl.probe_processes import OLLAMA_APP, QUIT_OLLAMA_APP, fights_other_ollamas
 
@@ -61,15 +61,6 @@ def _port_fix(ctx: Context, name: str | None, key: str) -> str:
     if name and "ollama" in name.lower() and others:
         return f"stop it (`{others[0].stop_command}`), or set {key}"
     return f"stop it, or set {key}"
-
-
-def wanted_models(ctx: Context) -> list[str]:
-    """The models the stack runs: vllm.model for vLLM, else models (or the recommendation)."""
-    if ctx.backend == "vllm":
-        return [ctx.config.vllm.model]
-    if ctx.config.models is not None:
-        return ctx.config.models
-    return [catalog.recommend(ctx.facts, "ollama").ollama]
 
 
 def check_models(ctx: Context) -> Iterator[Finding]:

@@ -1,6 +1,7 @@
 """The proxy's ASGI app: `create_app(settings, backends=…, api_keys=…)` returns a Starlette app.
 
-Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models,
+Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings; for coding agents,
+POST /v1/messages (+ /count_tokens) and /v1/responses (dialects.py); GET /v1/models,
 /v1/models/{id}; GET /health (the status for anyone, the details for a key); GET /metrics.
 The same routes answer without the /v1 prefix, for clients configured with a base URL that
 lacks it.
@@ -19,7 +20,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stackctl.proxy import codec, relay, responses, schemas, translate
+from stackctl.proxy import codec, dialects, relay, responses, schemas, translate
+from stackctl.proxy.context_limit import HEADER as CONTEXT_HEADER
+from stackctl.proxy.context_limit import ContextWatch
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.gate import AUTHORIZED, Gate
 from stackctl.proxy.metrics import Metrics
@@ -168,6 +171,7 @@ class Proxy:
             list_timeout=min(LIST_TIMEOUT, settings.read_timeout),
         )
         self.metrics = Metrics()
+        self.context = ContextWatch(self.upstream)
         self.pins: dict[str, dict[str, Any]] = {
             k.lower(): v for k, v in settings.model_options.items()
         }
@@ -194,6 +198,15 @@ class Proxy:
             await self.handle(spec, scope, receive, send)
 
         return Endpoint(endpoint, answers_errors=True)
+
+    def dialect(self, dialect: dialects.Dialect) -> Endpoint:
+        async def endpoint(scope: dict, receive: Any, send: Any) -> None:
+            await dialects.serve(self, dialect, scope, receive, send)
+
+        return Endpoint(endpoint, answers_errors=True)
+
+    async def count_tokens(self, scope: dict, receive: Any, send: Any) -> None:
+        await dialects.count_tokens(self, scope, receive, send)
 
     async def handle(self, spec: RouteSpec, scope: dict, receive: Any, send: Any) -> None:
         started = time.perf_counter()
@@ -300,31 +313,28 @@ class Proxy:
     ) -> int:
         """Check, translate to Ollama's native API, and translate the answer back."""
         spec.check(body)
-        native = codec.dumps(spec.to_ollama(body, destination.model, self.pinned(destination)))
+        pinned = self.pinned(destination)
+        native = codec.dumps(spec.to_ollama(body, destination.model, pinned))
         backend = destination.backend
         if spec.translator and body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             translator = spec.translator(requested, include_usage, body)
-            return await self.stream(backend, spec.ollama_path, native, send, translator)
+            await self.stream(backend, spec.ollama_path, native, send, translator)
+            if translator.done_line:
+                await self.context.check(backend, destination.model, translator.done_line, pinned)
+            return 200
         reply = await self.upstream.call(backend, "POST", spec.ollama_path, native)
         if reply.status != 200:
             raise relay.backend_error(backend, reply.status, reply.body)
-        try:
-            result = codec.loads(reply.body)
-            if not isinstance(result, dict):
-                raise ValueError
-        except ValueError:
-            raise OpenAIError(
-                502,
-                f"The backend '{backend.name}' answered with something that is not JSON.",
-                code="backend_error",
-            ) from None
+        result = relay.backend_json(backend, reply.body)
         try:
             answer = spec.answer(result, requested, body)
         except WrongShape as exc:
             raise relay.wrong_shape(backend, exc) from None
         self.metrics.count_tokens(destination.label, answer.get("usage"))
-        await relay.send_bytes(send, 200, codec.dumps(answer))
+        full = await self.context.check(backend, destination.model, result, pinned)
+        extra = [(CONTEXT_HEADER, full)] if full else None
+        await relay.send_bytes(send, 200, codec.dumps(answer), extra=extra)
         return 200
 
     # -- GET routes ------------------------------------------------------------------------
@@ -357,7 +367,7 @@ class Proxy:
         await relay.send_bytes(send, 200, codec.dumps(payload))
 
     async def prometheus(self, scope: dict, receive: Any, send: Any) -> None:
-        body = self.metrics.render().encode()
+        body = (self.metrics.render() + self.context.render()).encode()
         await relay.send_bytes(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -369,8 +379,8 @@ def _error_handlers() -> dict:
         if exc.status_code == 404:
             message = (
                 f"Unknown request URL: {request.method} {request.url.path}. The proxy serves "
-                "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /health "
-                "and /metrics."
+                "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages, "
+                "/v1/responses, /v1/models, /health and /metrics."
             )
             error = OpenAIError(404, message, code="unknown_url")
         elif exc.status_code == 405:
@@ -411,6 +421,13 @@ def create_app(settings: ProxySection, *, backends: list[Backend], api_keys: lis
         for spec in (CHAT_ROUTE, COMPLETION_ROUTE, EMBEDDING_ROUTE):
             path = prefix + spec.openai_path
             routes.append(routing.Route(path, proxy.handler(spec), methods=["POST"]))
+        agent_routes = {  # the coding agents' dialects (dialects.py)
+            "/messages": proxy.dialect(dialects.MESSAGES),
+            "/messages/count_tokens": Endpoint(proxy.count_tokens, answers_errors=True),
+            "/responses": proxy.dialect(dialects.RESPONSES),
+        }
+        for path, endpoint in agent_routes.items():
+            routes.append(routing.Route(prefix + path, endpoint, methods=["POST"]))
         routes += [
             routing.Route(f"{prefix}/models", Endpoint(proxy.models), methods=["GET"]),
             routing.Route(

@@ -1,7 +1,8 @@
 """The door of the proxy: API keys and CORS, before any route runs (a plain ASGI middleware).
 
-With keys configured, every route but /health needs `Authorization: Bearer <key>` (/health
-answers anyone, with its details only for a key), compared
+With keys configured, every route but /health needs `Authorization: Bearer <key>` (or, as
+Anthropic's clients send it, `x-api-key: <key>`; /health answers anyone, with its details
+only for a key), compared
 in constant time (hmac.compare_digest on SHA-256 digests, so neither the content nor the
 length of a key leaks through timing). Without keys any bearer, or none, is accepted, as
 local servers do. CORS answers preflights itself (so they need no key) and adds the
@@ -14,6 +15,7 @@ import hashlib
 import hmac
 from typing import Any
 
+from stackctl.proxy import messages_api
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.relay import send_bytes
 
@@ -35,12 +37,15 @@ class Gate:
         self.origins = {o.rstrip("/").encode() for o in cors_origins}
         self.any_origin = b"*" in self.origins
 
-    def authorized(self, header: bytes | None) -> bool:
+    def authorized(self, header: bytes | None, api_key: bytes | None = None) -> bool:
         if not self.digests:
             return True
-        if not header or header[:7].lower() != b"bearer ":
+        if header and header[:7].lower() == b"bearer ":
+            presented = _digest(header[7:].strip())
+        elif api_key:
+            presented = _digest(api_key.strip())
+        else:
             return False
-        presented = _digest(header[7:].strip())
         matched = False
         for digest in self.digests:  # no early exit: every key is compared every time
             matched |= hmac.compare_digest(presented, digest)
@@ -68,11 +73,13 @@ class Gate:
         ):
             await self.preflight(send, headers, cors)
             return
+        presented = headers.get(b"authorization"), headers.get(b"x-api-key")
         if scope["path"] in OPEN_PATHS:
             # open to anyone; the route shows details only to a key holder (AUTHORIZED)
-            scope[AUTHORIZED] = self.authorized(headers.get(b"authorization"))
-        elif not self.authorized(headers.get(b"authorization")):
-            await self.refuse(send, headers.get(b"authorization") is None, cors)
+            scope[AUTHORIZED] = self.authorized(*presented)
+        elif not self.authorized(*presented):
+            no_key = presented == (None, None)
+            await self.refuse(send, no_key, cors, scope["path"])
             return
         if cors:
 
@@ -103,15 +110,16 @@ class Gate:
         ]
         await send_bytes(send, 204, b"", None, extra)
 
-    async def refuse(self, send: Any, no_header: bool, cors: list) -> None:
+    async def refuse(self, send: Any, no_header: bool, cors: list, path: str = "") -> None:
         if no_header:
             message = (
                 "You didn't provide an API key. Send it as `Authorization: Bearer <key>` "
-                "(the proxy's keys are in proxy.api_keys or proxy.api_keys_file)."
+                "or `x-api-key: <key>` (the proxy's keys are in proxy.api_keys or "
+                "proxy.api_keys_file)."
             )
         else:
             message = "Incorrect API key provided. The proxy's keys are in proxy.api_keys or proxy.api_keys_file."
         error = OpenAIError(401, message, code="invalid_api_key")
-        await send_bytes(
-            send, 401, error.to_json(), extra=[*cors, (b"www-authenticate", b"Bearer")]
-        )
+        anthropic = path.removeprefix("/v1").startswith("/messages")
+        body = messages_api.error_json(error) if anthropic else error.to_json()
+        await send_bytes(send, 401, body, extra=[*cors, (b"www-authenticate", b"Bearer")])

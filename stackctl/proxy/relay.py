@@ -142,6 +142,22 @@ def wrong_shape(backend: Backend, exc: WrongShape) -> OpenAIError:
     )
 
 
+def backend_json(backend: Backend, body: bytes) -> dict[str, Any]:
+    """A backend's whole answer as a JSON object, or the 502 saying it is not one."""
+    try:
+        result = codec.loads(body)
+    except codec.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict):
+        raise OpenAIError(
+            502,
+            f"The backend '{backend.name}' answered with something that is not JSON.",
+            code="backend_error",
+        )
+    return result
+
+
+
 async def until_hang_up(
     receive: Any, send: Any, work: Callable[[Any], Awaitable[Answer]]
 ) -> Answer:

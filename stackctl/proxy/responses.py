@@ -177,6 +177,7 @@ class _Stream:
         self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
         self.include_usage = include_usage
         self.finished = False
+        self.done_line: dict[str, Any] = {}  # Ollama's last line, with its token counts
 
     def _event(self, choice: bytes) -> bytes:
         return self._head + choice + b"]" + self._tail
@@ -185,7 +186,7 @@ class _Stream:
         return self._head + b'],"usage":' + codec.dumps(usage(native)) + b"}\n\n"
 
     def _end(self, native: dict[str, Any], final_choice: bytes) -> bytes:
-        self.finished = True
+        self.finished, self.done_line = True, native
         out = self._event(final_choice)
         if self.include_usage:
             out += self._usage_event(native)

@@ -10,8 +10,10 @@ The state dir holds `models.json` (installed models, kept across restarts), `beh
 `slow_token_seconds`, `slow_tokens`, `gpu_fraction`), `pulls.json` (pull attempts per model) and
 `requests.jsonl` (each request: method, path, host, body, outcome).
 
-Chat answers `You said: <last user text>`; a request with tools gets tool calls, a thinking
-model thinks. Test hooks in the last user message or prompt: `[fake:error-mid-stream]` (some
+Chat answers `You said: <last user text>`; a request with tools gets tool calls (of the tools
+the user's text names, else the first), and a tool result since the last assistant message
+gets `The tool said: <result>`; a thinking model thinks. Test hooks in the last user
+message or prompt: `[fake:error-mid-stream]` (some
 tokens, then an `{"error"}` line and no done), `[fake:no-done]` (the stream just ends),
 `[fake:error-500]`, `[fake:busy]` (503). A model named `slow…` streams `tick ` every
 `slow_token_seconds`; a client that hangs up shows as outcome `cancelled` in the log.
@@ -32,7 +34,7 @@ from typing import Any
 
 from .asgi_server import ServedFake, ServerThread, answer_lifespan, read_body, stream_body
 from .ollama_catalog import canonical, layers_for, public
-from .ollama_inference import HTTPError, Plan, embed, plan_chat, plan_generate
+from .ollama_inference import DEFAULT_NUM_CTX, HTTPError, Plan, embed, plan_chat, plan_generate
 from .ollama_state import State, host_allowed, now_rfc3339, parse_ollama_host, read_requests
 
 RUNNER_STOPPED = (
@@ -68,6 +70,7 @@ class FakeOllamaApp:
         self.state = State(state_dir)
         self.loopback = loopback
         self.loaded: dict[str, float] = {}  # model name -> expiry (unix time), for /api/ps
+        self.contexts: dict[str, int] = {}  # model name -> the num_ctx it was loaded with
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -190,6 +193,7 @@ class FakeOllamaApp:
         if plan.directive == "busy":
             raise HTTPError(503, BUSY)
         self._touch(model, body.get("keep_alive"))
+        self.contexts[model["name"]] = plan.num_ctx
         if body.get("stream", True) is False:
             if plan.directive == "error-mid-stream":
                 raise HTTPError(500, MID_STREAM_ERROR)
@@ -218,7 +222,7 @@ class FakeOllamaApp:
                 entry.update(
                     expires_at=now_rfc3339(expiry - time.time()),
                     size_vram=int(model["size"] * fraction),
-                    context_length=4096,
+                    context_length=self.contexts.get(model["name"], DEFAULT_NUM_CTX),
                 )
                 out.append(entry)
         return out

@@ -22,6 +22,7 @@ DIRECTIVE = re.compile(r"\[fake:([a-z0-9-]+)\]")
 INT_OPTIONS = {"num_predict", "top_k", "seed", "num_ctx", "num_keep", "repeat_last_n", "num_batch"}
 FLOAT_OPTIONS = {"temperature", "top_p", "min_p", "typical_p", "repeat_penalty"}
 FIRST_TOOL_CALL_IDS = (0, 12, 10)  # tool call ids arrived in v0.12.10
+DEFAULT_NUM_CTX = 4096  # v0.6.7 to v0.15.4 (envconfig/config.go); later ones size it by VRAM
 
 
 class HTTPError(Exception):
@@ -42,6 +43,7 @@ class Plan:
     prompt_tokens: int = 0
     directive: str | None = None
     slow: bool = False
+    num_ctx: int = DEFAULT_NUM_CTX
     context: list[int] | None = None
 
     @property
@@ -146,10 +148,16 @@ def _tool_calls(tools: list[Any], text: str, with_ids: bool) -> list[dict[str, A
         params = function.get("parameters") or {}
         props = params.get("properties") or {}
         args = {}
+        quoted = re.findall(r"`([^`]+)`", text)  # "run `echo hi`": what a model would pass on
         for key in params.get("required") or list(props)[:1]:
             prop = props.get(key, {})
-            city = prop.get("type") == "string" and re.search(r"city|location|place", key)
-            args[key] = "Paris" if city else example_for(prop)
+            is_text = prop.get("type") == "string"
+            if is_text and re.search(r"city|location|place", key):
+                args[key] = "Paris"
+            elif is_text and quoted:
+                args[key] = quoted.pop(0)
+            else:
+                args[key] = example_for(prop)
         call: dict[str, Any] = {
             "function": {"index": index, "name": function.get("name", ""), "arguments": args}
         }
@@ -198,13 +206,24 @@ def plan_chat(body: dict[str, Any], caps: list[str], version: str) -> Plan:
     plan = Plan(
         model=model, prompt_tokens=sum(len(tokens(m.get("content", ""))) + 4 for m in messages)
     )
+    # a longer prompt is cut to the context without an error (server/prompt.go chatPrompt)
+    plan.num_ctx = int(options.get("num_ctx") or DEFAULT_NUM_CTX)
+    plan.prompt_tokens = min(plan.prompt_tokens, plan.num_ctx)
     plan.directive = (DIRECTIVE.findall(text) or [None])[0]
     plan.slow = model.lower().startswith("slow")
-    last = messages[-1]
+    # a tool's result since the model last spoke is what it answers (the user may add words)
+    since_reply = messages[
+        next(
+            (i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "assistant"),
+            -1,
+        )
+        + 1 :
+    ]
+    results = [m for m in since_reply if m.get("role") == "tool"]
     if plan.slow:
         plan.content = ["tick "]
-    elif last.get("role") == "tool":
-        plan.content = tokens(f"The tool said: {last.get('content', '')}")
+    elif results:
+        plan.content = tokens(f"The tool said: {results[-1].get('content', '')}")
     elif tools and not body.get("format"):
         with_ids = version_tuple(version) >= FIRST_TOOL_CALL_IDS
         plan.tool_calls = _tool_calls(tools, text, with_ids)

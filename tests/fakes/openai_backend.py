@@ -7,7 +7,7 @@ ignored), or `main([...])` from a fake `vllm serve`. In-process: `FakeOpenAIBack
 
 Routes: `GET /health` (200, empty body), `/version`, `/v1/models` (ModelCards with
 `max_model_len`), `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` (SSE when
-`stream`). With an API key, only `/v1/...` needs `Authorization: Bearer` (401
+`stream`), `POST /tokenize`. With an API key, only `/v1/...` needs `Authorization: Bearer` (401
 `{"error": "Unauthorized"}` otherwise), as in vLLM. Every request is logged with its headers
 and exact JSON body: `.requests()` in-process, `requests.jsonl` in the state dir. A served
 name starting with `slow` streams `tick ` every 0.05 s (outcome `cancelled` on hang-up).
@@ -122,6 +122,8 @@ class FakeOpenAIApp:
             return 200, {"version": VERSION}
         if path == "/v1/models" and method == "GET":
             return 200, {"object": "list", "data": [self._card(n) for n in self.names]}
+        if path == "/tokenize" and method == "POST":
+            return self._tokenize(body)
         routes = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
         if path not in routes:
             return 404, {"detail": "Not Found"}
@@ -145,15 +147,26 @@ class FakeOpenAIApp:
             text = body.get("prompt") if isinstance(body.get("prompt"), str) else ""
         pieces = ["tick "] * 400 if str(model).startswith("slow") else _words(f"You said: {text}")
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
-        finish = "stop"
+        finish, stop_reason = "stop", None
+        stops = [body["stop"]] if isinstance(body.get("stop"), str) else body.get("stop") or []
+        whole = "".join(pieces)
+        matched = [(whole.index(s), s) for s in stops if isinstance(s, str) and s and s in whole]
+        if matched:  # cut before the stop string; vLLM names it in stop_reason
+            cut, stop_reason = min(matched)
+            pieces = _words(whole[:cut]) if whole[:cut] else []
         if isinstance(limit, int) and len(pieces) > limit:
-            pieces, finish = pieces[:limit], "length"
+            pieces, finish, stop_reason = pieces[:limit], "length", None
         usage = {"prompt_tokens": len(text.split()) + 5, "completion_tokens": len(pieces)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         if body.get("stream"):
-            return 200, self._sse(ident, model, chat, pieces, finish, usage, body)
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
+            return 200, self._sse(ident, model, chat, pieces, (finish, stop_reason), usage, body)
+        choice: dict[str, Any] = {
+            "index": 0,
+            "finish_reason": finish,
+            "stop_reason": stop_reason,
+            "logprobs": None,
+        }
         if chat:
             choice["message"] = {"role": "assistant", "content": "".join(pieces), "tool_calls": []}
         else:
@@ -174,7 +187,7 @@ class FakeOpenAIApp:
         model: str,
         chat: bool,
         pieces: list[str],
-        finish: str,
+        ending: tuple[str, str | None],
         usage: dict,
         body: dict,
     ) -> AsyncIterator[bytes]:
@@ -187,20 +200,42 @@ class FakeOpenAIApp:
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
         def choice(text: str, reason: str | None = None, role: bool = False) -> dict[str, Any]:
+            stop_reason = ending[1] if reason else None
             if not chat:
-                return {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+                return {"index": 0, "text": text, "logprobs": None, "finish_reason": reason,
+                        "stop_reason": stop_reason}  # fmt: skip
             delta = {"role": "assistant", "content": text} if role else {"content": text}
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason,
+                    "stop_reason": stop_reason}  # fmt: skip
 
         if chat:
             yield event([choice("", role=True)])
         for piece in pieces:
             yield event([choice(piece)])
             await asyncio.sleep(0.05 if slow else 0)
-        yield event([choice("", finish)])
+        yield event([choice("", ending[0])])
         if (body.get("stream_options") or {}).get("include_usage"):
             yield event([], usage=usage)
         yield b"data: [DONE]\n\n"
+
+    def _tokenize(self, body: Any) -> tuple[int, Any]:
+        """vLLM's POST /tokenize (at the server root, not under /v1): a chat request
+        (`messages`, `tools`, `add_generation_prompt`) or a `prompt`, answered with
+        {count, max_model_len, tokens} (vllm/entrypoints/openai/protocol.py
+        TokenizeChatRequest, TokenizeResponse). Here a token is a word, plus 4 per message."""
+        if not isinstance(body, dict) or body.get("model") not in self.names:
+            return self._error(404, "NotFoundError", "The model does not exist.", "model")
+        if isinstance(body.get("messages"), list):
+            count = sum(len(_text_of(m.get("content")).split()) + 4 for m in body["messages"])
+        elif isinstance(body.get("prompt"), str):
+            count = len(body["prompt"].split())
+        else:
+            return self._error(400, "BadRequestError", "messages or prompt: Field required")
+        return 200, {
+            "count": count,
+            "max_model_len": self.max_model_len,
+            "tokens": list(range(count)),
+        }
 
     def _card(self, name: str) -> dict[str, Any]:
         return {
