@@ -72,17 +72,18 @@ if [ -n "$base_rev" ]; then
   here="$(pwd)"
   # -m runs the package found first on sys.path: the current directory (cd into each tree)
   hyperfine --ignore-failure --warmup 3 --runs "$runs" --style basic --export-json "$home/compare.json" \
-    --command-name "--help ($base_rev)" "cd $base && $python -m stackctl --help" \
-    --command-name "--help (this)" "cd $here && $python -m stackctl --help" \
+    --command-name "help ($base_rev)" "cd $base && $python -m stackctl --help" \
+    --command-name "help (this)" "cd $here && $python -m stackctl --help" \
     --command-name "status ($base_rev)" "cd $base && $python -m stackctl status" \
     --command-name "status (this)" "cd $here && $python -m stackctl status" >/dev/null
   "$python" - "$home/compare.json" "$base_rev" <<'PY'
 import json, sys
 results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 base = sys.argv[2]
-for command in ("--help", "status"):
+for command in ("help", "status"):
     old, new = results[f"{command} ({base})"], results[f"{command} (this)"]
-    print(f"stackctl {command:7} {base}: {old['mean'] * 1000:6.1f} ms  this: "
+    shown = "--help" if command == "help" else command
+    print(f"stackctl {shown:7} {base}: {old['mean'] * 1000:6.1f} ms  this: "
           f"{new['mean'] * 1000:6.1f} ms  ratio this/{base}: {new['mean'] / old['mean']:.2f}")
 PY
 fi
