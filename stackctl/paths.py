@@ -150,6 +150,13 @@ class Paths:
         return self.data_dir / "venvs"
 
     @property
+    def managed_python(self) -> Path:
+        """Where uv keeps the Python it fetches for the venvs when none on the machine fits
+        (UV_PYTHON_INSTALL_DIR): inside stackctl's data dir, so the venvs never depend on a
+        user's own uv store (which the service account could not even read)."""
+        return self.data_dir / "python"
+
+    @property
     def openwebui_venv(self) -> Path:
         return self.venvs_dir / "openwebui"
 

@@ -29,6 +29,7 @@ from stackctl.probe_tools import (  # TIMEOUT: nvidia-smi can take seconds on a 
     TIMEOUT,
     find_ollama,
     find_python_for_openwebui,
+    find_uv,
     parse_ollama_version,
     read_brew_prefix,
     read_ollama_version,
@@ -266,7 +267,7 @@ def probe(config: Config, paths: Paths, backend: Backend | None = None) -> HostF
     with ThreadPoolExecutor(max_workers=6) as pool:
         brew = pool.submit(read_brew_prefix)
         machine = pool.submit(probe_machine, platform)
-        uv = pool.submit(proc.which, "uv")
+        uv = pool.submit(find_uv)
         linger = pool.submit(read_linger, read_user()) if platform == "linux" else None
         filevault = pool.submit(read_filevault) if platform == "macos" else None
         brew_prefix = brew.result()

@@ -1,8 +1,9 @@
 """Probe facts about installed tools: Homebrew, Ollama, vLLM and Open WebUI in their venvs,
-and a Python that Open WebUI accepts. Missing tools are None, never an error."""
+a Python that Open WebUI accepts, and uv. Missing tools are None, never an error."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -115,3 +116,21 @@ def find_python_for_openwebui(brew_prefix: str | None) -> str | None:
             if version in OPENWEBUI_PYTHONS:
                 return executable
     return None
+
+
+UV_ENV = "STACKCTL_UV"  # the uv binary to run instead of the bundled one
+
+
+def find_uv() -> str | None:
+    """The uv binary stackctl makes venvs with: $STACKCTL_UV when set (None when that file is
+    missing), else the one the `uv` package (a dependency of stackctl) installed next to
+    stackctl, else a `uv` on PATH."""
+    chosen = os.environ.get(UV_ENV)
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):  # uv's UvNotFound is a FileNotFoundError
+        return proc.which("uv")

@@ -102,11 +102,13 @@ def stream(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     hint: str = "",
+    on_start: Callable[[subprocess.Popen], None] | None = None,
 ) -> Result:
     """Run a long command, handing each output line (stdout and stderr merged) to `on_line`.
 
     Used for `pip install` and downloads, whose progress the user wants to see. The last
-    lines are kept as the error tail when the command fails.
+    lines are kept as the error tail when the command fails. `on_start` gets the running
+    child (the plan kills it when it stops the step).
     """
     argv = [str(a) for a in argv]
     log.info("$ %s", shlex.join(argv))
@@ -126,6 +128,8 @@ def stream(
         raise CommandFailed(argv, 127, f"{argv[0]}: command not found", hint=hint) from None
     assert child.stdout is not None
     try:
+        if on_start is not None:
+            on_start(child)
         for line in child.stdout:
             line = line.rstrip("\n")
             tail = [*tail[-39:], line]

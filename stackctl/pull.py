@@ -104,23 +104,36 @@ class ProgressBar:
             )
         return text
 
-    def __call__(self, state: PullState) -> None:
+    def sample(self, state: PullState) -> float:
+        """Remember how far the pull is (for the rate); returns the time of the sample."""
         now = time.monotonic()
         self.samples.append((now, state.completed))
         while len(self.samples) > 2 and now - self.samples[0][0] > 5:
             self.samples.popleft()
+        return now
+
+    def due(self, state: PullState, now: float) -> bool:
+        """Whether to show this state: on a terminal at most every 0.1 s and at each new
+        status; in a log at each tenth of the download and each new status."""
         status_changed = state.status != self._last_status
         self._last_status = state.status
         if self.terminal:
             if status_changed or now - self._last_draw >= 0.1:
-                self._status.show(f"  {self.line(state)}")
                 self._last_draw = now
-            return
+                return True
+            return False
         tenth = int(state.completed * 10 / state.total) if state.total else -1
         if state.downloading and tenth != self._last_tenth:
             self._last_tenth = tenth
-            click.echo(f"  {self.line(state)}")
-        elif status_changed and not state.downloading:
+            return True
+        return status_changed and not state.downloading
+
+    def __call__(self, state: PullState) -> None:
+        if not self.due(state, self.sample(state)):
+            return
+        if self.terminal:
+            self._status.show(f"  {self.line(state)}")
+        else:
             click.echo(f"  {self.line(state)}")
 
     def note(self, text: str) -> None:

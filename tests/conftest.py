@@ -21,7 +21,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("STACKCTL_HOME", str(home))
     monkeypatch.setenv("STACKCTL_AS_ROOT", "0")
-    for name in ("STACKCTL_CONFIG", "STACKCTL_PLATFORM", "STACKCTL_DEBUG"):
+    for name in ("STACKCTL_CONFIG", "STACKCTL_PLATFORM", "STACKCTL_DEBUG", "STACKCTL_UV"):
         monkeypatch.delenv(name, raising=False)
     from stackctl.probe_nvidia import read_gpus
 
@@ -39,6 +39,7 @@ def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeBin:
     """Every fake executable first on PATH (the real ones stay reachable after them)."""
     fakes = install_fakes(tmp_path / "fakes")
     monkeypatch.setenv("PATH", f"{fakes.bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STACKCTL_UV", str(fakes.bin / "uv"))  # not the uv stackctl brings
     return fakes
 
 

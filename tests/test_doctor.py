@@ -81,9 +81,8 @@ def test_mac_16gb_with_ollama_app_and_an_old_ollama(
     ]
     assert texts(found, "python") == [
         (
-            "warn",
-            "Open WebUI needs Python 3.11 or 3.12: none found: `brew install python@3.12` "
-            "(`stackctl up` does it for you), or set openwebui.enabled: false",
+            "ok",
+            "no Python 3.11/3.12 here: `stackctl up` has uv fetch CPython 3.12 for Open WebUI",
         )
     ]
     quit_app = "osascript -e 'quit app \"Ollama\"'"

@@ -1,5 +1,5 @@
 """End to end on Linux: `stackctl up` under a REAL systemd user manager, with fakes only for
-what cannot run here (ollama, open-webui, pip/venv, loginctl), then the stack's lifecycle:
+what cannot run here (ollama, open-webui, uv/pip/venv, loginctl), then the stack's lifecycle:
 
 up --yes -> status --json all healthy -> kill the proxy -> it comes back -> restart ->
 a hanging service makes status exit 3 -> down -> no unit files left -> up again (the venv and
@@ -80,10 +80,18 @@ def test_up_status_crash_restart_down_and_up_again(linux_stack, stackctl) -> Non
 
     result = stackctl("up", "--yes")
     assert result.code == 0, result.out + result.err
-    assert "Plan: 8 steps, 7 to do" in result.out
-    assert [c for c in commands(fake_bin, "python3.11", "pip") if c[1:2] != ["-c"]] == [
-        [str(fake_bin.bin / "python3.11"), "-m", "venv", str(venv)],
-        [str(venv / "bin/pip"), "install", "open-webui"],
+    assert "Plan: 9 steps, 8 to do" in result.out
+    assert commands(fake_bin, "uv", "pip") == [
+        [
+            "uv",
+            "venv",
+            "--seed",
+            "--clear",
+            "--python",
+            str(fake_bin.bin / "python3.11"),
+            str(venv),
+        ],
+        ["uv", "pip", "install", "--python", str(venv / "bin/python"), "open-webui"],
     ]
     assert result.out.splitlines()[-7:] == [
         "Your stack is up.",
@@ -155,17 +163,17 @@ def test_up_status_crash_restart_down_and_up_again(linux_stack, stackctl) -> Non
     fake_bin.clear_calls()
     result = stackctl("up", "--yes")
     assert result.code == 0, result.out + result.err
-    # the units and the health wait; whether Ollama has the model is known once it runs
-    assert "Plan: 8 steps, 3 to do" in result.out
-    assert "[8/8] Pull gemma3:1b into Ollama: already in place" in result.out
-    assert commands(fake_bin, "pip") == []
+    # Ollama, the units and the health wait; whether Ollama has the model is known once it runs
+    assert "Plan: 9 steps, 4 to do" in result.out  # Ollama's unit is started first again
+    assert "[5/9] Pull gemma3:1b into Ollama: already in place" in result.out
+    assert commands(fake_bin, "uv", "pip") == []
     wait_healthy(stackctl)
 
     fake_bin.clear_calls()
     result = stackctl("up", "--yes")
     assert result.code == 0
     assert "Everything is in place: nothing to do." in result.out
-    assert commands(fake_bin, "pip", "python3.11", "ollama", "open-webui") == [
+    assert commands(fake_bin, "uv", "pip", "python3.11", "ollama", "open-webui") == [
         c for c in commands(fake_bin, "python3.11", "ollama") if c[1:2] in (["-c"], ["--version"])
     ]
 

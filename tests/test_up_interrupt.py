@@ -1,10 +1,12 @@
-"""`stackctl up` interrupted after each step in turn (Ctrl-C), or failing in one, then run
-again: it always converges to a healthy stack. Under the real systemd user manager."""
+"""`stackctl up` interrupted after each step in turn (Ctrl-C), or failing in one (also while
+the model download runs beside the Open WebUI install), then run again: it always converges
+to a healthy stack. Under the real systemd user manager."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 import stackctl.setup.steps as setup_package
 from stackctl.plan import Progress
 from tests.fakes.installer import FakeBin
+from tests.fakes.ollama_state import State
 from tests.ports import free_ports
 
 pytestmark = pytest.mark.systemd
@@ -64,16 +67,20 @@ def test_interrupted_after_each_step_then_rerun_converges(
     plan = stackctl("up", "--dry-run")
     descriptions = re.findall(r"^ +\d+\. \[(?:todo|done)\] (.+)$", plan.out, re.M)
     total = len(descriptions)
-    assert total == 9  # config, dirs, linger, secrets, venv, pip, units, health, pull
+    # config, dirs, linger, secrets, Ollama, pull | venv, install, units, health
+    assert total == 10
     for index in range(1, total):  # the config step is done: the test wrote stack.yaml
         fresh_machine(fake_bin, systemd_user.home, stackctl)
         with monkeypatch.context() as patch:
             interrupt_after_step(patch, index)
             interrupted = stackctl("up", "--yes")
         assert interrupted.code == 130, interrupted.out + interrupted.err
-        assert interrupted.err == (
-            f"Error: interrupted during step {index + 1}/{total} ({descriptions[index]}): run "
-            "`stackctl up` again to finish (steps already done are kept)\n"
+        # the step interrupted first, then any that ran beside it (the pull, the install)
+        assert interrupted.err.startswith(
+            f"Error: interrupted during step {index + 1}/{total} ({descriptions[index]})"
+        )
+        assert interrupted.err.endswith(
+            ": run `stackctl up` again to finish (steps already done are kept)\n"
         )
         again = stackctl("up", "--yes")
         assert again.code == 0, again.out + again.err
@@ -90,23 +97,66 @@ def test_a_failed_step_then_rerun_converges(systemd_user, fake_bin: FakeBin, sta
     fake_bin.remove("nvidia-smi")
     fake_bin.scenario(
         linger="yes",
+        uv_fail={"open-webui": "error: Failed to download `torch==2.8.0`"},
         pip_fail={"open-webui": "ERROR: Could not find a version that satisfies the requirement"},
     )
     write_config(systemd_user.home)
+    State(fake_bin.state / "ollama").install("gemma3:1b")  # no pull running beside the install
     venv = systemd_user.home / ".local/share/stackctl/venvs/openwebui"
     failed = stackctl("up", "--yes")
     assert failed.code == 1
     assert failed.err == (
-        "Error: step 5/8 failed: Install Open WebUI into its venv (pip; takes a few minutes)\n"
+        "Error: step 7/9 failed: Install Open WebUI into its venv (uv; about a minute)\n"
         f"  command: {venv}/bin/pip install open-webui (exit code 1)\n"
         "    Collecting open-webui\n"
         "      Downloading open_webui-1.0-py3-none-any.whl (120.4 MB)\n"
         "    ERROR: Could not find a version that satisfies the requirement\n"
-        "  fix: check the network (pip downloads from PyPI); then run `stackctl up` again to "
-        "finish (steps already done are kept)\n"
+        "  fix: check the network (the packages come from PyPI); then run `stackctl up` again "
+        "to finish (steps already done are kept)\n"
     )
-    fake_bin.scenario(pip_fail={})
+    assert (
+        "uv failed (exit code 1: error: Failed to download `torch==2.8.0`); using pip\n"
+        in failed.out
+    )
+    fake_bin.scenario(uv_fail={}, pip_fail={})
     again = stackctl("up", "--yes")
     assert again.code == 0, again.out + again.err
-    assert "Plan: 8 steps, 4 to do" in again.out
+    assert "Plan: 9 steps, 3 to do" in again.out  # install, units, health
     assert stackctl("status").code == 0
+
+
+def test_the_pull_overlaps_the_open_webui_install_a_failure_stops_it_and_rerun_converges(
+    systemd_user, fake_bin: FakeBin, stackctl
+) -> None:
+    """Once Ollama answers, the model downloads while Open WebUI installs: when the install
+    fails, the download is stopped and named; the next `up` does both, side by side."""
+    fake_bin.remove("nvidia-smi")
+    fake_bin.scenario(
+        linger="yes",
+        uv_fail={"open-webui": "error: Failed to download `torch==2.8.0`"},
+        pip_fail={"open-webui": "ERROR: Could not find a version that satisfies the requirement"},
+    )
+    ollama = State(fake_bin.state / "ollama")
+    ollama.set_behaviour(pull_seconds=60)
+    write_config(systemd_user.home)
+    started = time.monotonic()
+    failed = stackctl("up", "--yes")
+    assert failed.code == 1
+    assert time.monotonic() - started < 45  # the 60 s download was stopped, not waited for
+    assert failed.err.startswith(
+        "Error: step 7/9 failed: Install Open WebUI into its venv (uv; about a minute)\n"
+        "  stopped with it: step 5/9 (Pull gemma3:1b into Ollama), unfinished\n"
+        "  command: "
+    )
+    assert ollama.find("gemma3:1b") is None
+
+    fake_bin.scenario(uv_fail={}, pip_fail={}, install_seconds=4)
+    ollama.set_behaviour(pull_seconds=6)
+    again = stackctl("up", "--yes")
+    assert again.code == 0, again.out + again.err
+    assert "Plan: 9 steps, 4 to do" in again.out  # pull, install, units, health
+    # both progress lines at once: each carries its step's number while the other runs
+    assert re.search(r"^      \[5/9\] \| gemma3:1b \[#*-+\]", again.out, re.M)
+    assert "      [7/9] | Downloading open-webui" in again.out
+    assert json.loads(stackctl("status", "--json").out)["healthy"] is True
+    assert "Everything is in place: nothing to do." in stackctl("up", "--yes").out

@@ -66,11 +66,11 @@ def test_dry_run_lists_every_step_command_and_file(
     base = support(isolated_home)
     venv = base / "venvs/openwebui"
     agents = isolated_home / "Library/LaunchAgents"
-    python = mac.bin / "python3.11"
+    python, uv = mac.bin / "python3.11", mac.bin / "uv"
     assert result.out.splitlines() == [
         "stackctl up: macOS 14.5 on Apple M2 (arm64), 16 GB unified memory (Metal)",
         f"  backend ollama, user scope, models gemma3:12b; config {base}/stack.yaml",
-        "Plan: 10 steps, 10 to do",
+        "Plan: 11 steps, 11 to do",
         f"   1. [todo] Write the config file {base}/stack.yaml",
         f"         writes {base}/stack.yaml (0644)",
         "   2. [todo] Install Ollama with Homebrew (Metal acceleration on Apple Silicon)",
@@ -84,11 +84,18 @@ def test_dry_run_lists_every_step_command_and_file(
         f"         $ mkdir -p -m 700 {base}/openwebui",
         "   5. [todo] Generate the stack's secrets (once) into files only you can read",
         f"         writes {base}/secrets.env (0600)",
-        f"   6. [todo] Create Open WebUI's venv {venv}",
-        f"         $ {python} -m venv '{venv}'",
-        "   7. [todo] Install Open WebUI into its venv (pip; takes a few minutes)",
-        f"         $ '{venv}/bin/pip' install open-webui",
-        "   8. [todo] Write the service units and start ollama, proxy, openwebui",
+        "   6. [todo] Start Ollama first, so the models download while the rest installs",
+        f"         $ launchctl enable gui/{UID}/dev.stackctl.ollama",
+        f"         $ launchctl bootstrap gui/{UID} {agents}/dev.stackctl.ollama.plist",
+        "         $ GET http://127.0.0.1:11434/api/tags",
+        f"         writes {agents}/dev.stackctl.ollama.plist (0644)",
+        "   7. [todo] Pull gemma3:12b into Ollama",
+        "         $ POST http://127.0.0.1:11434/api/pull {model: gemma3:12b}",
+        f"   8. [todo] Create Open WebUI's venv {venv}",
+        f"         $ {uv} venv --seed --clear --python {python} '{venv}'",
+        "   9. [todo] Install Open WebUI into its venv (uv; about a minute)",
+        f"         $ {uv} pip install --python '{venv}/bin/python' open-webui",
+        "  10. [todo] Write the service units and start ollama, proxy, openwebui",
         f"         $ launchctl enable gui/{UID}/dev.stackctl.ollama",
         f"         $ launchctl bootstrap gui/{UID} {agents}/dev.stackctl.ollama.plist",
         f"         $ launchctl enable gui/{UID}/dev.stackctl.proxy",
@@ -98,12 +105,10 @@ def test_dry_run_lists_every_step_command_and_file(
         f"         writes {agents}/dev.stackctl.ollama.plist (0644)",
         f"         writes {agents}/dev.stackctl.proxy.plist (0644)",
         f"         writes {agents}/dev.stackctl.openwebui.plist (0600)",
-        "   9. [todo] Wait until every service answers its health check",
+        "  11. [todo] Wait until every service answers its health check",
         "         $ GET http://127.0.0.1:11434/api/tags",
         "         $ GET http://127.0.0.1:4000/v1/models",
         "         $ GET http://127.0.0.1:3000/health",
-        "  10. [todo] Pull gemma3:12b into Ollama",
-        "         $ POST http://127.0.0.1:11434/api/pull {model: gemma3:12b}",
         "Dry run: nothing was changed.",
     ]
     assert not base.exists() and not agents.exists()
@@ -184,10 +189,11 @@ def test_up_installs_ollama_loads_plists_and_pulls(
     agents = isolated_home / "Library/LaunchAgents"
 
     assert brew_changes(mac) == [["brew", "install", "ollama"]]
-    assert [c for c in mac.calls("python3.11") if c[1] == "-m"] == [
-        ["python3.11", "-m", "venv", str(venv)]
+    assert mac.calls("uv") == [
+        ["uv", "venv", "--seed", "--clear", "--python", str(mac.bin / "python3.11"), str(venv)],
+        ["uv", "pip", "install", "--python", str(venv / "bin/python"), "open-webui"],
     ]
-    assert mac.calls("pip") == [["pip", "install", "open-webui"]]
+    assert mac.calls("pip") == []
     domain = f"gui/{UID}"
     assert launchctl_changes(mac) == [
         ["launchctl", "enable", f"{domain}/dev.stackctl.ollama"],
@@ -235,7 +241,7 @@ def test_up_installs_ollama_loads_plists_and_pulls(
     mac.clear_calls()
     again = stackctl("up", "--yes")
     assert again.code == 0 and "Everything is in place: nothing to do." in again.out
-    assert brew_changes(mac) == [] and launchctl_changes(mac) == [] and mac.calls("pip") == []
+    assert brew_changes(mac) == [] and launchctl_changes(mac) == [] and mac.calls("uv") == []
 
     down = stackctl("down")
     assert down.code == 0, down.err
@@ -248,25 +254,48 @@ def test_up_installs_ollama_loads_plists_and_pulls(
     assert (venv / "bin/open-webui").exists() and (base / "secrets.env").exists()
 
 
-def test_missing_python_is_installed_with_brew(
+def test_without_python_uv_fetches_a_managed_one(
     mac: FakeBin, isolated_home: Path, running_services: dict, stackctl
 ) -> None:
+    """No Python 3.11/3.12 on the Mac: no `brew install python@3.12` any more; uv fetches a
+    CPython 3.12 into stackctl's data dir and makes the venv from it."""
     mac.remove("python3.11")
     mac.remove("python3.12")
-    prefix = Path(json.loads((mac.state / "scenario.json").read_text())["brew_prefix"])
+    base = support(isolated_home)
+    venv, managed = base / "venvs/openwebui", base / "python"
+    plan = stackctl("up", "--dry-run")
+    assert (
+        f"   7. [todo] Create Open WebUI's venv {venv} (uv fetches Python 3.12: none here fits)\n"
+        f"         $ UV_PYTHON_INSTALL_DIR='{managed}' {mac.bin / 'uv'} venv --seed --clear "
+        f"--python 3.12 '{venv}'\n"
+    ) in plan.out
     result = stackctl("up", "--yes")
     assert result.code == 0, result.out + result.err
-    assert "Install Python 3.12 with Homebrew (Open WebUI needs 3.11 or 3.12)" in result.out
-    assert brew_changes(mac) == [["brew", "install", "ollama"], ["brew", "install", "python@3.12"]]
-    venv = support(isolated_home) / "venvs/openwebui"
-    created = [c for c in mac.calls("python3.12") if c[1] == "-m"]
-    assert created == [["python3.12", "-m", "venv", str(venv)]]
-    exe = [
-        json.loads(line)["exe"]
-        for line in (mac.state / "calls.jsonl").read_text().splitlines()
-        if json.loads(line)["name"] == "python3.12" and json.loads(line)["argv"][:1] == ["-m"]
+    assert brew_changes(mac) == [["brew", "install", "ollama"]]
+    calls = [json.loads(line) for line in (mac.state / "calls.jsonl").read_text().splitlines()]
+    assert [(c["argv"][:2], c["env_python_dir"]) for c in calls if c["name"] == "uv"] == [
+        (["venv", "--seed"], str(managed)),
+        (["pip", "install"], None),
     ]
-    assert exe == [str(prefix / "opt/python@3.12/bin/python3.12")]
+    assert "| Downloading cpython-3.12.4-linux-x86_64-gnu (download) (32.3MiB)\n" in result.out
+    assert (managed / "cpython-3.12.4-linux-x86_64-gnu/bin/python3.12").exists()
+    assert (
+        f"home = {managed}/cpython-3.12.4-linux-x86_64-gnu/bin" in (venv / "pyvenv.cfg").read_text()
+    )
+    assert (venv / "bin/open-webui").exists() and (venv / "bin/pip").exists()
+
+
+def test_pip_installer_without_python_says_how_to_get_one(mac: FakeBin, stackctl) -> None:
+    mac.remove("python3.11")
+    mac.remove("python3.12")
+    result = stackctl("up", "--yes", "--installer", "pip")
+    assert result.code == 1
+    assert result.err == (
+        "Error: Open WebUI needs Python 3.11 or 3.12 and none was found: install one "
+        "(`brew install python@3.12`) or drop --installer pip (uv fetches one), then run "
+        "`stackctl up` again; or skip the web UI with --no-webui\n"
+    )
+    assert brew_changes(mac) == []
 
 
 def test_a_brew_failure_names_the_step_command_and_output(
@@ -276,7 +305,7 @@ def test_a_brew_failure_names_the_step_command_and_output(
     result = stackctl("up", "--yes")
     assert result.code == 1
     assert result.err == (
-        "Error: step 2/9 failed: Install Ollama with Homebrew (Metal acceleration on Apple Silicon)\n"
+        "Error: step 2/10 failed: Install Ollama with Homebrew (Metal acceleration on Apple Silicon)\n"
         "  command: brew install ollama (exit code 1)\n"
         "    Error: Cannot download: network is unreachable\n"
         "  fix: run `stackctl up` again to finish (steps already done are kept)\n"
@@ -316,9 +345,12 @@ def test_upgrade_upgrades_ollama_and_open_webui(
     result = stackctl("up", "--yes", "--upgrade")
     assert result.code == 0, result.out + result.err
     assert brew_changes(mac) == [["brew", "upgrade", "ollama"]]
-    assert mac.calls("pip") == [["pip", "install", "--upgrade", "open-webui"]]
-    assert "Plan: 11 steps, 3 to do" in result.out
-    assert "[3/11] Upgrade Ollama with Homebrew\n" in result.out
+    venv = support(isolated_home) / "venvs/openwebui"
+    assert mac.calls("uv") == [
+        ["uv", "pip", "install", "--python", str(venv / "bin/python"), "--upgrade", "open-webui"]
+    ]
+    assert "Plan: 12 steps, 3 to do" in result.out
+    assert "[3/12] Upgrade Ollama with Homebrew\n" in result.out
     domain = f"gui/{UID}"
     assert launchctl_changes(mac) == [
         ["launchctl", "kickstart", "-k", f"{domain}/dev.stackctl.ollama"],

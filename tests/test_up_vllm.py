@@ -1,4 +1,4 @@
-"""`stackctl up` on a Linux box with an NVIDIA GPU: vLLM in its own venv (uv, else pip), the
+"""`stackctl up` on a Linux box with an NVIDIA GPU: vLLM in its own venv (uv; pip with --installer pip), the
 model downloaded ahead into HF_HOME, gated models and HF_TOKEN; end to end under the real
 systemd user manager, with fake nvidia-smi, uv, vllm (a fake OpenAI server) and hf.
 """
@@ -62,9 +62,12 @@ def test_vllm_stack_end_to_end(
     result = stackctl("up", "--yes")
     assert result.code == 0, result.out + result.err
     assert "backend vllm, user scope, models gemma3:1b" in result.out
+    python, webui = str(gpu_box.bin / "python3.11"), data / "venvs/openwebui"
     assert gpu_box.calls("uv") == [
-        ["uv", "venv", "--python", "3.12", str(venv)],
+        ["uv", "venv", "--seed", "--clear", "--python", python, str(venv)],
         ["uv", "pip", "install", "--python", str(venv / "bin/python"), "vllm", "--torch-backend=auto"],
+        ["uv", "venv", "--seed", "--clear", "--python", python, str(webui)],
+        ["uv", "pip", "install", "--python", str(webui / "bin/python"), "open-webui"],
     ]  # fmt: skip
     downloads = calls_with(gpu_box, "hf")
     assert [[d["exe"], *d["argv"]] for d in downloads] == [

@@ -36,6 +36,14 @@ if TYPE_CHECKING:
 )
 @click.option("--upgrade", is_flag=True, help="Also upgrade Ollama (brew), Open WebUI and vLLM.")
 @stall_timeout_option
+@click.option(
+    "--installer",
+    type=click.Choice(["uv", "pip"]),
+    default="uv",
+    show_default=True,
+    help="What makes the Open WebUI and vLLM venvs: uv (fetches Python 3.12 when none "
+    "fits), or pip (needs a Python 3.11/3.12 here).",
+)
 @pass_app
 def up(
     app: AppContext,
@@ -47,6 +55,7 @@ def up(
     scope: Scope | None,
     upgrade: bool,
     stall_timeout: float,
+    installer: str,
 ) -> None:
     """Install and start Ollama (or vLLM), the proxy and Open WebUI as services.
 
@@ -75,6 +84,7 @@ def up(
         no_webui=no_webui,
         scope=scope,
         upgrade=upgrade,
+        installer=installer,
         stall_seconds=stall_timeout,
     )
     ctx = resolve_context(app.config, app.config_path, options)

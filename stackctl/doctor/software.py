@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 from stackctl import catalog
-from stackctl.doctor.base import Context, Finding, Severity, downloaded
+from stackctl.doctor.base import Context, Finding, downloaded
 from stackctl.errors import StackctlError
 from stackctl.install_commands import ollama_linux_install
 from stackctl.secrets import hf_token
@@ -164,16 +164,20 @@ def _openwebui_findings(ctx: Context) -> Iterator[Finding]:
     if facts.python_for_openwebui:
         yield Finding("ok", "python", f"Python for Open WebUI: {facts.python_for_openwebui}")
         return
-    message = "Open WebUI needs Python 3.11 or 3.12: none found"
+    if facts.uv_path:
+        yield Finding(
+            "ok",
+            "python",
+            "no Python 3.11/3.12 here: `stackctl up` has uv fetch CPython 3.12 for Open WebUI",
+        )
+        return
+    message = "Open WebUI needs Python 3.11 or 3.12: none found, and no uv to fetch one"
     if facts.platform == "macos":
-        severity: Severity = "warn" if facts.brew_prefix else "error"
-        fix = "`brew install python@3.12` (`stackctl up` does it for you)"
+        fix = "`brew install python@3.12`"
     else:
-        severity = "error"
         fix = "install python3.12 or python3.11 (e.g. `sudo apt install python3.11`)"
-        if facts.uv_path:
-            fix += ", or run `uv python install 3.12`"
-    yield Finding(severity, "python", message, fix + ", or set openwebui.enabled: false")
+    fix += ", or reinstall stackctl (it brings uv)"
+    yield Finding("error", "python", message, fix + ", or set openwebui.enabled: false")
 
 
 def check_gated(ctx: Context) -> Iterator[Finding]:

@@ -87,11 +87,12 @@ class ServiceManager(Protocol):
 
     paths: Paths  # the platform and scope's locations (unit_dir, state_file, log_dir, ...)
 
-    def install(self, units: list[Unit]) -> InstallReport:
+    def install(self, units: list[Unit], *, prune: bool = True) -> InstallReport:
         """Write units atomically (backing up hand-edited ones), load, enable and start them.
 
         Only services whose unit changed are restarted; a re-run with nothing changed runs
-        no state-changing command. Units recorded earlier but absent now are removed.
+        no state-changing command. Units recorded earlier but absent now are removed, unless
+        `prune` is False (`up` starts the backend alone first, then installs every unit).
         """
         ...
 

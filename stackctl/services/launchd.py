@@ -135,7 +135,7 @@ class LaunchdManager(state.RecordedUnits):
                 )
             time.sleep(POLL_SECONDS)
 
-    def install(self, units: list[Unit]) -> InstallReport:
+    def install(self, units: list[Unit], *, prune: bool = True) -> InstallReport:
         """Write the plists; bootstrap new ones, reload changed ones (bootout + bootstrap),
         kickstart loaded ones that are not running; leave the rest alone."""
         record = state.UnitRecord(self.paths)
@@ -146,7 +146,7 @@ class LaunchdManager(state.RecordedUnits):
         try:
             wanted = {self.unit_dir / unit.filename for unit in units}
             for entry in reversed(record.records):
-                if entry.path not in wanted:
+                if prune and entry.path not in wanted:
                     self._unload(entry.service)
                     report.add_file(entry.path, "removed", state.remove_unit(record, entry.path))
             for unit in units:

@@ -62,13 +62,13 @@ class SystemdManager(state.RecordedUnits):
             hint="`stackctl logs SERVICE` shows what the service printed before it failed",
         )
 
-    def install(self, units: list[Unit]) -> InstallReport:
+    def install(self, units: list[Unit], *, prune: bool = True) -> InstallReport:
         """Write the units, remove stale ones, daemon-reload if anything changed, then
         `enable --now` what is not enabled and running, and restart what changed."""
         record = state.UnitRecord(self.paths)
         report = InstallReport()
         wanted = {self.unit_dir / unit.filename for unit in units}
-        stale = [r for r in record.records if r.path not in wanted]
+        stale = [r for r in record.records if r.path not in wanted] if prune else []
         if stale:
             # Stop and disable first: a unit whose file is gone cannot be disabled any more.
             present = [r.name for r in stale if r.path.exists()]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Sequence
 from pathlib import Path
 
 from stackctl import proc
@@ -234,25 +233,6 @@ def ownership_step(ctx: Context) -> Step:
         apply=apply,
         commands=[shlex.join(argv) for argv in commands(existing_only=False)],
     )
-
-
-# --- venvs --------------------------------------------------------------------------------
-
-
-def venv_commands(
-    ctx: Context, venv: Path, python: str | None, package: str, uv_options: Sequence[str] = ()
-) -> tuple[list[str], list[str]]:
-    """The argv that creates a venv and the one that installs `package` into it: with
-    `python -m venv` and the venv's pip, or (python None) with uv, which fetches a 3.12."""
-    upgrade = ["--upgrade"] if ctx.options.upgrade else []
-    if python is None:
-        uv = ctx.facts.uv_path or "uv"
-        return (
-            [uv, "venv", "--python", "3.12", str(venv)],
-            [uv, "pip", "install", "--python", str(venv / "bin/python"), *upgrade, package,
-             *uv_options],
-        )  # fmt: skip
-    return [python, "-m", "venv", str(venv)], [str(venv / "bin/pip"), "install", *upgrade, package]
 
 
 # --- linger (Linux, user scope) -----------------------------------------------------------

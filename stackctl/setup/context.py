@@ -46,6 +46,7 @@ class UpOptions:
     no_webui: bool = False
     scope: Scope | None = None
     upgrade: bool = False
+    installer: str = "uv"  # or "pip": how venvs are made (stackctl/setup/venv.py)
     stall_seconds: float = DEFAULT_STALL_SECONDS
 
 

@@ -6,14 +6,15 @@ install one itself. The official one-liner (`install.sh`) also installs and star
 manual install from Ollama's docs (docs/linux.mdx, "Manual install": the binary, nothing
 else) and stop.
 
-vLLM: its own venv (`uv pip install vllm --torch-backend=auto` picks the PyTorch build that
-matches the driver: vllm-project/vllm `docs/getting_started/installation/gpu.cuda.inc.md`),
-then the model downloaded ahead into
+vLLM: its own venv, made by uv like Open WebUI's (`uv pip install vllm --torch-backend=auto`
+picks the PyTorch build that matches the driver: vllm-project/vllm
+`docs/getting_started/installation/gpu.cuda.inc.md`), then the model downloaded ahead into
 HF_HOME with huggingface_hub's CLI from that venv, so the service starts on a warm cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from pathlib import Path
@@ -23,10 +24,11 @@ from stackctl.catalog import find
 from stackctl.errors import CommandFailed, StackctlError
 from stackctl.install_commands import ollama_linux_install
 from stackctl.paths import hf_repo_cache
-from stackctl.plan import Progress, Step, command_step
+from stackctl.plan import Progress, Step
 from stackctl.probe import models_dir
-from stackctl.setup.common import stored_hf_token, venv_commands
+from stackctl.setup.common import stored_hf_token
 from stackctl.setup.context import Context, use_ollama
+from stackctl.setup.venv import VenvSpec, venv_spec, venv_steps
 
 # What `hf download` (or older huggingface-cli) prints for a gated repository
 GATED = re.compile(
@@ -69,13 +71,21 @@ def require_nvidia(ctx: Context) -> None:
 # --- vLLM ---------------------------------------------------------------------------------
 
 
-def vllm_commands(ctx: Context) -> tuple[list[str], list[str]]:
-    """The argv that creates vLLM's venv and the one that installs vLLM into it (uv when
-    there is one: it picks the PyTorch build for the driver)."""
-    python = None
-    if not ctx.facts.uv_path:
-        python = ctx.facts.python_for_openwebui or proc.which("python3") or "python3"
-    return venv_commands(ctx, ctx.paths.vllm_venv, python, "vllm", ["--torch-backend=auto"])
+def vllm_spec(ctx: Context) -> VenvSpec:
+    """vLLM's venv: uv (it picks the PyTorch build for the driver), else pip with python3."""
+    python = ctx.facts.python_for_openwebui
+    spec = venv_spec(
+        ctx,
+        label="vLLM",
+        venv=ctx.paths.vllm_venv,
+        package="vllm",
+        script="vllm",
+        python=python,
+        uv_options=("--torch-backend=auto",),
+    )
+    if spec.uv is None and spec.python is None:
+        return dataclasses.replace(spec, python=proc.which("python3") or "python3")
+    return spec
 
 
 def model_cached(hf_home: Path, repo: str) -> bool:
@@ -126,8 +136,6 @@ def require_hf_token(ctx: Context) -> None:
 
 def vllm_steps(ctx: Context) -> list[Step]:
     """vLLM's venv, vLLM, and its model in HF_HOME (build_steps has checked the GPU)."""
-    venv = ctx.paths.vllm_venv
-    create, install = vllm_commands(ctx)
     repo = ctx.config.vllm.model
     hf_home = models_dir(ctx.config, ctx.paths, "vllm")  # HF_HOME in vllm.env may move it
 
@@ -135,25 +143,19 @@ def vllm_steps(ctx: Context) -> list[Step]:
         token = stored_hf_token(ctx)
         env = {"HF_HOME": str(hf_home), **({"HF_TOKEN": token} if token else {})}
         try:
-            proc.stream(download_argv(ctx), on_line=progress.line, env=env)
+            progress.run(download_argv(ctx), env=env)
         except CommandFailed as exc:
             if GATED.search(exc.stderr):
                 raise StackctlError(gated_message(ctx, has_token=bool(token))) from None
             raise
 
     download_cmd = f"HF_HOME={hf_home} {shlex.join(download_argv(ctx))}"
+    steps = venv_steps(
+        vllm_spec(ctx), takes="several GB; takes minutes",
+        fix="check the network (PyPI and the PyTorch index)",
+    )  # fmt: skip
     return [
-        command_step(
-            description=f"Create vLLM's venv {venv}",
-            check=lambda: (venv / "bin/python").exists(),
-            argv=create,
-        ),
-        command_step(
-            description="Install vLLM into its venv (several GB; takes minutes)",
-            check=lambda: not ctx.options.upgrade and (venv / "bin/vllm").exists(),
-            argv=install,
-            fix="check the network (PyPI and the PyTorch index)",
-        ),
+        *steps,
         Step(
             description=f"Download {repo} into {hf_home} (served as "
             f"{ctx.config.vllm.served_model_name})",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from stackctl import health
 from stackctl.errors import StackctlError
+from stackctl.output import human_bytes
 from stackctl.plan import Progress, Step
-from stackctl.pull import has_model, installed_models, pull_with_bar
+from stackctl.pull import ProgressBar, PullState, has_model, installed_models, pull_model
 from stackctl.registry import info
 from stackctl.services.inputs import inputs_for_host
 from stackctl.services.render import render_units
@@ -27,20 +29,23 @@ def render(ctx: Context, *, preview: bool = False) -> list:
     return render_units(ctx.config, inputs)
 
 
-def _units_in_place(ctx: Context) -> bool:
-    """Every unit on disk as we would write it, and every service running."""
+def _units_in_place(ctx: Context, only: tuple[str, ...] = ()) -> bool:
+    """Every unit (of the `only` services) on disk as we would write it, and its service
+    running."""
     try:
         units = render(ctx)
     except StackctlError:
         return False  # e.g. ollama not installed yet: the install step comes first
     for unit in units:
+        if only and unit.service not in only:
+            continue
         path = ctx.paths.unit_dir / unit.filename
         try:
             if path.read_text(encoding="utf-8") != unit.content:
                 return False
         except OSError:
             return False
-    states = ctx.manager.status(ctx.stack.service_names)
+    states = ctx.manager.status(list(only) or ctx.stack.service_names)
     return all(state.state == "active" for state in states)
 
 
@@ -65,6 +70,35 @@ def units_step(ctx: Context, started: list[str]) -> Step:
         commands=[shlex.join(argv) for argv in ctx.manager.planned_commands(planned)],
         files=[f"{ctx.paths.unit_dir / u.filename} ({u.mode:04o})" for u in planned],
         fix="`stackctl units diff` shows what differs; `stackctl logs` shows why a service stopped",
+    )
+
+
+def backend_step(ctx: Context, started: list[str]) -> Step:
+    """Start Ollama on its own first, so the models download while the rest installs (the
+    units step then installs every unit; Ollama's is unchanged, so it keeps running). When
+    it starts or restarts Ollama, `ollama` is added to `started`."""
+    only = ("ollama",)
+    ollama = next(s for s in ctx.services if s.name == "ollama")
+
+    def apply(progress: Progress) -> None:
+        units = [u for u in render(ctx) if u.service in only]
+        report = ctx.manager.install(units, prune=False)
+        started.extend([*report.started, *report.restarted])
+        for original, copy in report.backed_up:
+            progress.note(f"{original} was edited by hand: saved a copy as {copy}")
+        _wait_healthy(ctx, [ollama.name], progress)
+
+    planned = [u for u in render(ctx, preview=True) if u.service in only]
+    return Step(
+        description="Start Ollama first, so the models download while the rest installs",
+        check=lambda: _units_in_place(ctx, only) and health.check(ollama, timeout=2.0).ok,
+        apply=apply,
+        commands=[
+            *(shlex.join(argv) for argv in ctx.manager.planned_commands(planned)),
+            f"GET {ollama.url}{info('ollama').health.path}",
+        ],
+        files=[f"{ctx.paths.unit_dir / u.filename} ({u.mode:04o})" for u in planned],
+        fix="`stackctl logs ollama` shows why it stopped",
     )
 
 
@@ -101,23 +135,33 @@ def _all_healthy(ctx: Context) -> bool:
     return all(h.ok and (_expected_model(ctx, h.service) in (None, *h.models)) for h in results)
 
 
-def health_step(ctx: Context, started: list[str]) -> Step:
-    """Wait for each service in start order, each with a budget that fits it.
+def _wait_fix(ctx: Context) -> str:
+    return (
+        f"correct what it shows (often a setting in {ctx.config_path}), then run "
+        "`stackctl up` again"
+    )
 
-    `started` holds the services the units or restart step (re)started in this run: those
-    are always waited for, however healthy the stack looked before (a restarted service may
-    crash-loop on its new settings)."""
+
+def _wait_healthy(ctx: Context, names: Sequence[str], progress: Progress) -> None:
+    """Wait for each named service in start order, each with a budget that fits it."""
     from stackctl.service_wait import wait_for
 
+    wait_for(ctx.stack, names, fix=_wait_fix(ctx), report=progress.line, note=progress.note)
+
+
+def health_step(ctx: Context, started: list[str]) -> Step:
+    """Wait for each service in start order; then, with Ollama, until the proxy lists the
+    models pulled (its model list is cached), so the summary and Open WebUI's list are true
+    when `up` returns.
+
+    `started` holds the services the Ollama, units or restart step (re)started in this run:
+    those are always waited for, however healthy the stack looked before (a restarted
+    service may crash-loop on its new settings)."""
+
     def apply(progress: Progress) -> None:
-        wait_for(
-            ctx.stack,
-            [s.name for s in ctx.services],
-            fix=f"correct what it shows (often a setting in {ctx.config_path}), then run "
-            "`stackctl up` again",
-            report=progress.line,
-            note=progress.note,
-        )
+        _wait_healthy(ctx, [s.name for s in ctx.services], progress)
+        if ctx.backend == "ollama" and ctx.models:
+            _wait_until_the_proxy_lists(ctx, progress)
 
     return Step(
         description="Wait until every service answers its health check",
@@ -166,10 +210,24 @@ def pull_step(ctx: Context) -> Step:
     """Pull the models Ollama does not have yet (a re-run resumes a partial download)."""
 
     def apply(progress: Progress) -> None:
-        progress.end_line()
         for model in _missing_models(ctx):
-            pull_with_bar(ctx.config.ollama.url, model, stall_seconds=ctx.options.stall_seconds)
-        _wait_until_the_proxy_lists(ctx, progress)
+            bar = ProgressBar(terminal=progress.terminal)
+
+            def update(state: PullState, bar: ProgressBar = bar) -> None:
+                progress.check_stopped()  # Ollama keeps what it has: the next run resumes
+                if bar.due(state, bar.sample(state)):
+                    progress.line(bar.line(state))
+
+            state = pull_model(
+                ctx.config.ollama.url,
+                model,
+                stall_seconds=ctx.options.stall_seconds,
+                on_update=update,
+                on_note=progress.note,
+            )
+            progress.note(
+                f"{model}: pulled" + (f" ({human_bytes(state.total)})" if state.total else "")
+            )
 
     return Step(
         description="Pull " + ", ".join(ctx.models) + " into Ollama",

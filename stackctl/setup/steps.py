@@ -8,13 +8,19 @@ platform and backend, in order:
 1. the config file (when there is none), then per platform:
    - macOS: Homebrew's Ollama; another Ollama (Ollama.app, `brew services`) stopped;
    - Linux, no NVIDIA GPU: an installed `ollama` (none: the install command, and stop);
-   - Linux with NVIDIA: vLLM's venv, vLLM, the model downloaded into HF_HOME;
+   - Linux with NVIDIA: vLLM's venv and vLLM (uv);
 2. system scope on Linux: the `stackctl` account; directories (owned by the account the
-   services run as: that one, or on macOS the person who ran sudo);
+   services run as: that one, or on macOS the person who ran sudo; before Ollama starts, or
+   after vLLM's model is in HF_HOME);
 3. user scope on Linux: linger, so the services outlive the login session;
-4. the secrets (0600), Open WebUI's Python, venv and package;
-5. the units, loaded and started (with --upgrade, the upgraded services restarted); every
-   service healthy; the models pulled (Ollama).
+4. the secrets (0600);
+5. the models: Ollama started on its own and the models pulled, or vLLM's model downloaded
+   into HF_HOME; meanwhile Open WebUI's venv and package (uv);
+6. the units, loaded and started (with --upgrade, the upgraded services restarted); every
+   service healthy (and, with Ollama, the pulled models listed by the proxy).
+
+The steps of 5 run at the same time: each declares what it needs (`Step.after`), and the
+plan engine starts a step as soon as those are done.
 """
 
 from __future__ import annotations
@@ -72,17 +78,51 @@ def build_steps(ctx: Context) -> list[Step]:
     if ctx.platform == "linux" and ctx.scope == "user" and ctx.facts.linger is False:
         steps.append(common.linger_step(ctx))
     steps.append(common.secrets_step(ctx))
-    if ctx.backend == "vllm":
-        steps += linux.vllm_steps(ctx)
-    if ctx.config.openwebui.enabled:
-        steps += openwebui.openwebui_steps(ctx)
-    if ctx.scope == "system":
-        steps.append(common.ownership_step(ctx))
+    if ctx.scope == "system" and ctx.backend == "ollama":
+        steps.append(common.ownership_step(ctx))  # before Ollama, which writes models as it
     started: list[str] = []  # services this run (re)starts: the health step waits for them
-    steps.append(services.units_step(ctx, started))
+    # The long independent work overlaps: the models download while Open WebUI installs.
+    ready = _key(steps[-1], "ready").key  # what those parallel branches start after
+    models: list[Step] = []
+    if ctx.backend == "vllm":
+        venv, install, download = linux.vllm_steps(ctx)
+        steps += [venv, install]
+        ready = _key(install, "backend").key
+        models = [download]
+    elif ctx.models:
+        backend = services.backend_step(ctx, started)
+        steps.append(backend)
+        ready = _key(backend, "backend").key
+        models = [services.pull_step(ctx)]
+    for step in models:
+        steps.append(_after(_key(step, "models"), ready))
+    branches = [key for key in ("models",) if models]
+    if ctx.config.openwebui.enabled:
+        venv, install = openwebui.openwebui_steps(ctx)
+        steps += [_after(venv, ready), _key(install, "webui")]
+        branches.append("webui")
+    # vLLM's service must start on a warm cache (else it downloads the model itself); Ollama's
+    # units start while the pull goes on, and the health step waits for it.
+    joined = branches if ctx.backend == "vllm" else [b for b in branches if b != "models"]
+    tail = []
+    if ctx.scope == "system" and ctx.backend == "vllm":
+        tail.append(common.ownership_step(ctx))  # chowns HF_HOME: after the download
+    tail.append(services.units_step(ctx, started))
     if ctx.options.upgrade and services.upgraded_services(ctx):
-        steps.append(services.restart_step(ctx, started))
-    steps.append(services.health_step(ctx, started))
-    if ctx.backend == "ollama" and ctx.models:
-        steps.append(services.pull_step(ctx))
-    return steps
+        tail.append(services.restart_step(ctx, started))
+    tail.append(services.health_step(ctx, started))
+    _after(tail[0], ready, *joined)
+    _after(tail[-1], _key(tail[-2], "started").key, *branches)
+    return steps + tail
+
+
+def _key(step: Step, key: str) -> Step:
+    """Name a step so others can wait for it."""
+    step.key = key
+    return step
+
+
+def _after(step: Step, *keys: str) -> Step:
+    """Make a step wait for the steps with these keys (instead of the one before it)."""
+    step.after = tuple(dict.fromkeys(keys))
+    return step

@@ -7,6 +7,7 @@ serve`. In-process: `FakeOllama(state_dir).start()` serves it with uvicorn in a 
 
 The state dir holds `models.json` (installed models, kept across restarts), `behaviour.json`
 (knobs a test writes: `version`, `pull_stall_first_attempt_seconds`, `pull_step_seconds`,
+`pull_seconds` (the download takes that long, at a fixed rate, e.g. for bench/first_up.py),
 `slow_token_seconds`, `slow_tokens`, `gpu_fraction`), `pulls.json` (pull attempts per model) and
 `requests.jsonl` (each request: method, path, host, body, outcome).
 
@@ -343,13 +344,21 @@ class FakeOllamaApp:
             return
         attempt = self.state.bump_pull_attempt(canonical(name))
         stall = float(knobs.get("pull_stall_first_attempt_seconds", 0)) if attempt == 1 else 0.0
-        for digest, total in layers_for(name):
+        layers = layers_for(name)
+        ticks = 5
+        duration = float(knobs.get("pull_seconds", 0))
+        if duration:  # spread the big layers' bytes evenly over `duration`, a line every ~0.25 s
+            big = sum(total for _, total in layers if total >= 1_000_000) or 1
+            ticks = max(1, int(duration / 0.25))
+        for digest, total in layers:
             status = f"pulling {digest[7:19]}"
             if total < 1_000_000:
                 yield {"status": status, "digest": digest, "total": total, "completed": total}
                 continue
             yield {"status": status, "digest": digest, "total": total}
-            for i in range(1, 6):
+            if duration:
+                step = duration * total / big / ticks
+            for i in range(1, ticks + 1):
                 if stall and i == 2:
                     await asyncio.sleep(stall)  # a stalled download: no lines, connection open
                     stall = 0.0
@@ -358,7 +367,7 @@ class FakeOllamaApp:
                     "status": status,
                     "digest": digest,
                     "total": total,
-                    "completed": total * i // 5,
+                    "completed": total * i // ticks,
                 }
         yield {"status": "verifying sha256 digest"}
         yield {"status": "writing manifest"}

@@ -9,6 +9,7 @@ knows which venv it acts on.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -48,14 +49,16 @@ def add_wrapper(venv: Path, name: str, target: str) -> Path:
     return script
 
 
-def make_venv(venv: Path, python: str) -> None:
-    """What `python -m venv DIR` leaves behind: pyvenv.cfg, bin/python, bin/pip."""
+def make_venv(venv: Path, python: str, *, pip: bool = True, home: Path | None = None) -> None:
+    """What `python -m venv DIR` leaves behind: pyvenv.cfg, bin/python, bin/pip (`uv venv`
+    leaves no pip unless --seed). `home` is where the interpreter lives (a managed Python)."""
     version = PYTHON_VERSIONS.get(python, "3.12.4")
     venv.mkdir(parents=True, exist_ok=True)
-    (venv / "pyvenv.cfg").write_text(f"home = {fakes_bin()}\nversion = {version}\n")
+    (venv / "pyvenv.cfg").write_text(f"home = {home or fakes_bin()}\nversion = {version}\n")
     add_wrapper(venv, "python", python)
     add_wrapper(venv, "python3", python)
-    add_wrapper(venv, "pip", "pip")
+    if pip:
+        add_wrapper(venv, "pip", "pip")
 
 
 def install_package(venv: Path, package: str) -> None:
@@ -66,3 +69,26 @@ def install_package(venv: Path, package: str) -> None:
     elif name == "vllm":
         add_wrapper(venv, "vllm", "vllm")
         add_wrapper(venv, "hf", "hf")  # huggingface_hub, a dependency of vLLM
+
+
+def intel_mac(behaviour: dict) -> bool:
+    """An Intel Mac: STACKCTL_PLATFORM=macos and the scenario's sysctl without
+    hw.optional.arm64, as tests/fakes/bin/sysctl reads it."""
+    sysctl = behaviour.get("sysctl", {})
+    return (
+        os.environ.get("STACKCTL_PLATFORM") == "macos"
+        and "hw.optional.arm64" in sysctl
+        and sysctl["hw.optional.arm64"] is None
+    )
+
+
+def installable_on_intel_macs(package: str) -> bool:
+    """`open-webui` after 0.7.2 cannot be installed on an Intel Mac: its pinned onnxruntime
+    has no macosx x86_64 wheel and the torch its transformers needs (>= 2.4) was never built
+    for macOS x86_64 (open-webui/open-webui issue 28609, which names 0.7.2 as the last
+    release that installs there)."""
+    name, _, version = package.partition("==")
+    if name.lower() != "open-webui":
+        return True
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+    return bool(numbers) and numbers <= (0, 7, 2)
