@@ -200,7 +200,7 @@ def test_a_service_that_crash_loops_after_a_config_change_fails_up_start_and_res
     result = stackctl("up", "--yes")
     assert result.code == 1, result.out
     assert "Your stack is up." not in result.out
-    assert "step 7/8 failed: Wait until every service answers its health check" in result.err
+    assert "step 9/9 failed: Wait until every service answers its health check" in result.err
     assert "  Open WebUI stopped: it keeps crashing (restarted 3 times while waiting)" in (
         result.err
     )

@@ -441,8 +441,11 @@ def test_system_scope_gives_the_users_paths_to_the_account_the_daemons_run_as(
         "         $ " + shlex.join(["chown", "-R", "nobody:staff", *map(str, trees)]),
         "         $ " + shlex.join(["chown", "nobody:staff", str(keys)]),
     ]
-    # and before the units are loaded (launchd starts RunAtLoad jobs at bootstrap)
-    assert "Write the service units" in lines[start + 3]
+    # and before any unit is loaded (launchd starts RunAtLoad jobs at bootstrap): Ollama's,
+    # loaded first so the models download while Open WebUI installs, then the others
+    assert "Start Ollama first" in lines[start + 3]
+    units = lines.index(next(line for line in lines if "Write the service units" in line))
+    assert units > start + 3
 
 
 # Ollama.app's bundled agent (ollama/ollama app/darwin/Ollama.app/Contents/Library/LaunchAgents/
@@ -564,16 +567,27 @@ def test_a_mac_older_than_sonoma_is_refused_before_anything_changes(
 INTEL = {"hw.optional.arm64": None, "machdep.cpu.brand_string": "Intel(R) Core(TM) i7-9750H"}
 
 
+@pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_an_intel_mac_gets_the_last_open_webui_that_installs_there(
-    mac: FakeBin, isolated_home: Path, running_services: dict, stackctl
+    mac: FakeBin, isolated_home: Path, running_services: dict, stackctl, installer: str
 ) -> None:
     mac.scenario(sysctl=INTEL)
-    result = stackctl("up", "--yes")
+    result = stackctl("up", "--yes", "--installer", installer)
     assert result.code == 0, result.out + result.err
-    assert mac.calls("pip") == [["pip", "install", "open-webui==0.7.2"]]
+    venv = support(isolated_home) / "venvs/openwebui"
+    if installer == "uv":
+        assert mac.calls("uv")[-1] == [
+            "uv", "pip", "install", "--python", str(venv / "bin/python"), "open-webui==0.7.2"
+        ]  # fmt: skip
+        assert mac.calls("pip") == []
+        takes = "uv; about a minute"
+    else:
+        assert mac.calls("uv") == []
+        assert mac.calls("pip") == [["pip", "install", "open-webui==0.7.2"]]
+        takes = "pip; takes a few minutes"
     assert (
         "Install Open WebUI 0.7.2 into its venv: the last release that installs on an Intel "
-        "Mac (pip; takes a few minutes)" in result.out
+        f"Mac ({takes})" in result.out
     )
     found = json.loads(stackctl("doctor", "--json").out)["findings"]
     assert [f["text"] for f in found if f["check"] == "openwebui"] == [
