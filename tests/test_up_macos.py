@@ -648,3 +648,26 @@ def test_doctor_says_what_filevault_means_for_services_at_boot(
         if filevault
         else ("ok", "FileVault is off: the services start at boot")
     ]
+
+
+def test_ollama_restarted_by_its_own_step_is_waited_for_again(
+    mac: FakeBin, isolated_home: Path, running_services: dict, stackctl
+) -> None:
+    # The "start Ollama first" step reloads Ollama's agent when its plist is missing or
+    # changed; the units step then finds every unit in place, but the health step must still
+    # wait for the Ollama this run (re)started.
+    assert stackctl("up", "--yes").code == 0
+    (isolated_home / "Library/LaunchAgents/dev.stackctl.ollama.plist").unlink()  # reloaded
+    mac.clear_calls()
+    result = stackctl("up", "--yes")
+    assert result.code == 0, result.out + result.err
+    plist = isolated_home / "Library/LaunchAgents/dev.stackctl.ollama.plist"
+    assert ["launchctl", "bootstrap", f"gui/{UID}", str(plist)] in launchctl_changes(mac)
+    assert (
+        "[9/10] Write the service units and start ollama, proxy, openwebui: already in place\n"
+        in result.out
+    )
+    assert (
+        "[10/10] Wait until every service answers its health check\n"
+        "      Ollama is healthy at " in result.out
+    )
