@@ -106,9 +106,7 @@ def _uv_then_pip(
     return apply
 
 
-def venv_steps(
-    spec: VenvSpec, *, takes: str, fix: str, what: str | None = None
-) -> list[Step]:
+def venv_steps(spec: VenvSpec, *, takes: str, fix: str, what: str | None = None) -> list[Step]:
     """Create the venv (interpreter and pip in it), then install the package into it.
 
     `takes` says how long the install takes (in the step's description); `fix` is what to do
