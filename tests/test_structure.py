@@ -112,3 +112,11 @@ def test_the_proxy_has_no_upward_imports() -> None:
         if not (target == "stackctl" or target.startswith(allowed))
     }
     assert upward == set()
+
+
+def test_the_typed_service_names_are_the_registry_s() -> None:
+    """`--help` lists services from types.SERVICE_NAMES (cheap to import); the registry's
+    entries must be exactly those, in that (start) order."""
+    from stackctl import registry, types
+
+    assert registry.NAMES == types.SERVICE_NAMES

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING
 import click
 
 from stackctl.cli import AppContext, pass_app
-from stackctl.registry import NAMES
+
+# The service names as typed (types.py, no registry import: --help stays fast); the
+# registry lists the same names in the same order (tests/test_structure.py checks it).
+from stackctl.types import SERVICE_NAMES as NAMES
 
 if TYPE_CHECKING:
     from stackctl.services.base import ServiceManager
