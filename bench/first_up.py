@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/conftest imports systemd_user
 
-from stackctl.probe_tools import find_python_for_openwebui  # noqa: E402
+from stackctl.probe_tools import find_venv_python  # noqa: E402
 from tests.fakes.installer import install_fakes  # noqa: E402
 from tests.ports import free_ports  # noqa: E402
 from tests.systemd_user import _start_manager, _stop_manager  # noqa: E402
@@ -140,7 +140,7 @@ def main() -> None:
     wanted = set(args.only or ["up", "up-pull", "pip"])
     work = args.work.absolute()
     work.mkdir(parents=True, exist_ok=True)
-    python = find_python_for_openwebui(None)
+    python = find_venv_python(None)
     if python is None:
         sys.exit("no Python 3.11 or 3.12 for the pip baseline")
     print(f"Python for both installs: {python}; work dir {work}", flush=True)

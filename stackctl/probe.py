@@ -28,8 +28,8 @@ from stackctl.probe_processes import Conflict, Listener, read_conflicts, read_li
 from stackctl.probe_tools import (  # TIMEOUT: nvidia-smi can take seconds on a cold driver
     TIMEOUT,
     find_ollama,
-    find_python_for_openwebui,
     find_uv,
+    find_venv_python,
     parse_ollama_version,
     read_brew_prefix,
     read_ollama_version,
@@ -49,7 +49,7 @@ __all__ = [
     "HostFacts",
     "Listener",
     "find_ollama",
-    "find_python_for_openwebui",
+    "find_venv_python",
     "parse_gpu_csv",
     "parse_ollama_version",
     "probe",
@@ -94,7 +94,8 @@ class HostFacts:
     ollama_version: str | None = None
     vllm_version: str | None = None
     openwebui_version: str | None = None
-    python_for_openwebui: str | None = None  # absolute path of a Python 3.11 or 3.12
+    # a Python 3.11 or 3.12 (absolute path): what the Open WebUI and vLLM venvs are made from
+    venv_python: str | None = None
     uv_path: str | None = None
     ports: dict[int, Listener | None] = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
@@ -271,7 +272,7 @@ def probe(config: Config, paths: Paths, backend: Backend | None = None) -> HostF
         linger = pool.submit(read_linger, read_user()) if platform == "linux" else None
         filevault = pool.submit(read_filevault) if platform == "macos" else None
         brew_prefix = brew.result()
-        python = pool.submit(find_python_for_openwebui, brew_prefix)
+        python = pool.submit(find_venv_python, brew_prefix)
         conflicts = pool.submit(read_conflicts, platform, brew_prefix)
         facts = machine.result()
         ollama = find_ollama(brew_prefix, prefer_brew=platform == "macos")
@@ -282,7 +283,7 @@ def probe(config: Config, paths: Paths, backend: Backend | None = None) -> HostF
         facts.brew_prefix = brew_prefix
         facts.ollama_path = ollama
         facts.ollama_version = version.result() if version else None
-        facts.python_for_openwebui = python.result()
+        facts.venv_python = python.result()
         facts.uv_path = uv.result()
         facts.conflicts = conflicts.result()
         facts.linger = linger.result() if linger else None

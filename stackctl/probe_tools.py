@@ -83,7 +83,7 @@ def _metadata_version(metadata: Path) -> str | None:
 OPENWEBUI_PYTHONS = ("3.11", "3.12")  # open-webui's requires-python: >=3.11, <3.13
 
 
-def find_python_for_openwebui(brew_prefix: str | None) -> str | None:
+def find_venv_python(brew_prefix: str | None) -> str | None:
     """An absolute Python 3.11 or 3.12 (Open WebUI refuses others), or None.
 
     Tried in order: python3.11 and python3.12 on PATH, Homebrew's python@3.11/@3.12, then

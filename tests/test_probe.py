@@ -163,19 +163,19 @@ def test_venv_versions_come_from_dist_info(tmp_path) -> None:
     assert probe.read_venv_version(tmp_path / "missing", "vllm") is None
 
 
-def test_python_for_openwebui(fake_bin, monkeypatch) -> None:
+def test_venv_python(fake_bin, monkeypatch) -> None:
     hosts.only_fakes_on_path(fake_bin, monkeypatch)
-    assert probe.find_python_for_openwebui(None) == str(fake_bin.bin / "python3.11")
+    assert probe.find_venv_python(None) == str(fake_bin.bin / "python3.11")
     fake_bin.remove("python3.11")
-    assert probe.find_python_for_openwebui(None) == str(fake_bin.bin / "python3.12")
+    assert probe.find_venv_python(None) == str(fake_bin.bin / "python3.12")
     fake_bin.remove("python3.12")
-    assert probe.find_python_for_openwebui(None) is None
+    assert probe.find_venv_python(None) is None
     # Homebrew's keg-only python@3.12 is found through the brew prefix.
     subprocess.run(["brew", "install", "python@3.12"], check=True, capture_output=True)
     prefix = probe.read_brew_prefix()
     keg = Path(prefix, "opt/python@3.12/bin/python3.12")
     assert keg.is_file()
-    assert probe.find_python_for_openwebui(prefix) == str(keg)
+    assert probe.find_venv_python(prefix) == str(keg)
 
 
 def test_brew_prefix_and_ollama_from_homebrew(fake_bin, monkeypatch) -> None:
@@ -274,7 +274,7 @@ def test_full_probe_on_the_mac(fake_bin, monkeypatch) -> None:
     assert facts.ollama_path == str(fake_bin.bin / "ollama")
     assert facts.ollama_version == "0.12.10"
     assert facts.init_system == "launchd" and facts.linger is None
-    assert facts.python_for_openwebui is None and facts.uv_path == str(fake_bin.bin / "uv")
+    assert facts.venv_python is None and facts.uv_path == str(fake_bin.bin / "uv")
     assert facts.conflicts == []
     assert facts.ports == {
         config.ollama.port: None,

@@ -100,7 +100,7 @@ def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
         ("ollama", ollama),
         ("vllm", found(facts.vllm_version, "not installed")),
         ("open webui", found(facts.openwebui_version, "not installed")),
-        ("python 3.11/3.12", found(facts.python_for_openwebui)),
+        ("python 3.11/3.12", found(facts.venv_python)),
         ("uv", found(facts.uv_path)),
         ("ports", ports or "none"),
         ("conflicts", ", ".join(c.name for c in facts.conflicts) or "none"),

@@ -161,8 +161,8 @@ def _openwebui_findings(ctx: Context) -> Iterator[Finding]:
             "ok", "openwebui", f"Open WebUI {facts.openwebui_version} in {ctx.paths.openwebui_venv}"
         )
         return
-    if facts.python_for_openwebui:
-        yield Finding("ok", "python", f"Python for Open WebUI: {facts.python_for_openwebui}")
+    if facts.venv_python:
+        yield Finding("ok", "python", f"Python for Open WebUI: {facts.venv_python}")
         return
     if facts.uv_path:
         yield Finding(

@@ -157,7 +157,6 @@ def backend_json(backend: Backend, body: bytes) -> dict[str, Any]:
     return result
 
 
-
 async def until_hang_up(
     receive: Any, send: Any, work: Callable[[Any], Awaitable[Answer]]
 ) -> Answer:

@@ -73,7 +73,7 @@ def require_nvidia(ctx: Context) -> None:
 
 def vllm_spec(ctx: Context) -> VenvSpec:
     """vLLM's venv: uv (it picks the PyTorch build for the driver), else pip with python3."""
-    python = ctx.facts.python_for_openwebui
+    python = ctx.facts.venv_python
     spec = venv_spec(
         ctx,
         label="vLLM",

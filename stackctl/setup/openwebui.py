@@ -41,7 +41,7 @@ def openwebui_steps(ctx: Context) -> list[Step]:
         venv=ctx.paths.openwebui_venv,
         package=openwebui_requirement(ctx.facts),
         script="open-webui",
-        python=ctx.facts.python_for_openwebui,
+        python=ctx.facts.venv_python,
     )
     if spec.uv is None and spec.python is None:
         raise _no_python(ctx)
