@@ -142,10 +142,6 @@ def info(name: str) -> ServiceInfo:
     return _BY_NAME[name]
 
 
-def known(name: str) -> bool:
-    return name in _BY_NAME
-
-
 def label(name: str) -> str:
     """A service's name as people say it (unknown names as they are)."""
     entry = _BY_NAME.get(name)
@@ -170,11 +166,6 @@ class Service:
     def url(self) -> str:
         host = LOOPBACK if self.host == "0.0.0.0" else self.host
         return f"http://{host}:{self.port}"
-
-    @property
-    def info(self) -> ServiceInfo:
-        """Its registry entry: label, health check, budget, secrets, …"""
-        return info(self.name)
 
 
 def stack_services(config: Config, backend: Backend) -> list[Service]:

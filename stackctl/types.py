@@ -14,7 +14,5 @@ Backend = Literal["ollama", "vllm"]
 BackendSetting = Literal["auto", "ollama", "vllm"]  # what stack.yaml may say
 ServiceName = Literal["ollama", "vllm", "proxy", "openwebui"]
 
-PLATFORMS: tuple[Platform, ...] = get_args(Platform)
-SCOPES: tuple[Scope, ...] = get_args(Scope)
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 SERVICE_NAMES: tuple[ServiceName, ...] = get_args(ServiceName)

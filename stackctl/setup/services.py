@@ -187,7 +187,7 @@ def _wait_until_the_proxy_lists(ctx: Context, progress: Progress) -> None:
     listed Ollama before the pull. Not listing them in time is a note, not a failure."""
     import time
 
-    proxy = next((s for s in ctx.services if s.name == "proxy"), None)
+    proxy = ctx.stack.service("proxy")
     if proxy is None:
         return
     key = ctx.stack.first_proxy_key
