@@ -222,15 +222,27 @@ class ChatStream(_Stream):
         return self._event(self._choice({"role": "assistant", "content": ""}))
 
     def feed(self, native: dict[str, Any]) -> bytes:
+        # Checked as read (shapes.WrongShape), inline: this runs for every token relayed.
         self.check(native)
-        shapes.chat(native)
-        message = native.get("message") or {}
+        message = native.get("message")
+        if message is None:
+            message = {}
+        elif type(message) is not dict:
+            raise shapes.WrongShape("message", "an object", message)
         delta: dict[str, Any] = {}
-        if message.get("thinking"):
-            delta["reasoning_content"] = message["thinking"]
-        if message.get("content"):
-            delta["content"] = message["content"]
+        thinking = message.get("thinking")
+        if thinking:
+            if type(thinking) is not str:
+                raise shapes.WrongShape("message.thinking", "a string", thinking)
+            delta["reasoning_content"] = thinking
+        content = message.get("content")
+        if content:
+            if type(content) is not str:
+                raise shapes.WrongShape("message.content", "a string", content)
+            delta["content"] = content
         calls = message.get("tool_calls") or []
+        if calls:
+            shapes.tool_calls(calls)
         if not self.parallel_tool_calls:
             calls = calls[: max(0, 1 - self.calls_sent)]
         if calls:
@@ -238,6 +250,7 @@ class ChatStream(_Stream):
             self.calls_sent += len(calls)
         out = self._event(self._choice(delta)) if delta else b""
         if native.get("done"):
+            shapes.counts(native)
             reason = finish_reason(native, self.calls_sent > 0)
             out += self._end(native, self._choice({}, reason))
         return out
@@ -268,9 +281,13 @@ class CompletionStream(_Stream):
 
     def feed(self, native: dict[str, Any]) -> bytes:
         self.check(native)
-        shapes.generate(native)
         text, thinking = native.get("response") or "", native.get("thinking")
+        if type(text) is not str:
+            raise shapes.WrongShape("response", "a string", text)
+        if thinking is not None and type(thinking) is not str:
+            raise shapes.WrongShape("thinking", "a string", thinking)
         out = self._event(self._choice(text, thinking=thinking)) if text or thinking else b""
         if native.get("done"):
+            shapes.counts(native)
             out += self._end(native, self._choice("", finish_reason(native, False)))
         return out

@@ -26,7 +26,8 @@ def _text(native: dict[str, Any], key: str, prefix: str = "") -> None:
         raise WrongShape(prefix + key, "a string", value)
 
 
-def _common(native: dict[str, Any]) -> None:
+def counts(native: dict[str, Any]) -> None:
+    """The token counts and the reason a reply (or a stream's last line) carries."""
     for key in ("prompt_eval_count", "eval_count"):
         value = native.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -35,7 +36,8 @@ def _common(native: dict[str, Any]) -> None:
     _text(native, "thinking")
 
 
-def _tool_calls(calls: Any) -> None:
+def tool_calls(calls: Any) -> None:
+    """A message's tool calls: an array of objects with a string id and function name."""
     if not isinstance(calls, list):
         raise WrongShape("message.tool_calls", "an array", calls)
     for i, call in enumerate(calls):
@@ -52,8 +54,8 @@ def _tool_calls(calls: Any) -> None:
 
 
 def chat(native: dict[str, Any]) -> None:
-    """An /api/chat reply, whole or one line of a stream."""
-    _common(native)
+    """A whole /api/chat reply (a stream's lines are checked as read: responses.ChatStream)."""
+    counts(native)
     message = native.get("message")
     if message is None:
         return
@@ -62,18 +64,18 @@ def chat(native: dict[str, Any]) -> None:
     for key in ("role", "content", "thinking"):
         _text(message, key, "message.")
     if message.get("tool_calls") is not None:
-        _tool_calls(message["tool_calls"])
+        tool_calls(message["tool_calls"])
 
 
 def generate(native: dict[str, Any]) -> None:
-    """An /api/generate reply, whole or one line of a stream."""
-    _common(native)
+    """A whole /api/generate reply."""
+    counts(native)
     _text(native, "response")
 
 
 def embed(native: dict[str, Any]) -> None:
     """An /api/embed reply: a list of vectors of numbers."""
-    _common(native)
+    counts(native)
     vectors = native.get("embeddings")
     if vectors is None:
         return
