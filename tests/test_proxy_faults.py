@@ -213,6 +213,31 @@ def test_a_streamed_line_of_the_wrong_shape_ends_the_stream_with_an_error_event(
     }
 
 
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/messages", {"model": MODEL, "max_tokens": 64, "stream": True}),
+        ("/v1/responses", {"model": MODEL, "stream": True}),
+    ],
+)
+@pytest.mark.parametrize(("answer", "reason"), WRONG_SHAPES)
+def test_the_agent_dialects_end_a_stream_of_the_wrong_shape_with_an_error_event(
+    proxy, ollama, path, body, answer, reason
+):
+    ollama.behave(
+        "stream",
+        lines=ndjson({"message": {"role": "assistant", "content": "Hel"}, "done": False}, answer),
+    )
+    messages = [{"role": "user", "content": "Hi"}]
+    request = {**body, "messages" if path == "/v1/messages" else "input": messages}
+    with httpx.stream("POST", proxy.url + path, json=request, timeout=30) as reply:
+        assert reply.status_code == 200
+        blocks = reply.read().decode().strip().split("\n\n")
+    last = json.loads(blocks[-1].split("data: ", 1)[1])
+    wanted = f"The backend 'local' answered with a reply of the wrong shape: {reason}."
+    assert wanted in json.dumps(last)
+
+
 def test_wrong_shapes_in_embeddings_and_completions_are_502s(proxy, ollama):
     ollama.behave("reply", body=b'{"embeddings": [[0.1, "x"]]}')
     reply = httpx.post(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from stackctl.proxy import codec
+from stackctl.proxy import codec, shapes
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.responses import StreamBroken, call_id, finish_reason, usage
 
@@ -58,14 +58,23 @@ class OllamaSource:
         out = b""
         message = native.get("message")
         if message:
+            # checked as read (shapes.WrongShape), inline: this runs for every token relayed
+            if type(message) is not dict:
+                raise shapes.WrongShape("message", "an object", message)
             thinking, content = message.get("thinking"), message.get("content")
             if thinking:
+                if type(thinking) is not str:
+                    raise shapes.WrongShape("message.thinking", "a string", thinking)
                 out = self.writer.thinking(thinking)
             if content:
+                if type(content) is not str:
+                    raise shapes.WrongShape("message.content", "a string", content)
                 out += self.writer.text(content)
             if message.get("tool_calls"):
+                shapes.tool_calls(message["tool_calls"])
                 out += self._calls(message["tool_calls"])
         if native.get("done"):
+            shapes.counts(native)
             self.finished, self.last, self.usage = True, native, usage(native)
             out += self.writer.finish(finish_reason(native, self.calls > 0), self.usage)
         return out
