@@ -56,23 +56,13 @@ class OllamaSource:
         if "error" in native:
             raise StreamBroken(f"failed mid-answer: {native['error']}")
         out = b""
-        message = native.get("message")
-        if message:
-            # checked as read (shapes.WrongShape), inline: this runs for every token relayed
-            if type(message) is not dict:
-                raise shapes.WrongShape("message", "an object", message)
-            thinking, content = message.get("thinking"), message.get("content")
-            if thinking:
-                if type(thinking) is not str:
-                    raise shapes.WrongShape("message.thinking", "a string", thinking)
-                out = self.writer.thinking(thinking)
-            if content:
-                if type(content) is not str:
-                    raise shapes.WrongShape("message.content", "a string", content)
-                out += self.writer.text(content)
-            if message.get("tool_calls"):
-                shapes.tool_calls(message["tool_calls"])
-                out += self._calls(message["tool_calls"])
+        thinking, content, calls = shapes.chat_line(native)
+        if thinking:
+            out = self.writer.thinking(thinking)
+        if content:
+            out += self.writer.text(content)
+        if calls:
+            out += self._calls(calls)
         if native.get("done"):
             shapes.counts(native)
             self.finished, self.last, self.usage = True, native, usage(native)

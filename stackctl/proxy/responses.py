@@ -222,27 +222,14 @@ class ChatStream(_Stream):
         return self._event(self._choice({"role": "assistant", "content": ""}))
 
     def feed(self, native: dict[str, Any]) -> bytes:
-        # Checked as read (shapes.WrongShape), inline: this runs for every token relayed.
         self.check(native)
-        message = native.get("message")
-        if message is None:
-            message = {}
-        elif type(message) is not dict:
-            raise shapes.WrongShape("message", "an object", message)
+        thinking, content, calls = shapes.chat_line(native)
         delta: dict[str, Any] = {}
-        thinking = message.get("thinking")
         if thinking:
-            if type(thinking) is not str:
-                raise shapes.WrongShape("message.thinking", "a string", thinking)
             delta["reasoning_content"] = thinking
-        content = message.get("content")
         if content:
-            if type(content) is not str:
-                raise shapes.WrongShape("message.content", "a string", content)
             delta["content"] = content
-        calls = message.get("tool_calls") or []
-        if calls:
-            shapes.tool_calls(calls)
+        calls = calls or []
         if not self.parallel_tool_calls:
             calls = calls[: max(0, 1 - self.calls_sent)]
         if calls:

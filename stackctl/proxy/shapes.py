@@ -67,6 +67,32 @@ def chat(native: dict[str, Any]) -> None:
         tool_calls(message["tool_calls"])
 
 
+NOTHING: tuple[None, None, None] = (None, None, None)
+
+
+def chat_line(native: dict[str, Any]) -> tuple[str | None, str | None, list | None]:
+    """One line of an /api/chat stream: its message's thinking, content and tool calls, checked.
+
+    It runs for every token relayed, so it is unrolled: a few dict lookups in the common case.
+    The counts of the last line are checked apart (`counts`, once the line says it is done).
+    """
+    message = native.get("message")
+    if message is None:
+        return NOTHING
+    if type(message) is not dict:
+        raise WrongShape("message", "an object", message)
+    thinking = message.get("thinking")
+    if thinking is not None and type(thinking) is not str:
+        raise WrongShape("message.thinking", "a string", thinking)
+    content = message.get("content")
+    if content is not None and type(content) is not str:
+        raise WrongShape("message.content", "a string", content)
+    calls = message.get("tool_calls")
+    if calls:
+        tool_calls(calls)
+    return thinking, content, calls
+
+
 def generate(native: dict[str, Any]) -> None:
     """A whole /api/generate reply."""
     counts(native)
