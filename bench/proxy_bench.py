@@ -19,7 +19,8 @@ Then it measures the proxy's peak and settled RSS under two loads (bench/memory_
 
 With `--compare DIR` (another checkout of stackctl, e.g. a `git worktree` of main), a second
 proxy runs that checkout's code in the same rounds, alternating with this one, so a change
-is measured against its base on the same machine at the same moment.
+is measured against its base on the same machine at the same moment; the proxies' CPU time
+per request and per stream chunk is reported too, the measure a busy machine disturbs least.
 
 Installs wrk and hyperfine with apt-get when they are missing (root, Debian). Only loopback
 addresses are used; every run is bounded in time.
@@ -89,8 +90,22 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    url: str, script: str, connections: int, seconds: int, pid: int | None = None
+) -> dict[str, float]:
+    """One wrk run: requests/s and p50; given the server's `pid`, its CPU us per request too.
+
+    CPU per request is what a change costs whatever else the machine is doing: requests/s
+    under a shared machine's load swings by 2x from one run to the next, CPU time hardly.
+    """
     threads = min(2, connections)
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         [
             "wrk",
@@ -112,10 +127,14 @@ def wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, floa
         sys.exit(f"wrk saw {errors.group(1)} error responses from {url}:\n{out}")
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    return {
+    result = {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": float(p50.group(1)) * scale[p50.group(2)],
     }
+    if pid:
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        result["cpu_us"] = (cpu_seconds(pid) - cpu_before) / max(requests, 1) * 1e6
+    return result
 
 
 rss_mib = memory_load.rss_mib
@@ -186,12 +205,12 @@ def main() -> None:
         minimal_url = f"http://127.0.0.1:{minimal_port}/v1/chat/completions"
         base_url = f"http://127.0.0.1:{base_port}/v1/chat/completions"
         keys = ("d_p50", "p_p50", "m_p50", "d_rps", "p_rps", "m_rps", "d_chunks", "p_chunks",
-                "msg_chunks", "resp_chunks")  # fmt: skip
+                "msg_chunks", "resp_chunks", "p_cpu", "p_chunk_cpu")  # fmt: skip
         messages_url = f"http://127.0.0.1:{proxy_port}/v1/messages"
         responses_url = f"http://127.0.0.1:{proxy_port}/v1/responses"
         if base is not None:
             wrk(base_url, "proxy_chat.lua", 8, 2)
-            keys += ("b_p50", "b_rps", "b_chunks")
+            keys += ("b_p50", "b_rps", "b_chunks", "b_cpu", "b_chunk_cpu")
         runs: dict[str, list[float]] = {k: [] for k in keys}
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_}/{args.rounds} ...", flush=True)
@@ -199,14 +218,16 @@ def main() -> None:
             runs["p_p50"].append(wrk(via, "proxy_chat.lua", 1, args.seconds)["p50_ms"])
             runs["m_p50"].append(wrk(minimal_url, "proxy_chat.lua", 1, args.seconds)["p50_ms"])
             runs["d_rps"].append(wrk(direct, "direct_chat.lua", 32, args.seconds)["rps"])
-            runs["p_rps"].append(wrk(via, "proxy_chat.lua", 32, args.seconds)["rps"])
+            run = wrk(via, "proxy_chat.lua", 32, args.seconds, proxy.pid)
+            runs["p_rps"].append(run["rps"])
+            runs["p_cpu"].append(run["cpu_us"])
             runs["m_rps"].append(wrk(minimal_url, "proxy_chat.lua", 32, args.seconds)["rps"])
             runs["d_chunks"].append(
                 wrk(direct, "direct_stream.lua", 8, args.seconds)["rps"] * STREAM_CHUNKS
             )
-            runs["p_chunks"].append(
-                wrk(via, "proxy_stream.lua", 8, args.seconds)["rps"] * STREAM_CHUNKS
-            )
+            run = wrk(via, "proxy_stream.lua", 8, args.seconds, proxy.pid)
+            runs["p_chunks"].append(run["rps"] * STREAM_CHUNKS)
+            runs["p_chunk_cpu"].append(run["cpu_us"] / STREAM_CHUNKS)
             runs["msg_chunks"].append(
                 wrk(messages_url, "proxy_messages_stream.lua", 8, args.seconds)["rps"]
                 * STREAM_CHUNKS
@@ -217,10 +238,12 @@ def main() -> None:
             )
             if base is not None:  # the compared checkout, right after this one's run
                 runs["b_p50"].append(wrk(base_url, "proxy_chat.lua", 1, args.seconds)["p50_ms"])
-                runs["b_rps"].append(wrk(base_url, "proxy_chat.lua", 32, args.seconds)["rps"])
-                runs["b_chunks"].append(
-                    wrk(base_url, "proxy_stream.lua", 8, args.seconds)["rps"] * STREAM_CHUNKS
-                )
+                run = wrk(base_url, "proxy_chat.lua", 32, args.seconds, base.pid)
+                runs["b_rps"].append(run["rps"])
+                runs["b_cpu"].append(run["cpu_us"])
+                run = wrk(base_url, "proxy_stream.lua", 8, args.seconds, base.pid)
+                runs["b_chunks"].append(run["rps"] * STREAM_CHUNKS)
+                runs["b_chunk_cpu"].append(run["cpu_us"] / STREAM_CHUNKS)
         rss = rss_mib(proxy.pid)
         memory = {}
         for name, process, url in (("this", proxy, via), ("base", base, base_url)):
@@ -278,6 +301,8 @@ def main() -> None:
             ("p50 latency, concurrency 1", "p50", "ms"),
             ("requests/s, concurrency 32", "rps", ""),
             ("stream chunks/s, 8 streams", "chunks", ""),
+            ("proxy CPU per request, concurrency 32", "cpu", "us"),
+            ("proxy CPU per stream chunk", "chunk_cpu", "us"),
         ):
             old, new = med[f"b_{key}"], med[f"p_{key}"]
             print(f"| {name} | {old:,.3f} {unit} | {new:,.3f} {unit} | {new / old - 1:+.1%} |")
