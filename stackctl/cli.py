@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "stackctl.commands.doctor_cmd:doctor",
     "config": "stackctl.commands.config_cmd:config",
     "completion": "stackctl.commands.completion_cmd:completion",
+    "front": "stackctl.commands.front_cmd:front",
 }
 
 

@@ -170,6 +170,17 @@ class Paths:
         return self.data_dir / "openwebui"
 
     @property
+    def caddy_data(self) -> Path:
+        """The HTTPS front's directory: its Caddyfile, and Caddy's storage (its local CA,
+        certificates, ACME account) and XDG dirs, so nothing lands in ~/.local/share/caddy."""
+        return self.data_dir / "caddy"
+
+    @property
+    def caddy_root_cert(self) -> Path:
+        """The root certificate of Caddy's local CA (`tls internal`): what clients trust."""
+        return self.caddy_data / "pki/authorities/local/root.crt"
+
+    @property
     def hf_home(self) -> Path:
         """HF_HOME for vLLM: downloaded Hugging Face weights."""
         return self.data_dir / "huggingface"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from stackctl.secret_names import (
     HF_TOKEN,
     OPENWEBUI_PROXY_KEY,
+    WEBUI_ADMIN_EMAIL,
     WEBUI_ADMIN_PASSWORD,
     WEBUI_SECRET_KEY,
 )
@@ -66,6 +67,8 @@ class ServiceInfo:
     upgradable_on: tuple[Platform, ...]  # where `up --upgrade` replaces its software
     depends_on: tuple[str, ...]  # services (or BACKEND) it starts after, when in the stack
     spec: str  # "module:function" that builds its platform-neutral unit spec
+    exposed_only: bool = False  # in the stack only with `expose: true` (then on the network)
+    scheme: Literal["http", "https"] = "http"  # how stackctl speaks to it on loopback
 
 
 REGISTRY: tuple[ServiceInfo, ...] = (
@@ -126,10 +129,28 @@ REGISTRY: tuple[ServiceInfo, ...] = (
         # its first start downloads the sentence-transformers embedding model (~90 s seen)
         budget=600.0,
         why_slow="its first start downloads an embedding model",
-        secrets=(WEBUI_SECRET_KEY, OPENWEBUI_PROXY_KEY, WEBUI_ADMIN_PASSWORD),
+        secrets=(WEBUI_SECRET_KEY, OPENWEBUI_PROXY_KEY, WEBUI_ADMIN_EMAIL, WEBUI_ADMIN_PASSWORD),
         upgradable_on=("macos", "linux"),
         depends_on=(BACKEND, "proxy"),
         spec="stackctl.services.render:openwebui_spec",
+    ),
+    # --- the HTTPS front (issue 15): Caddy, the only listener on the network when exposed ---
+    ServiceInfo(
+        name="front",
+        label="the HTTPS front",
+        description="Caddy HTTPS front for the proxy and Open WebUI (stackctl)",
+        section="tls",
+        is_backend=False,
+        # the proxy's /health through Caddy (status only without a key): TLS and the route
+        health=HealthCheck("/health"),
+        budget=30.0,
+        why_slow="",
+        secrets=(),
+        upgradable_on=("macos",),  # Homebrew's; on Linux apt's, upgraded with the system
+        depends_on=("proxy", "openwebui"),
+        spec="stackctl.services.render:front_spec",
+        exposed_only=True,
+        scheme="https",
     ),
 )
 
@@ -161,22 +182,28 @@ class Service:
     name: ServiceName
     port: int
     host: str
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
+        """Where stackctl itself reaches it: on loopback, whatever address it binds."""
         host = LOOPBACK if self.host == "0.0.0.0" else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
 
 def stack_services(config: Config, backend: Backend) -> list[Service]:
     """The services a config's stack runs with this backend, in start order: the backend,
-    then the optional services the config enables (each binds loopback unless `expose`)."""
+    then the optional services the config enables, all on loopback, then (`expose`) the
+    HTTPS front, the one service on the network."""
     services = []
     for entry in REGISTRY:
         section = getattr(config, entry.section)
         if entry.is_backend:
             if entry.name == backend:
                 services.append(Service(entry.name, section.port, LOOPBACK))
+        elif entry.exposed_only:
+            if config.expose:
+                services.append(Service(entry.name, section.port, "0.0.0.0", entry.scheme))
         elif getattr(section, "enabled", True):
             services.append(Service(entry.name, section.port, config.bind_host))
     return services

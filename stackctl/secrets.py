@@ -20,6 +20,7 @@ from stackctl.secret_names import (
     HF_TOKEN,
     OPENWEBUI_PROXY_KEY,
     VLLM_API_KEY,
+    WEBUI_ADMIN_EMAIL,
     WEBUI_ADMIN_PASSWORD,
     WEBUI_SECRET_KEY,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "HF_TOKEN",
     "OPENWEBUI_PROXY_KEY",
     "VLLM_API_KEY",
+    "WEBUI_ADMIN_EMAIL",
     "WEBUI_ADMIN_PASSWORD",
     "WEBUI_SECRET_KEY",
     "InsecureSecretFile",

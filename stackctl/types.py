@@ -12,7 +12,7 @@ Platform = Literal["macos", "linux"]
 Scope = Literal["user", "system"]
 Backend = Literal["ollama", "vllm"]
 BackendSetting = Literal["auto", "ollama", "vllm"]  # what stack.yaml may say
-ServiceName = Literal["ollama", "vllm", "proxy", "openwebui"]
+ServiceName = Literal["ollama", "vllm", "proxy", "openwebui", "front"]
 
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 SERVICE_NAMES: tuple[ServiceName, ...] = get_args(ServiceName)

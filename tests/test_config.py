@@ -77,7 +77,7 @@ def test_unknown_key_suggests_the_closest() -> None:
 def test_unknown_top_level_key_without_a_close_match_lists_the_known_ones() -> None:
     assert problems("zzz: 1\n") == [
         "stack.yaml:1: unknown key 'zzz' at the top level (known: backend, scope, models, "
-        "expose, ollama, vllm, openwebui, proxy)"
+        "expose, ollama, vllm, openwebui, proxy, tls)"
     ]
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stackctl.config import Config
+from stackctl.config import Config, load
+from stackctl.registry import NAMES
 from stackctl.services.inputs import inputs_for_golden
 from stackctl.services.render import render_units
 
@@ -41,7 +42,7 @@ def test_golden_examples_match_the_renderer(platform: str, scope: str) -> None:
 
 
 def test_every_service_has_a_golden_example_on_both_platforms() -> None:
-    services = ("ollama", "vllm", "proxy", "openwebui")
+    services = NAMES
     for scope in ("user", "system"):
         systemd = {p.name for p in (ROOT / "systemd" / scope).iterdir()}
         launchd = {p.name for p in (ROOT / "launchd" / scope).iterdir()}

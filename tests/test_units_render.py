@@ -15,6 +15,7 @@ import pytest
 from stackctl.config import Config, load
 from stackctl.errors import StackctlError
 from stackctl.paths import paths_for
+from stackctl.registry import NAMES
 from stackctl.secrets import write_env_file
 from stackctl.services.inputs import inputs_for_golden, inputs_for_host
 from stackctl.services.render import render_units
@@ -146,16 +147,30 @@ def test_proxy_disabled_points_open_webui_at_the_backend(tmp_path):
     assert "Environment=OPENAI_API_BASE_URLS=http://127.0.0.1:8000/v1" in webui.splitlines()
 
 
-def test_expose_binds_open_webui_everywhere_but_never_the_backend(tmp_path):
+def test_expose_puts_only_the_front_on_the_network_and_turns_signup_off(tmp_path):
     config = config_from(
         tmp_path, "backend: vllm\nexpose: true\nproxy:\n  api_keys: [sk-0123456789]\n"
     )
     units = linux_units(config, backend="vllm")
-    assert "--host 0.0.0.0 --port 3000" in units["openwebui"]
+    assert list(units) == ["vllm", "proxy", "openwebui", "front", "target"]
+    webui = units["openwebui"].splitlines()
+    assert "--host 127.0.0.1 --port 3000" in units["openwebui"]
+    assert "Environment=ENABLE_SIGNUP=false" in webui
+    assert "Environment=ENABLE_PERSISTENT_CONFIG=false" in webui  # the env wins at each start
+    assert "EnvironmentFile=-/home/alice/.config/stackctl/secrets.env" in webui  # the admin
     assert lines_with(units["vllm"], "ExecStart=") == [
         "ExecStart=/home/alice/.local/share/stackctl/venvs/vllm/bin/vllm serve "
         "google/gemma-3-27b-it --host 127.0.0.1 --port 8000 --served-model-name gemma3:27b"
     ]
+    front = units["front"].splitlines()
+    assert lines_with(units["front"], "ExecStart=") == [
+        "ExecStart=/usr/bin/python3 -m stackctl --config /home/alice/.config/stackctl/stack.yaml"
+        " front run"
+    ]
+    assert "After=stackctl-proxy.service stackctl-openwebui.service" in front
+    loopback = linux_units(config_from(tmp_path, "backend: vllm\n"), backend="vllm")
+    assert "front" not in loopback
+    assert "ENABLE_SIGNUP" not in loopback["openwebui"]
 
 
 def test_vllm_args_are_quoted_and_reserved_flags_refused(tmp_path):
@@ -218,7 +233,7 @@ def test_every_systemd_unit_passes_systemd_analyze_verify(tmp_path, scope):
         vllm_venv=exe["vllm_venv"].parent.parent,
     )
     units = render_units(Config(), inputs, every_service=True)
-    assert len(units) == 5
+    assert len(units) == len(NAMES) + 1  # every service, and stackctl.target
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
     for unit in units:
@@ -240,7 +255,7 @@ def test_every_systemd_unit_passes_systemd_analyze_verify(tmp_path, scope):
 def test_every_plist_uses_launchd_keys_with_their_types(scope):
     units = render_units(Config(), inputs_for_golden("macos", scope), every_service=True)
     assert [u.filename for u in units] == [
-        f"dev.stackctl.{s}.plist" for s in ("ollama", "vllm", "proxy", "openwebui")
+        f"dev.stackctl.{s}.plist" for s in NAMES
     ]
     for unit in units:
         plist = plistlib.loads(unit.content.encode())
@@ -300,7 +315,7 @@ def test_units_render_prints_every_unit_without_secrets(
     headers = [line for line in result.out.splitlines() if line.startswith("==> ")]
     agents = isolated_home / "Library/LaunchAgents"
     assert headers == [
-        f"==> {agents}/dev.stackctl.{s}.plist <==" for s in ("ollama", "vllm", "proxy", "openwebui")
+        f"==> {agents}/dev.stackctl.{s}.plist <==" for s in NAMES
     ]
     assert "real-secret" not in result.out
     assert "<string>*** WEBUI_SECRET_KEY from secrets.env ***</string>" in result.out
@@ -309,8 +324,7 @@ def test_units_render_prints_every_unit_without_secrets(
     result = stackctl(
         "units", "render", "--platform", "linux", "--scope", "system", "--out", str(out)
     )
-    names = ["stackctl-ollama.service", "stackctl-vllm.service", "stackctl-proxy.service"]
-    names += ["stackctl-openwebui.service", "stackctl.target"]
+    names = [f"stackctl-{s}.service" for s in NAMES] + ["stackctl.target"]
     assert (result.code, result.out) == (0, "".join(f"{out / n}\n" for n in names))
     assert "User=stackctl" in (out / "stackctl-vllm.service").read_text()
     assert not agents.exists()  # rendering installs nothing

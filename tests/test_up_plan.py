@@ -290,17 +290,53 @@ def test_secrets_are_generated_once_and_exposed_keys_go_to_the_key_file(
     key = keys.read_text().splitlines()[1]
     assert key.startswith("sk-stackctl-") and keys.stat().st_mode & 0o777 == 0o600
     assert secrets["OPENAI_API_KEYS"] == key  # Open WebUI uses the proxy's own key
-    assert set(secrets) == {"WEBUI_SECRET_KEY", "OPENAI_API_KEYS", "WEBUI_ADMIN_PASSWORD"}
+    assert set(secrets) == {
+        "WEBUI_SECRET_KEY",
+        "OPENAI_API_KEYS",
+        "WEBUI_ADMIN_EMAIL",
+        "WEBUI_ADMIN_PASSWORD",
+    }
+    assert secrets["WEBUI_ADMIN_EMAIL"] == "admin@example.com"
     before = ctx.paths.secrets_file.read_text()
     step.apply(Progress(terminal=False))
     assert ctx.paths.secrets_file.read_text() == before  # never regenerated
 
     lines = summary_lines(ctx)
+    sudo = "sudo " if ctx.scope == "system" else ""  # root's secrets.env, for a system stack
     assert "  API key:          the first key in " + str(keys) + " (mode 0600)" in lines
     assert (
-        "    first admin admin@example.com; its password is WEBUI_ADMIN_PASSWORD in "
-        f"{ctx.paths.secrets_file}" in lines
+        "    log in as admin@example.com; the password is WEBUI_ADMIN_PASSWORD in "
+        f"{ctx.paths.secrets_file} (`{sudo}grep WEBUI_ADMIN_PASSWORD {ctx.paths.secrets_file}`)"
+        in lines
     )
+
+
+def test_exposed_without_admin_email_generates_the_admin_and_says_how_to_log_in(
+    cpu_box: FakeBin, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "GPU-Box_1.lan")
+    keys = isolated_home / "proxy-keys"
+    path = config_file(isolated_home, f"expose: true\nproxy: {{api_keys_file: {keys}}}\n")
+    ctx = resolve_context(load(path), path, UpOptions())
+    secrets_step(ctx).apply(Progress(terminal=False))
+    secrets = read_env_file(ctx.paths.secrets_file)
+    assert secrets["WEBUI_ADMIN_EMAIL"] == "admin@gpu-box-1.local"
+    assert len(secrets["WEBUI_ADMIN_PASSWORD"]) >= 32
+    assert ctx.paths.secrets_file.stat().st_mode & 0o777 == 0o600
+
+    lines = summary_lines(ctx)
+    sudo = "sudo " if ctx.scope == "system" else ""
+    root = ctx.paths.data_dir / "caddy/pki/authorities/local/root.crt"
+    assert lines[2:6] == [
+        "  Open WebUI:       https://GPU-Box_1.lan:3443",
+        "    log in as admin@gpu-box-1.local; the password is WEBUI_ADMIN_PASSWORD in "
+        f"{ctx.paths.secrets_file} (`{sudo}grep WEBUI_ADMIN_PASSWORD {ctx.paths.secrets_file}`)",
+        "    sign-up is off: add people in Admin Panel > Users > Add User (+)",
+        "  OpenAI base URL:  https://GPU-Box_1.lan:4443/v1",
+    ]
+    assert f"  HTTPS:            Caddy's local CA; clients trust its root {root}:" in lines
 
 
 def test_a_port_taken_by_another_program_stops_the_plan(

@@ -24,7 +24,9 @@ def proxy() -> None:
 
 @proxy.command(name="serve")
 @click.option(
-    "--host", help="Address to listen on (default: 127.0.0.1, 0.0.0.0 with expose: true)."
+    "--host",
+    help="Address to listen on (default: 127.0.0.1; with expose: true the HTTPS front "
+    "serves it on the network).",
 )
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: proxy.port, 4000).")
 @click.option(
@@ -53,5 +55,6 @@ def proxy_serve(
     stack = app.stack(Overrides(backend=backend))
     config = stack.config
     host = host or config.bind_host
-    keys = proxy_api_keys(config.proxy, config.source, exposed=not is_loopback(host))
+    exposed = config.expose or not is_loopback(host)  # behind the front it is exposed too
+    keys = proxy_api_keys(config.proxy, config.source, exposed=exposed)
     serve(config.proxy, stack.connections, keys, host=host, port=port or config.proxy.port)

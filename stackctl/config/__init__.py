@@ -19,6 +19,7 @@ from stackctl.config.model import (
     OllamaSection,
     OpenWebUISection,
     ProxySection,
+    TlsSection,
     VllmSection,
     default_connections,
 )
@@ -40,7 +41,7 @@ from stackctl.config.schema import (
 from stackctl.errors import ConfigError
 from stackctl.ollama_options import OPTION_TYPES
 from stackctl.paths import Platform, current_platform, paths_for
-from stackctl.registry import stack_services
+from stackctl.registry import info, stack_services
 from stackctl.types import BACKENDS, Backend
 
 __all__ = [
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 MODEL_NAME = r"^[A-Za-z0-9_][A-Za-z0-9._:/@-]{0,349}$"
+# A DNS name Caddy can get an ACME certificate for: labels of letters, digits and hyphens
+DOMAIN_NAME = r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 
 
 def _schema(secrets_hint: str) -> Section:
@@ -117,6 +120,15 @@ def _schema(secrets_hint: str) -> Section:
                     "models_cache_seconds": Number(0),
                 }
             ),
+            "tls": Section(
+                {
+                    "domain": Str(DOMAIN_NAME, "a domain name such as llm.example.com"),
+                    "cert": Str(r"^\S", "the path of a PEM certificate file"),
+                    "key": Str(r"^\S", "the path of a PEM private key file"),
+                    "port": Port(),
+                    "openwebui_port": Port(),
+                }
+            ),
         }
     )
 
@@ -134,6 +146,7 @@ def _build(data: dict, source: Path | None, lines: dict[str, int]) -> Config:
         vllm=VllmSection(**(data.get("vllm") or {})),
         openwebui=OpenWebUISection(**(data.get("openwebui") or {})),
         proxy=ProxySection(**proxy),
+        tls=TlsSection(**(data.get("tls") or {})),
         source=source,
         lines=lines,
     )
@@ -154,7 +167,7 @@ def _cross_checks(config: Config, out: Problems, platform: Platform) -> None:
     shared: dict[tuple[str, str], int] = {}  # (key, other key) -> the port both name
     backends: tuple[Backend, ...] = BACKENDS if config.backend == "auto" else (config.backend,)
     for backend in backends:
-        ports = [(f"{s.name}.port", s.port) for s in stack_services(config, backend)]
+        ports = [(f"{info(s.name).section}.port", s.port) for s in stack_services(config, backend)]
         for i, (key, port) in enumerate(ports):
             for other, other_port in ports[:i]:
                 if port == other_port:
@@ -177,6 +190,7 @@ def _cross_checks(config: Config, out: Problems, platform: Platform) -> None:
                 "expose: true needs API keys for the proxy: set proxy.api_keys_file "
                 "(stackctl up writes a key into it) or list proxy.api_keys",
             )
+    _tls_checks(config, out)
     names = [c.name for c in config.proxy.connections]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -191,6 +205,33 @@ def _cross_checks(config: Config, out: Problems, platform: Platform) -> None:
                     f"unknown Ollama option '{option}' in proxy.model_options.{model}"
                     + suggestion(option, list(OPTION_TYPES)),
                 )
+
+
+def _tls_checks(config: Config, out: Problems) -> None:
+    """The front's keys together: a certificate needs its key (and the reverse), the files
+    must be there, and its two ports must differ from each other and from the services'."""
+    tls, line = config.tls, out.lines.get
+    if bool(tls.cert) != bool(tls.key):
+        given, missing = ("tls.cert", "tls.key") if tls.cert else ("tls.key", "tls.cert")
+        out.add(
+            line(given),
+            f"{given} needs {missing} too (a certificate and its private key, both PEM files); "
+            "or remove both to use Caddy's local CA",
+        )
+    for key in ("cert", "key"):
+        value = getattr(tls, key)
+        if value and not Path(value).expanduser().is_file():
+            out.add(line(f"tls.{key}"), f"tls.{key}: {value} is not a file")
+    if not config.expose:
+        return  # no front: its ports are not used (the shared-port check covers tls.port)
+    for other in stack_services(config, "ollama") + stack_services(config, "vllm"):
+        if other.port == tls.openwebui_port:
+            key = f"{info(other.name).section}.port"
+            out.add(
+                line("tls.openwebui_port") or line(key),
+                f"tls.openwebui_port and {key} are both {other.port}: give each its own port",
+            )
+            return
 
 
 def validate_text(

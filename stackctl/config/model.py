@@ -82,6 +82,26 @@ class ProxySection:
 
 
 @dataclass
+class TlsSection:
+    """The HTTPS front (Caddy) that serves the proxy and Open WebUI when `expose` is true.
+
+    Neither `domain` nor `cert`: certificates from a local CA of Caddy's own (`tls internal`);
+    `domain`: a public certificate for it over ACME; `cert` and `key`: those PEM files."""
+
+    domain: str = ""
+    cert: str = ""
+    key: str = ""
+    port: int = 4443  # the proxy over HTTPS, on the network
+    openwebui_port: int = 3443  # Open WebUI over HTTPS, on the network
+
+    @property
+    def mode(self) -> Literal["internal", "acme", "files"]:
+        if self.cert:
+            return "files"
+        return "acme" if self.domain else "internal"
+
+
+@dataclass
 class Config:
     """The whole stack.yaml, defaults filled in. `source` is the file it came from."""
 
@@ -93,13 +113,15 @@ class Config:
     vllm: VllmSection = field(default_factory=VllmSection)
     openwebui: OpenWebUISection = field(default_factory=OpenWebUISection)
     proxy: ProxySection = field(default_factory=ProxySection)
+    tls: TlsSection = field(default_factory=TlsSection)
     source: Path | None = None
     lines: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def bind_host(self) -> str:
-        """Where the proxy and Open WebUI listen; the backends always stay on loopback."""
-        return "0.0.0.0" if self.expose else "127.0.0.1"
+        """Where the proxy and Open WebUI listen: loopback, always. With `expose`, only the
+        HTTPS front (Caddy, see `tls`) listens on the network; the backends never do."""
+        return "127.0.0.1"
 
     def backend_port(self, backend: Backend) -> int:
         return self.ollama.port if backend == "ollama" else self.vllm.port

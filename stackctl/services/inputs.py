@@ -22,6 +22,7 @@ from stackctl.paths import SERVICE_ACCOUNT, Paths, current_platform, fake_root, 
 from stackctl.probe_tools import find_ollama, read_brew_prefix
 from stackctl.secrets import (
     OPENWEBUI_PROXY_KEY,
+    WEBUI_ADMIN_EMAIL,
     WEBUI_ADMIN_PASSWORD,
     WEBUI_SECRET_KEY,
     read_env_file,
@@ -157,8 +158,8 @@ def pinned_home(home: Path | None) -> Iterator[None]:
 def placeholder_secrets(config: Config, paths: Paths) -> dict[str, str]:
     """Stand-ins naming where each secret lives, for previews and the golden examples."""
     names = [WEBUI_SECRET_KEY, OPENWEBUI_PROXY_KEY]
-    if config.openwebui.admin_email:
-        names.append(WEBUI_ADMIN_PASSWORD)
+    if config.openwebui.admin_email or config.expose:
+        names += [WEBUI_ADMIN_EMAIL, WEBUI_ADMIN_PASSWORD]
     return {name: f"*** {name} from {paths.secrets_file.name} ***" for name in names}
 
 

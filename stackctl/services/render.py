@@ -188,6 +188,16 @@ def openwebui_base_url(config: Config, backend: str) -> str:
 EMBEDDING_CACHE = "cache/embedding/models"
 
 
+# Open WebUI on the network (behind the front): no open signup. Its first admin is created
+# headless from WEBUI_ADMIN_EMAIL/WEBUI_ADMIN_PASSWORD (secrets.env) in the app's lifespan,
+# before uvicorn binds its port (open_webui/main.py lifespan -> utils/auth.py
+# create_admin_user, when no user exists); signup would still make the first account admin
+# on an empty database whatever ENABLE_SIGNUP says (routers/auths.py signup, 0.12.4), and
+# with users it answers 403 while ENABLE_SIGNUP is false. New people are added by the admin
+# (Admin Panel > Users); DEFAULT_USER_ROLE stays Open WebUI's own, pending.
+EXPOSED_OPENWEBUI = {"ENABLE_SIGNUP": "false"}
+
+
 def openwebui_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     data = inputs.paths.openwebui_data
     defaults = {
@@ -208,10 +218,15 @@ def openwebui_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
         "DATA_DIR": str(data),  # the default is inside the venv: a reinstall would lose the DB
         "OPENAI_API_BASE_URLS": openwebui_base_url(config, inputs.backend),
         "ENABLE_OLLAMA_API": "false",  # models come through the OpenAI connection above
-        "ENABLE_PERSISTENT_CONFIG": "false",  # stack.yaml stays the truth, not Open WebUI's DB
+        # stack.yaml stays the truth, not Open WebUI's DB: every setting below is read from
+        # the environment at each start (open_webui/models/config.py Config.get returns the
+        # env-built default for every key while persistence is off)
+        "ENABLE_PERSISTENT_CONFIG": "false",
     }
     if config.openwebui.admin_email:
         enforced["WEBUI_ADMIN_EMAIL"] = config.openwebui.admin_email
+    if config.expose:
+        enforced.update(EXPOSED_OPENWEBUI)
     return ServiceSpec(
         service="openwebui",
         description=info("openwebui").description,
@@ -257,5 +272,32 @@ def proxy_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
         uses_secrets_file=True,  # connections' api_key_env values live in secrets.env
         working_directory=inputs.paths.data_dir,
         depends_on=starts_after(config, inputs, "proxy"),
+        writable=_writable(inputs),
+    )
+
+
+# --- the HTTPS front (issue 15) -------------------------------------------------------------
+
+
+def front_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
+    """Caddy, through `stackctl front run`: it writes the Caddyfile from stack.yaml into
+    <data dir>/caddy (Caddy's storage too) and execs `caddy run` (stackctl/front.py)."""
+    return ServiceSpec(
+        service="front",
+        description=info("front").description,
+        argv=[
+            str(inputs.python),
+            "-m",
+            "stackctl",
+            "--config",
+            str(inputs.config_path),
+            "front",
+            "run",
+        ],
+        env=_base_env(inputs, inputs.python.parent),
+        secret_names=(),
+        uses_secrets_file=False,
+        working_directory=inputs.paths.data_dir,
+        depends_on=starts_after(config, inputs, "front"),
         writable=_writable(inputs),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from stackctl import proc
@@ -15,6 +16,7 @@ from stackctl.paths import SERVICE_ACCOUNT
 from stackctl.plan import Progress, Step, command_step
 from stackctl.probe import models_dir, read_linger
 from stackctl.setup.context import Context
+from stackctl.setup.openwebui_admin import generated_admin_email, headless_admin
 
 NOLOGIN = "/usr/sbin/nologin"
 MACOS_GROUP = "staff"  # every account a person logs in with on a Mac is in it
@@ -253,16 +255,18 @@ def linger_step(ctx: Context) -> Step:
 # --- secrets ------------------------------------------------------------------------------
 
 
-def _wanted_secrets(ctx: Context) -> dict[str, str | None]:
-    """Secret name -> the value it must have (None: any, generated once when missing)."""
+def _wanted_secrets(ctx: Context) -> dict[str, str | Callable[[], str] | None]:
+    """Secret name -> the value it must have (None: any, a new token once when missing; a
+    function: any, its value once when missing)."""
     config = ctx.config
-    wanted: dict[str, str | None] = {}
+    wanted: dict[str, str | Callable[[], str] | None] = {}
     if config.openwebui.enabled:
         wanted[sec.WEBUI_SECRET_KEY] = None
         if config.proxy.enabled:
             # Open WebUI talks to the proxy with the proxy's first key when it has keys
             wanted[sec.OPENWEBUI_PROXY_KEY] = ctx.stack.first_proxy_key
-        if config.openwebui.admin_email:
+        if headless_admin(config):
+            wanted[sec.WEBUI_ADMIN_EMAIL] = config.openwebui.admin_email or generated_admin_email
             wanted[sec.WEBUI_ADMIN_PASSWORD] = None
     token = os.environ.get(sec.HF_TOKEN, "").strip()
     if ctx.backend == "vllm" and token:
@@ -277,6 +281,9 @@ def _secret_changes(ctx: Context, stored: dict[str, str]) -> dict[str, str]:
     for name, value in _wanted_secrets(ctx).items():
         if value is None and not stored.get(name):
             changes[name] = sec.new_token()
+        elif callable(value):
+            if not stored.get(name):
+                changes[name] = value()
         elif value is not None and stored.get(name) != value:
             changes[name] = value
     return changes

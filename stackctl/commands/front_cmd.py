@@ -1,0 +1,59 @@
+"""`stackctl front`: the HTTPS front's Caddyfile, and the command its service runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import click
+
+from stackctl.cli import AppContext, pass_app
+from stackctl.errors import StackctlError
+
+CADDY_INSTALL = {
+    "linux": "sudo apt-get install caddy",
+    "macos": "brew install caddy",
+}
+
+
+@click.group()
+def front() -> None:
+    """The HTTPS front (Caddy) that serves the stack on the network with `expose: true`."""
+
+
+@front.command("caddyfile")
+@pass_app
+def caddyfile_cmd(app: AppContext) -> None:
+    """Print the Caddyfile the front runs with (as `front run` would write it now)."""
+    from stackctl.front import caddyfile, machine_names
+
+    stack = app.stack()
+    click.echo(caddyfile(stack.config, stack.paths, machine_names()), nl=False)
+
+
+@front.command("run")
+@pass_app
+def run(app: AppContext) -> None:
+    """Write the Caddyfile and become `caddy run` with it (what the front's service runs).
+
+    Caddy's storage (its local CA, certificates) and its XDG dirs go under stackctl's data
+    dir; the Caddyfile names this machine's current host name and addresses.
+    """
+    from stackctl.fsutil import atomic_write
+    from stackctl.front import caddyfile, machine_names
+
+    stack = app.stack()
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        raise StackctlError(
+            f"cannot find caddy on PATH ({os.environ.get('PATH', '')}): install it "
+            f"(`{CADDY_INSTALL[stack.platform]}`), then `stackctl restart front`"
+        )
+    data = stack.paths.caddy_data
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / "Caddyfile"
+    atomic_write(path, caddyfile(stack.config, stack.paths, machine_names()))
+    env = {**os.environ, "XDG_DATA_HOME": str(data / "xdg-data")}
+    env["XDG_CONFIG_HOME"] = str(data / "xdg-config")  # Caddy's autosave.json goes there
+    argv = [caddy, "run", "--config", str(path), "--adapter", "caddyfile"]
+    os.execve(caddy, argv, env)
