@@ -146,9 +146,11 @@ def certificate_expiry(port: int, server_name: str | None, timeout: float = 2.0)
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((LOOPBACK, port), timeout=timeout) as raw:
-        with context.wrap_socket(raw, server_hostname=server_name) as tls:
-            der = tls.getpeercert(binary_form=True)
+    with (
+        socket.create_connection((LOOPBACK, port), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
     if not der:
         raise ssl.SSLError("the front sent no certificate")
     return not_after(der)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stackctl.config import Config, load
+from stackctl.config import Config
 from stackctl.registry import NAMES
 from stackctl.services.inputs import inputs_for_golden
 from stackctl.services.render import render_units

@@ -254,9 +254,7 @@ def test_every_systemd_unit_passes_systemd_analyze_verify(tmp_path, scope):
 @pytest.mark.parametrize("scope", ["user", "system"])
 def test_every_plist_uses_launchd_keys_with_their_types(scope):
     units = render_units(Config(), inputs_for_golden("macos", scope), every_service=True)
-    assert [u.filename for u in units] == [
-        f"dev.stackctl.{s}.plist" for s in NAMES
-    ]
+    assert [u.filename for u in units] == [f"dev.stackctl.{s}.plist" for s in NAMES]
     for unit in units:
         plist = plistlib.loads(unit.content.encode())
         for key, value in plist.items():
@@ -314,9 +312,7 @@ def test_units_render_prints_every_unit_without_secrets(
     assert result.code == 0
     headers = [line for line in result.out.splitlines() if line.startswith("==> ")]
     agents = isolated_home / "Library/LaunchAgents"
-    assert headers == [
-        f"==> {agents}/dev.stackctl.{s}.plist <==" for s in NAMES
-    ]
+    assert headers == [f"==> {agents}/dev.stackctl.{s}.plist <==" for s in NAMES]
     assert "real-secret" not in result.out
     assert "<string>*** WEBUI_SECRET_KEY from secrets.env ***</string>" in result.out
 

@@ -39,8 +39,8 @@ def run(app: AppContext) -> None:
     Caddy's storage (its local CA, certificates) and its XDG dirs go under stackctl's data
     dir; the Caddyfile names this machine's current host name and addresses.
     """
-    from stackctl.fsutil import atomic_write
     from stackctl.front import caddyfile, machine_names
+    from stackctl.fsutil import atomic_write
 
     stack = app.stack()
     caddy = shutil.which("caddy")

@@ -48,7 +48,5 @@ def login_lines(config: Config, paths: Paths, stored: dict[str, str]) -> list[st
         f"{paths.secrets_file} (`{show_password_command(paths)}`)",
     ]
     if config.expose:
-        lines.append(
-            "    sign-up is off: add people in Admin Panel > Users > Add User (+)"
-        )
+        lines.append("    sign-up is off: add people in Admin Panel > Users > Add User (+)")
     return lines

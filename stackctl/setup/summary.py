@@ -7,7 +7,6 @@ from pathlib import Path
 
 from stackctl.config.model import Config
 from stackctl.paths import Paths
-
 from stackctl.secrets import read_env_file
 from stackctl.setup.context import Context
 from stackctl.setup.openwebui_admin import login_lines
@@ -62,7 +61,7 @@ def trust_lines(config: Config, paths: Paths) -> list[str]:
     root = paths.caddy_root_cert
     return [
         f"  HTTPS:            Caddy's local CA; clients trust its root {root}:",
-        f"    curl --cacert root.crt; macOS: sudo security add-trusted-cert -d -r trustRoot "
+        "    curl --cacert root.crt; macOS: sudo security add-trusted-cert -d -r trustRoot "
         "-k /Library/Keychains/System.keychain root.crt;",
         "    Debian/Ubuntu: sudo cp root.crt /usr/local/share/ca-certificates/stackctl.crt "
         "&& sudo update-ca-certificates",
