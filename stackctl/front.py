@@ -129,16 +129,6 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def served_name(config: Config, names: list[str] | None = None) -> str | None:
-    """The name to ask the front for on loopback (SNI): the domain, else the host name
-    `tls internal` certifies; None for a certificate file without a domain."""
-    if config.tls.domain:
-        return config.tls.domain
-    if config.tls.mode == "files":
-        return None
-    return (names or machine_names())[0]
-
-
 def certificate_expiry(port: int, server_name: str | None, timeout: float = 2.0) -> datetime:
     """When the certificate the front serves on loopback `port` expires (read from the
     handshake, not verified: `status` reports what is served, whoever issued it).

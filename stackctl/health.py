@@ -39,10 +39,13 @@ class Health:
     latency_ms: float | None = None
     version: str | None = None
     models: list[str] = field(default_factory=list)
+    certificate_expires: str | None = None  # https: when the served certificate expires (ISO)
 
 
-def _get_json(url: str, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
-    return get_json(url, headers=headers, timeout=timeout)
+def _get_json(
+    url: str, headers: dict[str, str], timeout: float, server_name: str | None = None
+) -> tuple[int, Any]:
+    return get_json(url, headers=headers, timeout=timeout, server_name=server_name)
 
 
 def _version(url: str, timeout: float) -> str | None:
@@ -73,10 +76,12 @@ def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     started = time.monotonic()
     try:
-        status, body = _get_json(url, headers, timeout)
+        status, body = _get_json(url, headers, timeout, service.server_name)
     except Unreachable as exc:
         return Health(service.name, url, False, exc.reason, (time.monotonic() - started) * 1000)
     health = Health(service.name, url, False, f"HTTP {status}", (time.monotonic() - started) * 1000)
+    if service.scheme == "https":
+        health.certificate_expires = _certificate_expiry(service, timeout)
     if status != 200:
         return health
     try:
@@ -102,6 +107,16 @@ def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None)
         return health
     health.ok, health.detail = True, "ok"
     return health
+
+
+def _certificate_expiry(service: Service, timeout: float) -> str | None:
+    """When the certificate an https service serves expires, ISO 8601 (None: unreadable)."""
+    from stackctl.front import certificate_expiry
+
+    try:
+        return certificate_expiry(service.port, service.server_name, timeout).isoformat()
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def check_all(

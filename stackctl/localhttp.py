@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,15 +24,39 @@ class Unreachable(Exception):
         self.reason = reason
 
 
+class _LoopbackHTTPS(http.client.HTTPSConnection):
+    """HTTPS to an address, asking for `server_name` (SNI, Host) without verifying the
+    certificate: how stackctl checks its own HTTPS front on loopback, whoever issued it."""
+
+    def __init__(self, address: str, port: int | None, server_name: str, timeout: float):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        super().__init__(server_name, port, timeout=timeout, context=context)
+        self.address = address
+        self.context = context
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.context.wrap_socket(raw, server_hostname=self.host)
+
+
 def get_json(
-    url: str, *, headers: dict[str, str] | None = None, timeout: float = 2.0
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 2.0,
+    server_name: str | None = None,
 ) -> tuple[int, Any]:
-    """GET a URL: (status, parsed JSON body or None). Raises Unreachable when it cannot."""
+    """GET a URL: (status, parsed JSON body or None). Raises Unreachable when it cannot.
+    An https URL is asked for `server_name` and its certificate is not verified."""
     parts = urlsplit(url)
-    connection_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    connection = connection_class(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    host = parts.hostname or "127.0.0.1"
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = _LoopbackHTTPS(host, parts.port, server_name or host, timeout)
+    else:
+        connection = http.client.HTTPConnection(host, parts.port, timeout=timeout)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

@@ -183,6 +183,7 @@ class Service:
     port: int
     host: str
     scheme: str = "http"
+    server_name: str | None = None  # https: the name its certificate is asked for (SNI)
 
     @property
     def url(self) -> str:
@@ -203,7 +204,8 @@ def stack_services(config: Config, backend: Backend) -> list[Service]:
                 services.append(Service(entry.name, section.port, LOOPBACK))
         elif entry.exposed_only:
             if config.expose:
-                services.append(Service(entry.name, section.port, "0.0.0.0", entry.scheme))
+                name = config.tls.served_name()
+                services.append(Service(entry.name, section.port, "0.0.0.0", entry.scheme, name))
         elif getattr(section, "enabled", True):
             services.append(Service(entry.name, section.port, config.bind_host))
     return services

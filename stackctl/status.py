@@ -49,6 +49,7 @@ class ServiceRow:
     version: str | None
     models: list[str] = field(default_factory=list)
     sub_state: str = ""  # the manager's finer state: running, start, auto-restart, ...
+    certificate_expires: str | None = None  # the HTTPS front: when its certificate expires
 
 
 @dataclass
@@ -109,6 +110,7 @@ def _row(service: Service, state: ServiceState | None, health: Health) -> Servic
         latency_ms=round(health.latency_ms, 1) if health.latency_ms is not None else None,
         version=health.version,
         models=health.models,
+        certificate_expires=health.certificate_expires,
     )
 
 

@@ -9,8 +9,23 @@ from stackctl.cli import AppContext, pass_app
 
 def _health(row) -> str:
     if row.healthy:
-        return f"ok {row.latency_ms:.0f}ms" if row.latency_ms is not None else "ok"
-    return row.health
+        text = f"ok {row.latency_ms:.0f}ms" if row.latency_ms is not None else "ok"
+    else:
+        text = row.health
+    if row.certificate_expires:
+        text += f", {_certificate(row.certificate_expires)}"
+    return text
+
+
+def _certificate(expires: str) -> str:
+    """How long the front's certificate has left (Caddy's local CA issues 12-hour ones and
+    renews them itself)."""
+    from datetime import datetime, timezone
+
+    from stackctl.output import duration
+
+    left = (datetime.fromisoformat(expires) - datetime.now(timezone.utc)).total_seconds()
+    return f"cert expires in {duration(left)}" if left > 0 else "cert EXPIRED"
 
 
 def render_status(status) -> str:

@@ -100,6 +100,17 @@ class TlsSection:
             return "files"
         return "acme" if self.domain else "internal"
 
+    def served_name(self) -> str | None:
+        """The name to ask the front for (SNI): the domain, else the host name its local CA
+        certifies (stackctl.front.machine_names); None for certificate files alone."""
+        if self.domain:
+            return self.domain
+        if self.mode == "files":
+            return None
+        import socket
+
+        return socket.gethostname().strip().lower() or "localhost"
+
 
 @dataclass
 class Config:

@@ -13,6 +13,7 @@ platform and backend, in order:
    services run as: that one, or on macOS the person who ran sudo; before Ollama starts, or
    after vLLM's model is in HF_HOME);
 3. user scope on Linux: linger, so the services outlive the login session;
+   with `expose`, Caddy for the HTTPS front (apt as root, else preflight says how; brew);
 4. the secrets (0600);
 5. the models: Ollama started on its own and the models pulled, or vLLM's model downloaded
    into HF_HOME; meanwhile Open WebUI's venv and package (uv);
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from stackctl.errors import StackctlError
 from stackctl.plan import Step
-from stackctl.setup import common, linux, macos, openwebui, services
+from stackctl.setup import common, front, linux, macos, openwebui, services
 from stackctl.setup.configfile import config_step
 from stackctl.setup.context import Context
 from stackctl.setup.openwebui_offline import require_cached_embedding_model
@@ -48,6 +49,7 @@ def preflight(ctx: Context) -> list[StackctlError]:
             checks.append(linux.require_ollama)
         else:
             checks += [linux.require_nvidia, linux.require_hf_token]
+        checks.append(front.require_caddy)
     checks += [common.require_free_ports, require_cached_embedding_model]
     if ctx.scope == "system" and ctx.platform == "linux" and ctx.config.proxy.enabled:
         checks.append(
@@ -77,6 +79,7 @@ def build_steps(ctx: Context) -> list[Step]:
     steps.append(common.directories_step(ctx))
     if ctx.platform == "linux" and ctx.scope == "user" and ctx.facts.linger is False:
         steps.append(common.linger_step(ctx))
+    steps += front.caddy_steps(ctx)  # expose: Caddy, the HTTPS front
     steps.append(common.secrets_step(ctx))
     if ctx.scope == "system" and ctx.backend == "ollama":
         steps.append(common.ownership_step(ctx))  # before Ollama, which writes models as it
