@@ -32,7 +32,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from stackctl.config.model import Config
-from stackctl.paths import Paths
 
 LOOPBACK = "127.0.0.1"
 
@@ -80,8 +79,9 @@ def _site(names: list[str], port: int) -> str:
     return ", ".join(f"https://[{n}]:{port}" if ":" in n else f"https://{n}:{port}" for n in names)
 
 
-def caddyfile(config: Config, paths: Paths, names: list[str]) -> str:
-    """The front's Caddyfile for this config (`names`: see `machine_names`)."""
+def caddyfile(config: Config, storage: Path, names: list[str]) -> str:
+    """The front's Caddyfile for this config: Caddy's storage (its CA, certificates) in
+    `storage` (`Paths.caddy_data`), certificates for `names` (see `machine_names`)."""
     tls = config.tls
     if tls.mode == "internal":
         site_names, tls_line = names, "tls internal"
@@ -100,7 +100,7 @@ def caddyfile(config: Config, paths: Paths, names: list[str]) -> str:
         "# do not edit, change stack.yaml's `tls` section instead.",
         "{",
         "\tadmin off",
-        f"\tstorage file_system {_quoted(str(paths.caddy_data))}",
+        f"\tstorage file_system {_quoted(str(storage))}",
         "\tauto_https disable_redirects",
         "\tskip_install_trust",
         "\tservers {",

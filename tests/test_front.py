@@ -95,7 +95,7 @@ needs_caddy = pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is
 @needs_caddy
 def test_the_local_ca_caddyfile_serves_https_only_with_no_admin_api(tmp_path: Path) -> None:
     paths = paths_for("linux", "user")
-    text = caddyfile(config(EXPOSED), paths, machine_names("box", ["10.0.0.5"]))
+    text = caddyfile(config(EXPOSED), paths.caddy_data, machine_names("box", ["10.0.0.5"]))
     adapted = adapt(text, tmp_path)
     assert adapted["admin"] == {"disabled": True}
     assert adapted["storage"] == {"module": "file_system", "root": str(paths.caddy_data)}
@@ -121,7 +121,8 @@ def test_the_local_ca_caddyfile_serves_https_only_with_no_admin_api(tmp_path: Pa
 def test_a_domain_gets_acme_and_files_are_served_as_given(tmp_path: Path) -> None:
     paths = paths_for("linux", "user")
     acme = adapt(
-        caddyfile(config(EXPOSED + "tls: {domain: llm.example.com}\n"), paths, []), tmp_path
+        caddyfile(config(EXPOSED + "tls: {domain: llm.example.com}\n"), paths.caddy_data, []),
+        tmp_path,
     )
     hosts = [s["routes"][0]["match"][0]["host"] for s in acme["apps"]["http"]["servers"].values()]
     assert hosts == [["llm.example.com"], ["llm.example.com"]]
@@ -129,7 +130,9 @@ def test_a_domain_gets_acme_and_files_are_served_as_given(tmp_path: Path) -> Non
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     cert.write_text("x")
     key.write_text("x")
-    files = caddyfile(config(EXPOSED + f"tls: {{cert: {cert}, key: {key}}}\n"), paths, [])
+    files = caddyfile(
+        config(EXPOSED + f"tls: {{cert: {cert}, key: {key}}}\n"), paths.caddy_data, []
+    )
     assert f'\ttls "{cert}" "{key}"' in files and ":4443 {" in files
 
 

@@ -165,7 +165,7 @@ def test_expose_puts_only_the_front_on_the_network_and_turns_signup_off(tmp_path
     front = units["front"].splitlines()
     assert lines_with(units["front"], "ExecStart=") == [
         "ExecStart=/usr/bin/python3 -m stackctl --config /home/alice/.config/stackctl/stack.yaml"
-        " front run"
+        " front run --data-dir /home/alice/.local/share/stackctl/caddy"
     ]
     assert "After=stackctl-proxy.service stackctl-openwebui.service" in front
     loopback = linux_units(config_from(tmp_path, "backend: vllm\n"), backend="vllm")

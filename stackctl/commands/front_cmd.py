@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import click
 
@@ -28,12 +29,18 @@ def caddyfile_cmd(app: AppContext) -> None:
     from stackctl.front import caddyfile, machine_names
 
     stack = app.stack()
-    click.echo(caddyfile(stack.config, stack.paths, machine_names()), nl=False)
+    click.echo(caddyfile(stack.config, stack.paths.caddy_data, machine_names()), nl=False)
 
 
 @front.command("run")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the Caddyfile and Caddy's storage go (default: <stackctl data dir>/caddy; "
+    "the unit names it, so it never depends on who runs it).",
+)
 @pass_app
-def run(app: AppContext) -> None:
+def run(app: AppContext, data_dir: Path | None) -> None:
     """Write the Caddyfile and become `caddy run` with it (what the front's service runs).
 
     Caddy's storage (its local CA, certificates) and its XDG dirs go under stackctl's data
@@ -49,10 +56,10 @@ def run(app: AppContext) -> None:
             f"cannot find caddy on PATH ({os.environ.get('PATH', '')}): install it "
             f"(`{CADDY_INSTALL[stack.platform]}`), then `stackctl restart front`"
         )
-    data = stack.paths.caddy_data
+    data = data_dir or stack.paths.caddy_data
     data.mkdir(parents=True, exist_ok=True)
     path = data / "Caddyfile"
-    atomic_write(path, caddyfile(stack.config, stack.paths, machine_names()))
+    atomic_write(path, caddyfile(stack.config, data, machine_names()))
     env = {**os.environ, "XDG_DATA_HOME": str(data / "xdg-data")}
     env["XDG_CONFIG_HOME"] = str(data / "xdg-config")  # Caddy's autosave.json goes there
     argv = [caddy, "run", "--config", str(path), "--adapter", "caddyfile"]

@@ -293,6 +293,8 @@ def front_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
             str(inputs.config_path),
             "front",
             "run",
+            "--data-dir",
+            str(inputs.paths.caddy_data),
         ],
         env=_base_env(inputs, inputs.python.parent),
         secret_names=(),
