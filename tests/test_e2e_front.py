@@ -6,7 +6,7 @@ Seen from this machine's own network address (its default route's, not loopback)
 WebUI refuses an unauthenticated signup, the admin stackctl generated signs in, the proxy
 answers, all over HTTPS verified against Caddy's local root CA; nothing answers plain HTTP:
 the proxy's and Open WebUI's own ports are loopback-only, the front's ports speak only TLS,
-and Caddy listens on no :80 and no admin port.
+and Caddy listens on those two and nothing else (no :80, no admin API).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from stackctl.config import load
@@ -143,14 +144,18 @@ def test_exposed_stack_serves_https_only_with_a_headless_admin(
         assert [m["id"] for m in models.json()["data"]] == ["gemma3:1b"]
         assert client.get(f"https://{address}:{front_proxy}/v1/models").status_code == 401
 
-    # nothing in clear text on the network address
-    for port in (proxy, webui, 80, 2019):  # the services themselves, Caddy's :80 and admin API
+    # nothing in clear text on the network address: the services listen on loopback only,
+    # and Caddy listens on the front's two ports and nothing else (no :80, no admin API)
+    for port in (proxy, webui):
         assert refused(address, port), port
+    caddy = psutil.Process(systemd_user.main_pid("stackctl-front.service"))
+    assert caddy.name() == "caddy"
+    listening = {c.laddr.port for c in caddy.net_connections("tcp") if c.status == "LISTEN"}
+    assert listening == {front_proxy, front_webui}
     for port in (front_proxy, front_webui):
         answer = plain_http(address, port)
         assert answer.startswith(b"HTTP/1.0 400 Bad Request"), answer
         assert b"Client sent an HTTP request to an HTTPS server." in answer
-    assert refused("127.0.0.1", 2019)  # no admin API on loopback either
     # the CA is stackctl's own: a client that does not trust it refuses the front
     with (
         httpx.Client() as untrusting,
