@@ -6,14 +6,16 @@ the default config (placeholder home and user). Regenerate them after a template
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
 from stackctl.config import Config
+from stackctl.config.model import ProxySection
 from stackctl.registry import NAMES
-from stackctl.services.inputs import inputs_for_golden
+from stackctl.services.inputs import inputs_for_golden, placeholder_secrets
 from stackctl.services.render import render_units
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,13 +24,29 @@ CASES = [(platform, scope) for platform in ("linux", "macos") for scope in ("use
 REGENERATE = "STACKCTL_UPDATE_GOLDEN=1 pytest tests/test_units_golden.py"
 
 
-@pytest.mark.parametrize(("platform", "scope"), CASES)
-def test_golden_examples_match_the_renderer(platform: str, scope: str) -> None:
-    directory = ROOT / MANAGER_DIR[platform] / scope
-    rendered = {
-        unit.filename: unit.content
-        for unit in render_units(Config(), inputs_for_golden(platform, scope), every_service=True)
-    }
+def exposed(platform: str) -> Config:
+    """The exposed variant (`<manager>/user-exposed/`): the front, Open WebUI's admin and
+    signup settings; the proxy's key file where `config init` would name it."""
+    keys = "/Users/alice/Library/Application Support" if platform == "macos" else "/home/alice"
+    keys += "/stackctl/proxy-keys" if platform == "macos" else "/.config/stackctl/proxy-keys"
+    return Config(expose=True, proxy=ProxySection(api_keys_file=keys))
+
+
+VARIANTS = [(p, s, s) for p, s in CASES] + [(p, "user", "user-exposed") for p in MANAGER_DIR]
+
+
+@pytest.mark.parametrize(("platform", "scope", "folder"), VARIANTS)
+def test_golden_examples_match_the_renderer(platform: str, scope: str, folder: str) -> None:
+    directory = ROOT / MANAGER_DIR[platform] / folder
+    inputs = inputs_for_golden(platform, scope)
+    if folder.endswith("exposed"):
+        config = exposed(platform)
+        secrets = placeholder_secrets(config, inputs.paths) if platform == "macos" else {}
+        inputs = dataclasses.replace(inputs, secrets=secrets)
+        units = render_units(config, inputs)  # the exposed stack's own units
+    else:
+        units = render_units(Config(), inputs, every_service=True)
+    rendered = {unit.filename: unit.content for unit in units}
     if os.environ.get("STACKCTL_UPDATE_GOLDEN") == "1":
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.iterdir():
