@@ -168,6 +168,13 @@ def test_expose_puts_only_the_front_on_the_network_and_turns_signup_off(tmp_path
         " front run --data-dir /home/alice/.local/share/stackctl/caddy"
     ]
     assert "After=stackctl-proxy.service stackctl-openwebui.service" in front
+    assert "WEBUI_URL" not in units["openwebui"]  # no public name to give it
+    named = config_from(
+        tmp_path,
+        "expose: true\nproxy: {api_keys: [sk-0123456789]}\ntls: {domain: llm.example.com}\n",
+    )
+    webui = linux_units(named)["openwebui"].splitlines()
+    assert "Environment=WEBUI_URL=https://llm.example.com:3443" in webui
     loopback = linux_units(config_from(tmp_path, "backend: vllm\n"), backend="vllm")
     assert "front" not in loopback
     assert "ENABLE_SIGNUP" not in loopback["openwebui"]

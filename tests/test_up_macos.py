@@ -671,3 +671,34 @@ def test_ollama_restarted_by_its_own_step_is_waited_for_again(
         "[10/10] Wait until every service answers its health check\n"
         "      Ollama is healthy at " in result.out
     )
+
+
+def test_an_exposed_stack_installs_caddy_with_homebrew_and_runs_the_front(
+    mac: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    from stackctl.config import load
+    from stackctl.plan import Progress
+    from stackctl.setup import UpOptions, resolve_context
+    from stackctl.setup.front import caddy_steps
+
+    config = support(isolated_home) / "stack.yaml"
+    config.parent.mkdir(parents=True)
+    keys = support(isolated_home) / "proxy-keys"
+    config.write_text(f"expose: true\nproxy: {{api_keys_file: '{keys}'}}\n")
+    plan = stackctl("up", "--dry-run")
+    assert plan.code == 0, plan.err
+    lines = plan.out.splitlines()
+    at = lines.index("   4. [todo] Install Caddy (the HTTPS front) with Homebrew")
+    assert lines[at + 1] == "         $ brew install caddy"
+    agents = isolated_home / "Library/LaunchAgents"
+    assert f"         writes {agents}/dev.stackctl.front.plist (0644)" in lines
+    assert "         $ GET https://127.0.0.1:4443/health" in lines
+
+    [install] = caddy_steps(resolve_context(load(config), config, UpOptions()))
+    assert not install.check()
+    install.apply(Progress(terminal=False))
+    assert install.check()
+    assert brew_changes(mac) == [["brew", "install", "caddy"]]
+    prefix = Path(json.loads((mac.state / "scenario.json").read_text())["brew_prefix"])
+    assert subprocess.run([prefix / "bin/caddy", "version"], capture_output=True, text=True,
+                          check=True).stdout.startswith("v2.10.2")  # fmt: skip

@@ -227,6 +227,8 @@ def openwebui_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
         enforced["WEBUI_ADMIN_EMAIL"] = config.openwebui.admin_email
     if config.expose:
         enforced.update(EXPOSED_OPENWEBUI)
+        if config.tls.domain:  # its public address, for the links it makes (WEBUI_URL)
+            enforced["WEBUI_URL"] = f"https://{config.tls.domain}:{config.tls.openwebui_port}"
     return ServiceSpec(
         service="openwebui",
         description=info("openwebui").description,
