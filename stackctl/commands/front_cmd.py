@@ -48,18 +48,22 @@ def run(app: AppContext, data_dir: Path | None) -> None:
     """
     from stackctl.front import caddyfile, machine_names
     from stackctl.fsutil import atomic_write
+    from stackctl.paths import current_platform, paths_for
+    from stackctl.stack import resolve_scope
 
-    stack = app.stack()
+    # the config and a place, nothing more: resolving the whole stack would ask nvidia-smi
+    # about `backend: auto` at every start of the front
+    config, platform = app.config, current_platform()
     caddy = shutil.which("caddy")
     if caddy is None:
         raise StackctlError(
             f"cannot find caddy on PATH ({os.environ.get('PATH', '')}): install it "
-            f"(`{CADDY_INSTALL[stack.platform]}`), then `stackctl restart front`"
+            f"(`{CADDY_INSTALL[platform]}`), then `stackctl restart front`"
         )
-    data = data_dir or stack.paths.caddy_data
+    data = data_dir or paths_for(platform, resolve_scope(config)).caddy_data
     data.mkdir(parents=True, exist_ok=True)
     path = data / "Caddyfile"
-    atomic_write(path, caddyfile(stack.config, data, machine_names()))
+    atomic_write(path, caddyfile(config, data, machine_names()))
     env = {**os.environ, "XDG_DATA_HOME": str(data / "xdg-data")}
     env["XDG_CONFIG_HOME"] = str(data / "xdg-config")  # Caddy's autosave.json goes there
     argv = [caddy, "run", "--config", str(path), "--adapter", "caddyfile"]

@@ -88,6 +88,11 @@ def _hardening(spec: ServiceSpec, inputs: RenderInputs) -> list[str]:
         )
     else:
         lines.append("PrivateDevices=yes")
+    if spec.service == "front":
+        lines += [
+            "# The HTTPS front may listen on a port below 1024 (tls.port: 443) as this account.",
+            "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        ]
     return lines
 
 
