@@ -143,3 +143,24 @@ def test_not_after_reads_the_expiry_of_a_der_certificate() -> None:
 
     der = ssl.PEM_cert_to_DER_cert(pem)
     assert not_after(der) == datetime(2026, 12, 3, 9, 27, 53, tzinfo=timezone.utc)
+
+
+def test_front_caddyfile_prints_what_the_front_runs_with(stackctl, isolated_home: Path) -> None:
+    config = isolated_home / "stack.yaml"
+    config.write_text(EXPOSED + "tls: {domain: llm.example.com, port: 8443}\n")
+    result = stackctl("--config", str(config), "front", "caddyfile")
+    assert result.code == 0, result.err
+    assert "\tadmin off\n" in result.out and "\tskip_install_trust\n" in result.out
+    assert "https://llm.example.com:8443 {\n\treverse_proxy 127.0.0.1:4000 {" in result.out
+
+
+def test_front_run_without_caddy_says_how_to_install_it(
+    stackctl, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(isolated_home))  # no caddy there
+    monkeypatch.setenv("STACKCTL_PLATFORM", "linux")
+    result = stackctl("front", "run", "--data-dir", str(isolated_home / "caddy"))
+    assert result.code == 1
+    assert result.err.endswith(
+        "install it (`sudo apt-get install caddy`), then `stackctl restart front`\n"
+    )
