@@ -249,6 +249,11 @@ def openwebui_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     )
 
 
+def stackctl_argv(inputs: RenderInputs, *command: str) -> list[str]:
+    """A unit's command that is stackctl itself: this interpreter, this config."""
+    return [str(inputs.python), "-m", "stackctl", "--config", str(inputs.config_path), *command]
+
+
 def proxy_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     defaults = {**_base_env(inputs, inputs.python.parent), "PYTHONUNBUFFERED": "1"}
     connections = default_connections(config, inputs.backend)
@@ -256,19 +261,15 @@ def proxy_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     return ServiceSpec(
         service="proxy",
         description=info("proxy").description,
-        argv=[
-            str(inputs.python),
-            "-m",
-            "stackctl",
-            "--config",
-            str(inputs.config_path),
+        argv=stackctl_argv(
+            inputs,
             "proxy",
             "serve",
             # what `up` installed: `backend: auto` re-guessed at boot (nvidia-smi on the
             # unit's PATH, a driver not loaded yet) could point the proxy elsewhere
             "--backend",
             inputs.backend,
-        ],
+        ),
         env=defaults,
         secret_names=key_names,
         uses_secrets_file=True,  # connections' api_key_env values live in secrets.env
@@ -287,17 +288,7 @@ def front_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     return ServiceSpec(
         service="front",
         description=info("front").description,
-        argv=[
-            str(inputs.python),
-            "-m",
-            "stackctl",
-            "--config",
-            str(inputs.config_path),
-            "front",
-            "run",
-            "--data-dir",
-            str(inputs.paths.caddy_data),
-        ],
+        argv=stackctl_argv(inputs, "front", "run", "--data-dir", str(inputs.paths.caddy_data)),
         env=_base_env(inputs, inputs.python.parent),
         secret_names=(),
         uses_secrets_file=False,
