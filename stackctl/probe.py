@@ -279,6 +279,8 @@ def probe(config: Config, paths: Paths, backend: Backend | None = None) -> HostF
         version = pool.submit(read_ollama_version, ollama, config.ollama.port) if ollama else None
         backend = backend or chosen_backend(config.backend, platform, facts.gpus)
         ports = [s.port for s in stack_services(config, backend)]
+        if config.expose:
+            ports.append(config.tls.openwebui_port)  # the front's second port
         facts.ports = read_listeners(ports)
         facts.brew_prefix = brew_prefix
         facts.ollama_path = ollama

@@ -362,6 +362,31 @@ def test_a_port_taken_by_another_program_stops_the_plan(
     )
 
 
+@pytest.mark.parametrize("key", ["port", "openwebui_port"])
+def test_a_front_port_taken_by_another_program_stops_the_plan(
+    cpu_box: FakeBin, isolated_home: Path, stackctl, key: str
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        path = config_file(
+            isolated_home,
+            f"expose: true\nproxy: {{api_keys: [sk-0123456789]}}\ntls: {{{key}: {port}}}\n",
+        )
+        path.chmod(0o600)
+        result = stackctl("up", "--yes")
+    assert result.code == 1, result.out
+    what = "front" if key == "port" else "tls.openwebui_port, Open WebUI over HTTPS"
+    assert result.err.startswith(f"Error: port {port} ({what}) is taken by ")
+    assert result.err.endswith(
+        f"(pid {os.getpid()}): stop it, or give tls.{key} another port in {path}, "
+        "then run `stackctl up` again\n"
+    )
+
+
 ADVICE = (
     "install stackctl with a Python every account can read, e.g. Debian's: `sudo "
     "/usr/bin/python3 -m venv /opt/stackctl && sudo /opt/stackctl/bin/pip install stackctl`, "

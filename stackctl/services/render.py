@@ -284,12 +284,22 @@ def proxy_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
 
 def front_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     """Caddy, through `stackctl front run`: it writes the Caddyfile from stack.yaml into
-    <data dir>/caddy (Caddy's storage too) and execs `caddy run` (stackctl/front.py)."""
+    <data dir>/caddy (Caddy's storage too) and execs `caddy run` (stackctl/front.py).
+
+    The unit carries a digest of what the Caddyfile takes from stack.yaml, so a change there
+    (tls, the ports) changes the unit and `up` restarts the front."""
+    import hashlib
+
+    from stackctl.front import caddyfile
+
+    site = caddyfile(config, inputs.paths.caddy_data, [])
+    env = {**_base_env(inputs, inputs.python.parent)}
+    env["STACKCTL_FRONT_CONFIG"] = hashlib.sha256(site.encode()).hexdigest()[:16]
     return ServiceSpec(
         service="front",
         description=info("front").description,
         argv=stackctl_argv(inputs, "front", "run", "--data-dir", str(inputs.paths.caddy_data)),
-        env=_base_env(inputs, inputs.python.parent),
+        env=env,
         secret_names=(),
         uses_secrets_file=False,
         working_directory=inputs.paths.data_dir,

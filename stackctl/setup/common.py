@@ -15,6 +15,7 @@ from stackctl.homebrew import invoking_user
 from stackctl.paths import SERVICE_ACCOUNT
 from stackctl.plan import Progress, Step, command_step
 from stackctl.probe import models_dir, read_linger
+from stackctl.registry import info
 from stackctl.setup.context import Context
 from stackctl.setup.openwebui_admin import generated_admin_email, headless_admin
 
@@ -36,9 +37,10 @@ def require_free_ports(ctx: Context) -> None:
         if service.name == "ollama" and ctx.ollama_conflicts:
             continue  # Ollama.app or brew's service: stopped by a step of the plan
         who = f"{holder.name} (pid {holder.pid})" if holder.pid else "another user's process"
+        key = f"{info(service.name).section}.port"  # the front's is tls.port
         raise StackctlError(
             f"port {service.port} ({service.name}) is taken by {who}: stop it, or give "
-            f"{service.name}.port another port in {ctx.config_path}, then run `stackctl up` again"
+            f"{key} another port in {ctx.config_path}, then run `stackctl up` again"
         )
 
 

@@ -41,6 +41,21 @@ def require_caddy(ctx: Context) -> None:
         )
 
 
+def require_free_openwebui_front_port(ctx: Context) -> None:
+    """The front's second port (Open WebUI's, not a service of its own) must be free too:
+    `common.require_free_ports` checks every service's port, the front's first among them."""
+    port = ctx.config.tls.openwebui_port
+    holder = ctx.facts.ports.get(port)
+    if not ctx.config.expose or not ctx.config.openwebui.enabled or holder is None or holder.ours:
+        return
+    who = f"{holder.name} (pid {holder.pid})" if holder.pid else "another user's process"
+    raise StackctlError(
+        f"port {port} (tls.openwebui_port, Open WebUI over HTTPS) is taken by {who}: stop "
+        f"it, or give tls.openwebui_port another port in {ctx.config_path}, then run "
+        "`stackctl up` again"
+    )
+
+
 def caddy_steps(ctx: Context) -> list[Step]:
     """Install Caddy when the stack is exposed and it is missing (see the module docstring)."""
     if not ctx.config.expose:

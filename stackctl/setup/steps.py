@@ -50,7 +50,8 @@ def preflight(ctx: Context) -> list[StackctlError]:
         else:
             checks += [linux.require_nvidia, linux.require_hf_token]
         checks.append(front.require_caddy)
-    checks += [common.require_free_ports, require_cached_embedding_model]
+    checks += [common.require_free_ports, front.require_free_openwebui_front_port]
+    checks.append(require_cached_embedding_model)
     if ctx.scope == "system" and ctx.platform == "linux" and ctx.config.proxy.enabled:
         checks.append(
             lambda ctx: common.require_python_for_the_account(
