@@ -338,6 +338,19 @@ def test_exposed_without_admin_email_generates_the_admin_and_says_how_to_log_in(
     ]
     assert f"  HTTPS:            Caddy's local CA; clients trust its root {root}:" in lines
 
+    # exposed later, over a database that already has an admin: Open WebUI makes none
+    import sqlite3
+
+    database = ctx.paths.openwebui_data / "webui.db"
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE user (id TEXT, email TEXT, name TEXT, role TEXT)")
+        db.execute("INSERT INTO user VALUES ('1', 'alice@example.com', 'Alice', 'admin')")
+    assert summary_lines(ctx)[3] == (
+        "    Open WebUI already had accounts, so it made no new admin: log in as its admin "
+        "(alice@example.com)"
+    )
+
 
 def test_a_port_taken_by_another_program_stops_the_plan(
     cpu_box: FakeBin, isolated_home: Path, stackctl

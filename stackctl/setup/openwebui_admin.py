@@ -10,9 +10,12 @@ With `openwebui.admin_email` set the same happens on a loopback-only stack too.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import socket
+import sqlite3
+from pathlib import Path
 
 from stackctl.config.model import Config
 from stackctl.paths import Paths
@@ -38,15 +41,35 @@ def show_password_command(paths: Paths) -> str:
     return ("sudo " if paths.scope == "system" else "") + shlex.join(argv)
 
 
+def existing_admins(database: Path) -> list[str]:
+    """The admins' emails in Open WebUI's database (its `user` table: open_webui/models/
+    users.py), read-only; empty when there is none or it cannot be read."""
+    if not database.is_file():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT email FROM user WHERE role = 'admin'").fetchall()
+    except sqlite3.Error:
+        return []
+    return [str(row[0]).lower() for row in rows]
+
+
 def login_lines(config: Config, paths: Paths, stored: dict[str, str]) -> list[str]:
     """How to log in to Open WebUI and how to add people, for `up`'s summary."""
     if not headless_admin(config):
         return ["    the first account you create becomes its admin"]
     email = stored.get(WEBUI_ADMIN_EMAIL) or config.openwebui.admin_email
-    lines = [
-        f"    log in as {email}; the password is {WEBUI_ADMIN_PASSWORD} in "
-        f"{paths.secrets_file} (`{show_password_command(paths)}`)",
-    ]
+    admins = existing_admins(paths.openwebui_data / "webui.db")
+    if admins and email.lower() not in admins:
+        lines = [  # Open WebUI creates the admin only on a database without users
+            "    Open WebUI already had accounts, so it made no new admin: log in as its "
+            f"admin ({', '.join(admins)})",
+        ]
+    else:
+        lines = [
+            f"    log in as {email}; the password is {WEBUI_ADMIN_PASSWORD} in "
+            f"{paths.secrets_file} (`{show_password_command(paths)}`)",
+        ]
     if config.expose:
         lines.append("    sign-up is off: add people in Admin Panel > Users > Add User (+)")
     return lines
