@@ -372,3 +372,42 @@ def test_agent_context_warns_when_a_pinned_num_ctx_is_too_small(
             "32768",
         ),
     ]
+
+
+def test_an_exposed_stack_needs_caddy_and_says_where_its_certificates_come_from(
+    fake_bin, monkeypatch, stackctl, isolated_home, tmp_path, ports, plenty_of_disk
+) -> None:
+    hosts.linux_no_gpu(fake_bin, monkeypatch, tmp_path / "host")
+    fake_bin.scenario(linger={"alice": "yes"})
+    front = free_port()
+    config = write_config(
+        isolated_home,
+        ports,
+        f"expose: true\ntls: {{port: {front}}}\n",
+    )
+    config.write_text(
+        config.read_text().replace(
+            f"proxy: {{port: {ports['proxy']}}}",
+            f"proxy: {{port: {ports['proxy']}, api_keys_file: {isolated_home / 'keys'}}}",
+        )
+    )
+    monkeypatch.setenv("PATH", str(fake_bin.bin))  # no caddy there
+    code, _, found = doctor(stackctl, config)
+    assert code == 1
+    assert texts(found, "front") == [
+        (
+            "error",
+            "expose: true serves the stack over HTTPS through Caddy, which is not installed: run "
+            "`sudo apt-get install -y caddy && sudo systemctl disable --now caddy.service` (or "
+            "`stackctl up`, which installs it as root or with Homebrew)",
+        )
+    ]
+    caddy = fake_bin.bin / "caddy"
+    caddy.write_text("#!/bin/sh\n")
+    caddy.chmod(0o755)
+    root = paths_for("linux", "user").caddy_root_cert
+    _, _, found = doctor(stackctl, config)
+    assert texts(found, "front") == [
+        ("ok", f"the HTTPS front serves Caddy's local CA (clients trust {root})")
+    ]
+    assert ("ok", f"port {front} (front) is free") in texts(found, "port")

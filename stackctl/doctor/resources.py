@@ -8,6 +8,7 @@ from stackctl import catalog
 from stackctl.doctor.base import Context, Finding, Severity, downloaded, wanted_models
 from stackctl.output import GB, gb
 from stackctl.probe_processes import OLLAMA_APP, QUIT_OLLAMA_APP, fights_other_ollamas
+from stackctl.registry import info
 
 # Open WebUI's venv is about 7 GB (torch, transformers, chromadb, onnxruntime), vLLM's with
 # torch and the CUDA wheels 5-10 GB
@@ -27,7 +28,7 @@ def check_conflicts(ctx: Context) -> Iterator[Finding]:
 
 def check_ports(ctx: Context) -> Iterator[Finding]:
     for service in ctx.stack.services:
-        key = f"{service.name}.port"
+        key = f"{info(service.name).section}.port"  # the front's is tls.port
         listener = ctx.facts.ports.get(service.port)
         if listener is None:
             yield Finding("ok", "port", f"port {service.port} ({service.name}) is free")

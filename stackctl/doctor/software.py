@@ -202,3 +202,33 @@ def check_gated(ctx: Context) -> Iterator[Finding]:
             f"accept its licence at https://huggingface.co/{model.hf_id}, then put "
             f"HF_TOKEN=<your token> in {ctx.paths.secrets_file} (mode 0600)",
         )
+
+
+def check_front(ctx: Context) -> Iterator[Finding]:
+    """With `expose`: Caddy for the HTTPS front, and how the certificates come."""
+    if not ctx.config.expose:
+        return
+    import shutil
+
+    from stackctl.setup.front import linux_install_command
+
+    if shutil.which("caddy") is None:
+        fix = (
+            "`brew install caddy`"
+            if ctx.facts.platform == "macos"
+            else (f"`{linux_install_command()}`")
+        )
+        yield Finding(
+            "error",
+            "front",
+            "expose: true serves the stack over HTTPS through Caddy, which is not installed",
+            f"run {fix} (or `stackctl up`, which installs it as root or with Homebrew)",
+        )
+        return
+    tls = ctx.config.tls
+    how = {
+        "internal": f"Caddy's local CA (clients trust {ctx.stack.paths.caddy_root_cert})",
+        "acme": f"a public certificate for {tls.domain} over ACME",
+        "files": f"your certificate {tls.cert}",
+    }[tls.mode]
+    yield Finding("ok", "front", f"the HTTPS front serves {how}")
