@@ -77,7 +77,7 @@ def test_unknown_key_suggests_the_closest() -> None:
 def test_unknown_top_level_key_without_a_close_match_lists_the_known_ones() -> None:
     assert problems("zzz: 1\n") == [
         "stack.yaml:1: unknown key 'zzz' at the top level (known: backend, scope, models, "
-        "expose, ollama, vllm, openwebui, proxy, tls)"
+        "expose, ollama, vllm, openwebui, proxy, tls, cluster)"
     ]
 
 
@@ -217,3 +217,57 @@ def test_secrets_file_keeps_what_a_person_added(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(StackctlError, match=r"others can read it: run `chmod 600 "):
         read_env_file(path)
+
+
+def test_no_cluster_section_is_one_machine() -> None:
+    config, found = validate_text("backend: vllm\n", "stack.yaml", "linux")
+    assert found == [] and config is not None
+    assert config.cluster is None
+    assert "cluster" not in config.to_dict()
+
+
+def test_cluster_section_from_the_issue() -> None:
+    head = "cluster:\n  role: head\n  address: 10.0.0.5\n  port: 6379\n  nodes: 2\n"
+    config, found = validate_text(head, "stack.yaml", "linux")
+    assert found == [] and config is not None and config.cluster is not None
+    assert (config.cluster.role, config.cluster.address) == ("head", "10.0.0.5")
+    assert (config.cluster.port, config.cluster.nodes, config.cluster.is_head) == (6379, 2, True)
+    assert config.to_dict()["cluster"]["nodes"] == 2
+    worker = "cluster: {role: worker, head: 10.0.0.5}\n"
+    config, found = validate_text(worker, "stack.yaml", "linux")
+    assert found == [] and config is not None and config.cluster is not None
+    assert (config.cluster.head, config.cluster.port, config.cluster.address) == (
+        "10.0.0.5",
+        6379,
+        "",
+    )
+    assert not config.cluster.is_head
+
+
+def test_cluster_problems_name_file_line_and_key() -> None:
+    assert problems("cluster:\n  role: hed\n  port: 70000\n  nodse: 2\n") == [
+        "stack.yaml:2: cluster.role: expected one of head, worker, got the text 'hed'; "
+        "did you mean 'head'?",
+        "stack.yaml:3: cluster.port: expected a port number from 1 to 65535, got int 70000",
+        "stack.yaml:4: unknown key 'nodse' in cluster; did you mean 'nodes'?",
+    ]
+    assert problems("cluster:\n  port: 6379\n") == ["stack.yaml:2: cluster: 'role' is required"]
+    assert problems("cluster:\n  role: head\n  nodes: 0\n  address: 'a b'\n") == [
+        "stack.yaml:3: cluster.nodes: expected a number of nodes from 1 to 256, got int 0",
+        "stack.yaml:4: cluster.address: expected this node's host name or IP address, "
+        "got the text 'a b'",
+    ]
+
+
+def test_cluster_roles_need_their_own_keys() -> None:
+    assert problems("cluster:\n  role: worker\n") == [
+        "stack.yaml:2: cluster: a worker needs the head's address: set cluster.head (or join "
+        "with `stackctl up --join HOST:PORT --token T`, which writes it)"
+    ]
+    assert problems("cluster:\n  role: head\n  head: 10.0.0.5\n") == [
+        "stack.yaml:3: cluster.head is the head's address, for workers: remove it from the "
+        "head's config (the head's own address is cluster.address)"
+    ]
+    assert problems("cluster:\n  role: worker\n  head: h1\n  nodes: 3\n") == [
+        "stack.yaml:4: cluster.nodes is counted on the head: remove it from a worker's config"
+    ]

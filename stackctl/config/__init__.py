@@ -14,6 +14,7 @@ import yaml
 from stackctl.config.model import (
     PROXY_KEY_PATTERN,
     PROXY_KEY_RULE,
+    ClusterSection,
     Config,
     Connection,
     OllamaSection,
@@ -45,6 +46,7 @@ from stackctl.registry import info, stack_services
 from stackctl.types import BACKENDS, Backend
 
 __all__ = [
+    "ClusterSection",
     "Config",
     "Connection",
     "default_connections",
@@ -55,6 +57,8 @@ __all__ = [
 MODEL_NAME = r"^[A-Za-z0-9_][A-Za-z0-9._:/@-]{0,349}$"
 # A DNS name Caddy can get an ACME certificate for: labels of letters, digits and hyphens
 DOMAIN_NAME = r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+# a host name, an IPv4 address or an IPv6 one (no brackets, no port)
+HOST_ADDRESS = r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252}[A-Za-z0-9])?$"
 
 
 def _schema(secrets_hint: str) -> Section:
@@ -129,6 +133,16 @@ def _schema(secrets_hint: str) -> Section:
                     "openwebui_port": Port(),
                 }
             ),
+            "cluster": Section(
+                {
+                    "role": Enum("head", "worker"),
+                    "head": Str(HOST_ADDRESS, "the head's host name or IP address"),
+                    "address": Str(HOST_ADDRESS, "this node's host name or IP address"),
+                    "port": Port(),
+                    "nodes": Int(1, 256, "a number of nodes"),
+                },
+                required=("role",),
+            ),
         }
     )
 
@@ -136,6 +150,7 @@ def _schema(secrets_hint: str) -> Section:
 def _build(data: dict, source: Path | None, lines: dict[str, int]) -> Config:
     """Turn validated plain data into a Config, defaults filled in."""
     proxy = dict(data.get("proxy") or {})
+    cluster = data.get("cluster") or {}
     proxy["connections"] = [Connection(**c) for c in proxy.get("connections") or []]
     return Config(
         backend=data.get("backend", "auto"),
@@ -147,6 +162,8 @@ def _build(data: dict, source: Path | None, lines: dict[str, int]) -> Config:
         openwebui=OpenWebUISection(**(data.get("openwebui") or {})),
         proxy=ProxySection(**proxy),
         tls=TlsSection(**(data.get("tls") or {})),
+        # a section whose role was wrong was reported already: build what is usable
+        cluster=ClusterSection(**cluster) if "role" in cluster else None,
         source=source,
         lines=lines,
     )
@@ -191,6 +208,8 @@ def _cross_checks(config: Config, out: Problems, platform: Platform) -> None:
                 "(stackctl up writes a key into it) or list proxy.api_keys",
             )
     _tls_checks(config, out)
+    if config.cluster is not None:
+        _cluster_checks(config.cluster, out)
     names = [c.name for c in config.proxy.connections]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -232,6 +251,28 @@ def _tls_checks(config: Config, out: Problems) -> None:
                 f"tls.openwebui_port and {key} are both {other.port}: give each its own port",
             )
             return
+
+
+def _cluster_checks(cluster: ClusterSection, out: Problems) -> None:
+    """What each role needs: a worker the head's address; the head no `head` of its own."""
+    line = out.lines.get
+    if cluster.role == "worker" and not cluster.head:
+        out.add(
+            line("cluster.role") or line("cluster"),
+            "cluster: a worker needs the head's address: set cluster.head (or join with "
+            "`stackctl up --join HOST:PORT --token T`, which writes it)",
+        )
+    if cluster.role == "head" and cluster.head:
+        out.add(
+            line("cluster.head"),
+            "cluster.head is the head's address, for workers: remove it from the head's config "
+            "(the head's own address is cluster.address)",
+        )
+    if cluster.role == "worker" and "cluster.nodes" in out.lines:
+        out.add(
+            line("cluster.nodes"),
+            "cluster.nodes is counted on the head: remove it from a worker's config",
+        )
 
 
 def validate_text(

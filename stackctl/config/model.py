@@ -113,6 +113,21 @@ class TlsSection:
 
 
 @dataclass
+class ClusterSection:
+    """This machine's place in a Ray cluster. No `cluster:` section: one machine, no Ray."""
+
+    role: Literal["head", "worker"]
+    head: str = ""  # workers: the head's address
+    address: str = ""  # this node's address the others reach; "": found from the route
+    port: int = 6379  # Ray's GCS port on the head
+    nodes: int = 2  # head: nodes (itself included) in the cluster before the model starts
+
+    @property
+    def is_head(self) -> bool:
+        return self.role == "head"
+
+
+@dataclass
 class Config:
     """The whole stack.yaml, defaults filled in. `source` is the file it came from."""
 
@@ -125,6 +140,7 @@ class Config:
     openwebui: OpenWebUISection = field(default_factory=OpenWebUISection)
     proxy: ProxySection = field(default_factory=ProxySection)
     tls: TlsSection = field(default_factory=TlsSection)
+    cluster: ClusterSection | None = None  # None: one machine
     source: Path | None = None
     lines: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
@@ -142,6 +158,8 @@ class Config:
         data = asdict(self)
         data.pop("source")
         data.pop("lines")
+        if data["cluster"] is None:
+            data.pop("cluster")  # one machine: nothing to show
         if mask_secrets:
             data["proxy"]["api_keys"] = [SECRET_MASK for _ in data["proxy"]["api_keys"]]
             for conn in data["proxy"]["connections"]:
