@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "config": "stackctl.commands.config_cmd:config",
     "completion": "stackctl.commands.completion_cmd:completion",
     "front": "stackctl.commands.front_cmd:front",
+    "cluster": "stackctl.commands.cluster_cmd:cluster",
 }
 
 

@@ -43,9 +43,13 @@ class Health:
 
 
 def _get_json(
-    url: str, headers: dict[str, str], timeout: float, server_name: str | None = None
+    url: str,
+    headers: dict[str, str],
+    timeout: float,
+    server_name: str | None = None,
+    text: bool = False,
 ) -> tuple[int, Any]:
-    return get_json(url, headers=headers, timeout=timeout, server_name=server_name)
+    return get_json(url, headers=headers, timeout=timeout, server_name=server_name, text=text)
 
 
 def _version(url: str, timeout: float) -> str | None:
@@ -76,7 +80,7 @@ def check(service: Service, *, timeout: float = 2.0, api_key: str | None = None)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     started = time.monotonic()
     try:
-        status, body = _get_json(url, headers, timeout, service.server_name)
+        status, body = _get_json(url, headers, timeout, service.server_name, spec.text_body)
     except Unreachable as exc:
         return Health(service.name, url, False, exc.reason, (time.monotonic() - started) * 1000)
     health = Health(service.name, url, False, f"HTTP {status}", (time.monotonic() - started) * 1000)

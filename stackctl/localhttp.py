@@ -47,9 +47,11 @@ def get_json(
     headers: dict[str, str] | None = None,
     timeout: float = 2.0,
     server_name: str | None = None,
+    text: bool = False,
 ) -> tuple[int, Any]:
-    """GET a URL: (status, parsed JSON body or None). Raises Unreachable when it cannot.
-    An https URL is asked for `server_name` and its certificate is not verified."""
+    """GET a URL: (status, parsed JSON body or None; with `text`, the body as text). Raises
+    Unreachable when it cannot. An https URL is asked for `server_name` and its certificate
+    is not verified."""
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     connection: http.client.HTTPConnection
@@ -74,6 +76,8 @@ def get_json(
         connection.close()
     if response.status != 200 or not raw:
         return response.status, None
+    if text:
+        return 200, raw.decode("utf-8", "replace")
     try:
         return 200, json.loads(raw)
     except ValueError:

@@ -5,7 +5,8 @@ An entry says what a service is called (by people; its unit names follow from it
 is configured, how to tell it is healthy and how long `up` waits for it, which secrets it
 reads, whether `--upgrade` replaces its software, what it starts after, and which function
 builds its unit (`spec`, imported only when units are rendered, so `--help` stays fast).
-The order of `REGISTRY` is the start order: backends first, Open WebUI last.
+The order of `REGISTRY` is the start order: Ray (in a cluster) and the backends first,
+Open WebUI last.
 
 Adding a service is one entry here plus its unit templates (templates/systemd/ and
 templates/launchd/); the README's development section walks through it.
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from stackctl.secret_names import (
     HF_TOKEN,
     OPENWEBUI_PROXY_KEY,
+    RAY_AUTH_TOKEN,
     WEBUI_ADMIN_EMAIL,
     WEBUI_ADMIN_PASSWORD,
     WEBUI_SECRET_KEY,
@@ -49,6 +51,7 @@ class HealthCheck:
     models_shape: Literal["ollama", "openai"] = "openai"
     version_path: str | None = None
     version_is_stackctl: bool = False
+    text_body: bool = False  # `path` answers 200 with plain text, not JSON (Ray's /api/healthz)
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,34 @@ class ServiceInfo:
     spec: str  # "module:function" that builds its platform-neutral unit spec
     exposed_only: bool = False  # in the stack only with `expose: true` (then on the network)
     scheme: Literal["http", "https"] = "http"  # how stackctl speaks to it on loopback
+    # the attribute of its section holding the port it answers on
+    port_key: str = "port"
+    # a cluster's workers run it too; the others run on the head only (the proxy stays the
+    # only door for clients)
+    on_workers: bool = False
 
 
 REGISTRY: tuple[ServiceInfo, ...] = (
+    # --- a Ray cluster node (issue 12) -------------------------------------------------------
+    ServiceInfo(
+        name="ray",
+        label="Ray",
+        description="Ray cluster node (stackctl)",
+        section="cluster",  # present only in a cluster
+        is_backend=False,
+        # the node's dashboard agent: 200 once its raylet (and, on the head, the GCS) is up;
+        # public under token auth (ray/dashboard/http_server_head.py, public_exact_paths)
+        health=HealthCheck("/api/healthz", text_body=True),
+        budget=120.0,
+        why_slow="",
+        secrets=(RAY_AUTH_TOKEN,),
+        upgradable_on=("linux",),  # with vLLM, which it runs beside
+        depends_on=(),
+        spec="stackctl.services.render:ray_spec",
+        port_key="agent_port",
+        on_workers=True,
+    ),
+    # -----------------------------------------------------------------------------------------
     ServiceInfo(
         name="ollama",
         label="Ollama",
@@ -87,6 +115,7 @@ REGISTRY: tuple[ServiceInfo, ...] = (
         upgradable_on=("macos",),  # Homebrew's; on Linux the binary is not ours to upgrade
         depends_on=(),
         spec="stackctl.services.render:ollama_spec",
+        on_workers=True,  # each node's Ollama serves its own replica
     ),
     ServiceInfo(
         name="vllm",
@@ -102,7 +131,7 @@ REGISTRY: tuple[ServiceInfo, ...] = (
         why_slow="loading the model takes minutes",
         secrets=(HF_TOKEN,),
         upgradable_on=("linux",),
-        depends_on=(),
+        depends_on=("ray",),  # in a cluster: vLLM's workers run on Ray's nodes
         spec="stackctl.services.render:vllm_spec",
     ),
     ServiceInfo(
@@ -195,17 +224,22 @@ class Service:
 def stack_services(config: Config, backend: Backend) -> list[Service]:
     """The services a config's stack runs with this backend, in start order: the backend,
     then the optional services the config enables, all on loopback, then (`expose`) the
-    HTTPS front, the one service on the network."""
+    HTTPS front, the one service on the network. A cluster's worker runs only what runs on
+    workers (`on_workers`)."""
     services = []
+    worker = config.cluster is not None and not config.cluster.is_head
     for entry in REGISTRY:
         section = getattr(config, entry.section)
+        if section is None or (worker and not entry.on_workers):
+            continue  # an absent optional section (cluster: one machine)
+        port = getattr(section, entry.port_key)
         if entry.is_backend:
             if entry.name == backend:
-                services.append(Service(entry.name, section.port, LOOPBACK))
+                services.append(Service(entry.name, port, LOOPBACK))
         elif entry.exposed_only:
             if config.expose:
                 name = config.tls.served_name()
-                services.append(Service(entry.name, section.port, "0.0.0.0", entry.scheme, name))
+                services.append(Service(entry.name, port, "0.0.0.0", entry.scheme, name))
         elif getattr(section, "enabled", True):
-            services.append(Service(entry.name, section.port, config.bind_host))
+            services.append(Service(entry.name, port, config.bind_host))
     return services

@@ -9,3 +9,4 @@ WEBUI_ADMIN_PASSWORD = "WEBUI_ADMIN_PASSWORD"  # Open WebUI's headless first adm
 WEBUI_ADMIN_EMAIL = "WEBUI_ADMIN_EMAIL"
 HF_TOKEN = "HF_TOKEN"  # Hugging Face downloads of gated models (vLLM)
 VLLM_API_KEY = "VLLM_API_KEY"  # set it and vLLM wants it as a Bearer token on /v1
+RAY_AUTH_TOKEN = "RAY_AUTH_TOKEN"  # Ray's cluster token (Ray 2.52 and later: token auth)

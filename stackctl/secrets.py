@@ -19,6 +19,7 @@ from stackctl.fsutil import SECRET_MODE, atomic_write, is_private
 from stackctl.secret_names import (
     HF_TOKEN,
     OPENWEBUI_PROXY_KEY,
+    RAY_AUTH_TOKEN,
     VLLM_API_KEY,
     WEBUI_ADMIN_EMAIL,
     WEBUI_ADMIN_PASSWORD,
@@ -28,6 +29,7 @@ from stackctl.secret_names import (
 __all__ = [
     "HF_TOKEN",
     "OPENWEBUI_PROXY_KEY",
+    "RAY_AUTH_TOKEN",
     "VLLM_API_KEY",
     "WEBUI_ADMIN_EMAIL",
     "WEBUI_ADMIN_PASSWORD",

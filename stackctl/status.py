@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stackctl.cluster_state import ClusterView, read_nodes
 from stackctl.errors import ExitCode
 from stackctl.fsutil import tree_size
 from stackctl.health import check
@@ -60,10 +61,16 @@ class StackStatus:
     installed: bool
     message: str = ""
     warnings: list[str] = field(default_factory=list)  # e.g. a model running on the CPU
+    cluster: ClusterView | None = None  # the head of a cluster: its nodes
 
     @property
     def healthy(self) -> bool:
-        return self.installed and all(r.healthy and r.state == "active" for r in self.rows)
+        nodes_ok = self.cluster is None or not self.cluster.problems()
+        return (
+            self.installed
+            and nodes_ok
+            and all(r.healthy and r.state == "active" for r in self.rows)
+        )
 
     @property
     def exit_code(self) -> int:
@@ -74,7 +81,9 @@ class StackStatus:
     @property
     def hints(self) -> list[str]:
         """What the table prints below its rows: not installed, or what to do per service."""
-        return [self.message] if self.message else problems(self)
+        if self.message:
+            return [self.message]
+        return problems(self) + (self.cluster.problems() if self.cluster else [])
 
     def to_dict(self) -> dict:
         return {
@@ -84,6 +93,7 @@ class StackStatus:
             "message": "\n".join(self.hints),
             "warnings": self.warnings,
             "services": [asdict(row) for row in self.rows],
+            **({"cluster": self.cluster.to_dict()} if self.cluster else {}),
         }
 
 
@@ -126,6 +136,12 @@ def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
             pool.submit(check, s, timeout=timeout, api_key=keys.get(s.name)) for s in stack.services
         ]
         offload = pool.submit(gpu_warnings, stack, timeout)
+        cluster = stack.config.cluster
+        nodes = (
+            pool.submit(read_nodes, cluster, stack.services_environment, timeout)
+            if cluster is not None and cluster.is_head
+            else None
+        )
         by_name = {state.service: state for state in states.result()}
         rows = [
             _row(s, by_name.get(s.name), c.result())
@@ -133,7 +149,9 @@ def collect(stack: Stack, *, timeout: float = CHECK_TIMEOUT) -> StackStatus:
         ]
         is_installed = bool(installed.result())
     message = "" if is_installed else NOT_INSTALLED
-    return StackStatus(rows, is_installed, message, offload.result() if is_installed else [])
+    warnings = offload.result() if is_installed else []
+    view = nodes.result() if nodes is not None and is_installed else None
+    return StackStatus(rows, is_installed, message, warnings, view)
 
 
 def gpu_warnings(stack: Stack, timeout: float = CHECK_TIMEOUT) -> list[str]:

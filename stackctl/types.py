@@ -12,7 +12,15 @@ Platform = Literal["macos", "linux"]
 Scope = Literal["user", "system"]
 Backend = Literal["ollama", "vllm"]
 BackendSetting = Literal["auto", "ollama", "vllm"]  # what stack.yaml may say
-ServiceName = Literal["ollama", "vllm", "proxy", "openwebui", "front"]
+ServiceName = Literal[
+    # a Ray cluster node (issue 12): first, as the backends run on it
+    "ray",
+    "ollama",
+    "vllm",
+    "proxy",
+    "openwebui",
+    "front",
+]
 
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 SERVICE_NAMES: tuple[ServiceName, ...] = get_args(ServiceName)

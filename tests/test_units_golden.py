@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stackctl.config import Config
+from stackctl.config import ClusterSection, Config
 from stackctl.config.model import ProxySection
 from stackctl.registry import NAMES
 from stackctl.services.inputs import inputs_for_golden, placeholder_secrets
@@ -33,6 +33,11 @@ def exposed(platform: str) -> Config:
 
 
 VARIANTS = [(p, s, s) for p, s in CASES] + [(p, "user", "user-exposed") for p in MANAGER_DIR]
+# A two-node cluster (README, "A cluster"): the head at 10.0.0.5, a worker at 10.0.0.6.
+CLUSTER_NODES = {
+    "cluster-head": ClusterSection(role="head", address="10.0.0.5", nodes=2),
+    "cluster-worker": ClusterSection(role="worker", head="10.0.0.5", address="10.0.0.6"),
+}
 
 
 @pytest.mark.parametrize(("platform", "scope", "folder"), VARIANTS)
@@ -47,6 +52,21 @@ def test_golden_examples_match_the_renderer(platform: str, scope: str, folder: s
     else:
         units = render_units(Config(), inputs, every_service=True)
     rendered = {unit.filename: unit.content for unit in units}
+    _compare(directory, rendered)
+
+
+@pytest.mark.parametrize("node", list(CLUSTER_NODES))
+@pytest.mark.parametrize(("platform", "scope"), CASES)
+def test_cluster_golden_examples_match_the_renderer(platform: str, scope: str, node: str) -> None:
+    """A cluster's head and worker: the units each node's stack runs."""
+    config = Config(cluster=CLUSTER_NODES[node])
+    directory = ROOT / MANAGER_DIR[platform] / node / scope
+    inputs = inputs_for_golden(platform, scope, config)
+    rendered = {unit.filename: unit.content for unit in render_units(config, inputs)}
+    _compare(directory, rendered)
+
+
+def _compare(directory: Path, rendered: dict[str, str]) -> None:
     if os.environ.get("STACKCTL_UPDATE_GOLDEN") == "1":
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.iterdir():
@@ -60,9 +80,17 @@ def test_golden_examples_match_the_renderer(platform: str, scope: str, folder: s
 
 
 def test_every_service_has_a_golden_example_on_both_platforms() -> None:
-    services = NAMES
+    services = [name for name in NAMES if name != "ray"]  # ray: in the cluster examples
     for scope in ("user", "system"):
         systemd = {p.name for p in (ROOT / "systemd" / scope).iterdir()}
         launchd = {p.name for p in (ROOT / "launchd" / scope).iterdir()}
         assert systemd == {f"stackctl-{s}.service" for s in services} | {"stackctl.target"}
         assert launchd == {f"dev.stackctl.{s}.plist" for s in services}
+        # a cluster's worker runs Ray (and, with Ollama, its own Ollama), nothing clients reach
+        worker = ROOT / "systemd" / "cluster-worker" / scope
+        assert {p.name for p in worker.iterdir()} == {"stackctl-ray.service", "stackctl.target"}
+        worker = ROOT / "launchd" / "cluster-worker" / scope
+        assert {p.name for p in worker.iterdir()} == {
+            "dev.stackctl.ray.plist",
+            "dev.stackctl.ollama.plist",
+        }

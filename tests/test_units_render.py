@@ -22,6 +22,8 @@ from stackctl.services.render import render_units
 from stackctl.services.units_systemd import environment, exec_arg
 from stackctl.stack import resolve_stack
 
+# every_service renders these: `ray` needs a cluster (tests/test_cluster_units.py)
+ONE_MACHINE = [name for name in NAMES if name != "ray"]
 # launchd.plist(5): every top-level key and the type it takes
 LAUNCHD_KEYS: dict[str, type | tuple[type, ...]] = {
     "Label": str, "Disabled": bool, "UserName": str, "GroupName": str,
@@ -240,7 +242,7 @@ def test_every_systemd_unit_passes_systemd_analyze_verify(tmp_path, scope):
         vllm_venv=exe["vllm_venv"].parent.parent,
     )
     units = render_units(Config(), inputs, every_service=True)
-    assert len(units) == len(NAMES) + 1  # every service, and stackctl.target
+    assert len(units) == len(ONE_MACHINE) + 1  # every service, and stackctl.target
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
     for unit in units:
@@ -261,7 +263,7 @@ def test_every_systemd_unit_passes_systemd_analyze_verify(tmp_path, scope):
 @pytest.mark.parametrize("scope", ["user", "system"])
 def test_every_plist_uses_launchd_keys_with_their_types(scope):
     units = render_units(Config(), inputs_for_golden("macos", scope), every_service=True)
-    assert [u.filename for u in units] == [f"dev.stackctl.{s}.plist" for s in NAMES]
+    assert [u.filename for u in units] == [f"dev.stackctl.{s}.plist" for s in ONE_MACHINE]
     for unit in units:
         plist = plistlib.loads(unit.content.encode())
         for key, value in plist.items():
@@ -319,7 +321,7 @@ def test_units_render_prints_every_unit_without_secrets(
     assert result.code == 0
     headers = [line for line in result.out.splitlines() if line.startswith("==> ")]
     agents = isolated_home / "Library/LaunchAgents"
-    assert headers == [f"==> {agents}/dev.stackctl.{s}.plist <==" for s in NAMES]
+    assert headers == [f"==> {agents}/dev.stackctl.{s}.plist <==" for s in ONE_MACHINE]
     assert "real-secret" not in result.out
     assert "<string>*** WEBUI_SECRET_KEY from secrets.env ***</string>" in result.out
 
@@ -327,7 +329,7 @@ def test_units_render_prints_every_unit_without_secrets(
     result = stackctl(
         "units", "render", "--platform", "linux", "--scope", "system", "--out", str(out)
     )
-    names = [f"stackctl-{s}.service" for s in NAMES] + ["stackctl.target"]
+    names = [f"stackctl-{s}.service" for s in ONE_MACHINE] + ["stackctl.target"]
     assert (result.code, result.out) == (0, "".join(f"{out / n}\n" for n in names))
     assert "User=stackctl" in (out / "stackctl-vllm.service").read_text()
     assert not agents.exists()  # rendering installs nothing

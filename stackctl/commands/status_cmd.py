@@ -28,6 +28,15 @@ def _certificate(expires: str) -> str:
     return f"cert expires in {duration(left)}" if left > 0 else "cert EXPIRED"
 
 
+def _models(row, status) -> str:
+    """The MODELS column; on a cluster's head, the ray row counts the nodes (`2/2 nodes`)."""
+    if row.service == "ray" and status.cluster is not None:
+        from stackctl.cluster_report import nodes_line
+
+        return nodes_line(status.cluster)
+    return ", ".join(row.models) or "-"
+
+
 def render_status(status) -> str:
     """The status table and, below it, what to do about each problem."""
     from stackctl.output import duration, table
@@ -53,7 +62,7 @@ def render_status(status) -> str:
             row.port,
             _health(row),
             row.version or "-",
-            ", ".join(row.models) or "-",
+            _models(row, status),
         ]
         for row in status.rows
     ]

@@ -140,6 +140,7 @@ def _schema(secrets_hint: str) -> Section:
                     "address": Str(HOST_ADDRESS, "this node's host name or IP address"),
                     "port": Port(),
                     "nodes": Int(1, 256, "a number of nodes"),
+                    "node_ports": Int(1024, 64535, "the first of 1000 free ports"),
                 },
                 required=("role",),
             ),
@@ -184,7 +185,7 @@ def _cross_checks(config: Config, out: Problems, platform: Platform) -> None:
     shared: dict[tuple[str, str], int] = {}  # (key, other key) -> the port both name
     backends: tuple[Backend, ...] = BACKENDS if config.backend == "auto" else (config.backend,)
     for backend in backends:
-        ports = [(f"{info(s.name).section}.port", s.port) for s in stack_services(config, backend)]
+        ports = [(_port_key(s.name), s.port) for s in stack_services(config, backend)]
         for i, (key, port) in enumerate(ports):
             for other, other_port in ports[:i]:
                 if port == other_port:
@@ -251,6 +252,11 @@ def _tls_checks(config: Config, out: Problems) -> None:
                 f"tls.openwebui_port and {key} are both {other.port}: give each its own port",
             )
             return
+
+
+def _port_key(service: str) -> str:
+    entry = info(service)
+    return f"{entry.section}.{entry.port_key}"
 
 
 def _cluster_checks(cluster: ClusterSection, out: Problems) -> None:

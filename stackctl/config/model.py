@@ -121,10 +121,18 @@ class ClusterSection:
     address: str = ""  # this node's address the others reach; "": found from the route
     port: int = 6379  # Ray's GCS port on the head
     nodes: int = 2  # head: nodes (itself included) in the cluster before the model starts
+    node_ports: int = 6380  # the first of this node's block of Ray ports (stackctl.cluster)
 
     @property
     def is_head(self) -> bool:
         return self.role == "head"
+
+    @property
+    def agent_port(self) -> int:
+        """Where this node's Ray answers its health check (the dashboard agent's HTTP port)."""
+        from stackctl.cluster import ray_ports
+
+        return ray_ports(self.node_ports).dashboard_agent
 
 
 @dataclass

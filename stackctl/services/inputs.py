@@ -22,6 +22,7 @@ from stackctl.paths import SERVICE_ACCOUNT, Paths, current_platform, fake_root, 
 from stackctl.probe_tools import find_ollama, read_brew_prefix
 from stackctl.secrets import (
     OPENWEBUI_PROXY_KEY,
+    RAY_AUTH_TOKEN,
     WEBUI_ADMIN_EMAIL,
     WEBUI_ADMIN_PASSWORD,
     WEBUI_SECRET_KEY,
@@ -61,6 +62,7 @@ class RenderInputs:
     config_path: Path
     brew_prefix: Path | None = None  # macOS: `brew --prefix`, its bin/ goes on PATH
     secrets: Mapping[str, str] = field(default_factory=dict)
+    gpu_count: int = 0  # NVIDIA GPUs here: what a cluster node declares to Ray (--num-gpus)
 
     @property
     def base_path(self) -> str:
@@ -103,11 +105,19 @@ def inputs_for_host(
         config_path=stack.config_path.expanduser().absolute(),
         brew_prefix=brew_prefix,
         secrets=_secrets(stack.config, paths, platform, preview),
+        gpu_count=_gpu_count(stack, look=platform == host),
     )
 
 
-def inputs_for_golden(platform: Platform, scope: Scope) -> RenderInputs:
-    """Deterministic inputs for the golden examples: the default config on a typical machine."""
+GOLDEN_GPUS = {"linux": 2, "macos": 0}  # a typical cluster node: two NVIDIA GPUs; a Mac none
+
+
+def inputs_for_golden(
+    platform: Platform, scope: Scope, config: Config | None = None
+) -> RenderInputs:
+    """Deterministic inputs for the golden examples: the default config (or `config`, for
+    the cluster's examples) on a typical machine."""
+    config = config or Config()
     alice = Path("/Users/alice" if platform == "macos" else "/home/alice")
     with pinned_home(alice if scope == "user" else None):
         paths = paths_for(platform, scope)
@@ -128,7 +138,8 @@ def inputs_for_golden(platform: Platform, scope: Scope) -> RenderInputs:
         vllm_venv=paths.vllm_venv,
         config_path=paths.config_file,
         brew_prefix=DEFAULT_BREW_PREFIX if platform == "macos" else None,
-        secrets=placeholder_secrets(Config(), paths) if platform == "macos" else {},
+        secrets=placeholder_secrets(config, paths) if platform == "macos" else {},
+        gpu_count=GOLDEN_GPUS[platform],
     )
 
 
@@ -160,7 +171,18 @@ def placeholder_secrets(config: Config, paths: Paths) -> dict[str, str]:
     names = [WEBUI_SECRET_KEY, OPENWEBUI_PROXY_KEY]
     if config.openwebui.admin_email or config.expose:
         names += [WEBUI_ADMIN_EMAIL, WEBUI_ADMIN_PASSWORD]
+    if config.cluster is not None:
+        names.append(RAY_AUTH_TOKEN)
     return {name: f"*** {name} from {paths.secrets_file.name} ***" for name in names}
+
+
+def _gpu_count(stack: Stack, *, look: bool) -> int:
+    """The GPUs this node gives its cluster (none outside a cluster, or planned elsewhere)."""
+    if stack.config.cluster is None or not look or stack.platform != "linux":
+        return 0
+    from stackctl.probe_nvidia import read_gpus
+
+    return len(read_gpus())
 
 
 def _secrets(config: Config, paths: Paths, platform: Platform, preview: bool) -> dict[str, str]:

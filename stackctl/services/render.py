@@ -17,7 +17,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from stackctl.catalog import FIT_CONTEXT_TOKENS
-from stackctl.config.model import Config, default_connections
+from stackctl.cluster import (
+    NODE_SERVICES_LABEL,
+    join_address,
+    node_address,
+    ray_ports,
+    ray_venv,
+)
+from stackctl.config.model import ClusterSection, Config, default_connections
 from stackctl.errors import StackctlError
 from stackctl.registry import BACKEND, NAMES, info
 from stackctl.services.base import Unit
@@ -48,8 +55,8 @@ def render_units(
 ) -> list[Unit]:
     """The units for this config's stack (`every_service`: all four, for review and the
     golden examples), plus `stackctl.target` on systemd, in start order."""
-    if every_service:
-        services = list(NAMES)
+    if every_service:  # every service whose section the config has (cluster: only in one)
+        services = [name for name in NAMES if getattr(config, info(name).section) is not None]
     else:
         services = [s.name for s in stack_services(config, inputs.backend)]
     specs = [service_spec(config, inputs, name) for name in services]
@@ -133,8 +140,14 @@ def ollama_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
 
 
 def vllm_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
+    head = config.cluster is not None and config.cluster.is_head
     for arg in config.vllm.args:
         flag = arg.split("=", 1)[0]
+        if head and flag in CLUSTER_VLLM_FLAGS:
+            raise StackctlError(
+                f"vllm.args: {flag} is set by stackctl in a cluster (tensor parallel = GPUs "
+                "per node, pipeline parallel = cluster.nodes): remove it from vllm.args"
+            )
         if flag in RESERVED_VLLM_FLAGS:
             raise StackctlError(
                 f"vllm.args: {flag} is set by stackctl (vLLM listens on {LOOPBACK} at "
@@ -162,17 +175,147 @@ def vllm_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
         config.vllm.served_model_name,
         *config.vllm.args,
     ]
+    secret_names = info("vllm").secrets
+    if head:
+        argv, env = _vllm_on_the_cluster(config, inputs, argv, env)
+        secret_names += info("ray").secrets
     return ServiceSpec(
         service="vllm",
         description=info("vllm").description,
         argv=argv,
         env=env,
-        secret_names=info("vllm").secrets,
+        secret_names=secret_names,
         uses_secrets_file=True,
         working_directory=inputs.paths.data_dir,
         depends_on=starts_after(config, inputs, "vllm"),
         writable=_writable(inputs, env.get("HF_HOME")),
     )
+
+
+# --- a Ray cluster node (issue 12) -------------------------------------------------------------
+
+# vLLM's multi-node flags, which stackctl sets on the head of a cluster
+CLUSTER_VLLM_FLAGS = (
+    "--distributed-executor-backend",
+    "--tensor-parallel-size",
+    "--pipeline-parallel-size",
+)
+
+
+def _cluster_section(config: Config) -> ClusterSection:
+    if config.cluster is None:
+        raise StackctlError("the ray service runs in a cluster only: add a cluster: section")
+    return config.cluster
+
+
+def ray_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
+    """`ray start --block`: the head (`--head --port P`, its dashboard on loopback) or a
+    worker (`--address HEAD:P`), with this node's address, GPUs and block of ports."""
+    cluster = _cluster_section(config)
+    ports = ray_ports(cluster.node_ports)
+    ray_bin = ray_venv(inputs.paths.venvs_dir, inputs.vllm_venv, inputs.backend) / "bin"
+    argv = [str(ray_bin / "ray"), "start", "--block"]
+    if cluster.is_head:
+        argv += [
+            "--head",
+            "--port",
+            str(cluster.port),
+            # The dashboard (and its Jobs API, which runs code on every node) answers on
+            # loopback only; token auth guards it too.
+            "--include-dashboard",
+            "true",
+            "--dashboard-host",
+            LOOPBACK,
+            "--dashboard-port",
+            str(ports.dashboard),
+            "--ray-client-server-port",
+            str(ports.client_server),
+        ]
+    else:
+        argv += ["--address", join_address(cluster.head, cluster.port)]
+    address = node_address(cluster.address, cluster.head, cluster.port)
+    services = [s.name for s in stack_services(config, inputs.backend)]
+    argv += [
+        "--node-ip-address",
+        address,
+        # named by its raylet's address, unique even for two nodes on one host
+        "--node-name",
+        f"{address}:{ports.node_manager}",
+        # what this node runs, for `stackctl cluster status`
+        "--labels",
+        f"{NODE_SERVICES_LABEL}={'.'.join(services)}",
+        "--num-gpus",
+        str(inputs.gpu_count),
+        "--node-manager-port",
+        str(ports.node_manager),
+        "--object-manager-port",
+        str(ports.object_manager),
+        "--dashboard-agent-listen-port",
+        str(ports.dashboard_agent),
+        "--dashboard-agent-grpc-port",
+        str(ports.dashboard_agent_grpc),
+        "--runtime-env-agent-port",
+        str(ports.runtime_env_agent),
+        "--metrics-export-port",
+        str(ports.metrics_export),
+        "--min-worker-port",
+        str(ports.min_worker),
+        "--max-worker-port",
+        str(ports.max_worker),
+        # Ray's session files and sockets in stackctl's data dir, not /tmp/ray
+        "--temp-dir",
+        str(inputs.paths.data_dir / "ray"),
+        "--disable-usage-stats",
+    ]
+    defaults = {
+        **_base_env(inputs, ray_bin),
+        "PYTHONUNBUFFERED": "1",
+        # vLLM's workers on this node are Ray's processes and inherit this environment:
+        # where the weights are, and no usage reports
+        "HF_HOME": str(inputs.paths.hf_home),
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+    }
+    enforced = {
+        "RAY_AUTH_MODE": "token",  # the token is RAY_AUTH_TOKEN, from secrets.env
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    return ServiceSpec(
+        service="ray",
+        description=info("ray").description,
+        argv=argv,
+        env=merge_env(defaults, {}, enforced),
+        secret_names=info("ray").secrets,
+        uses_secrets_file=True,
+        working_directory=inputs.paths.data_dir,
+        depends_on=starts_after(config, inputs, "ray"),
+        writable=_writable(inputs),
+    )
+
+
+def _vllm_on_the_cluster(
+    config: Config, inputs: RenderInputs, argv: list[str], env: dict[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """On the head: vLLM across the nodes (tensor parallel = GPUs per node, pipeline
+    parallel = nodes), started by `stackctl cluster wait` once every node has joined."""
+    cluster = _cluster_section(config)
+    if inputs.gpu_count < 1:
+        raise StackctlError(
+            "vLLM on a cluster needs NVIDIA GPUs on the head, and nvidia-smi finds none here"
+        )
+    distributed = [
+        "--distributed-executor-backend",
+        "ray",
+        "--tensor-parallel-size",
+        str(inputs.gpu_count),
+        "--pipeline-parallel-size",
+        str(cluster.nodes),
+    ]
+    address = node_address(cluster.address, cluster.head, cluster.port)
+    enforced = {"RAY_ADDRESS": join_address(address, cluster.port), "RAY_AUTH_MODE": "token"}
+    wait = [str(inputs.python), "-m", "stackctl", "--config", str(inputs.config_path)]
+    wait += ["cluster", "wait", "--"]
+    return [*wait, *argv, *distributed], merge_env(env, {}, enforced)
 
 
 def openwebui_base_url(config: Config, backend: str) -> str:

@@ -11,7 +11,8 @@ from stackctl.services.names import SYSTEMD_TARGET, systemd_unit
 from stackctl.services.spec import ServiceSpec, fill, no_line_breaks, template
 
 _NEEDS_QUOTES = re.compile(r"""[\s"'\\;]""")
-BACKENDS = ("ollama", "vllm")
+# the model servers and the Ray node their workers run on: the GPU and the network
+GPU_SERVICES = ("ollama", "vllm", "ray")
 
 
 def render_systemd(specs: list[ServiceSpec], inputs: RenderInputs) -> list[Unit]:
@@ -53,7 +54,7 @@ def _service_unit(spec: ServiceSpec, inputs: RenderInputs) -> Unit:
 
 def _ordering(spec: ServiceSpec, inputs: RenderInputs) -> list[str]:
     units = [systemd_unit(service) for service in spec.depends_on]
-    if inputs.scope == "system" and spec.service in BACKENDS:
+    if inputs.scope == "system" and spec.service in GPU_SERVICES:
         # First start downloads weights; user managers have no network-online.target.
         units.insert(0, "network-online.target")
     if not units:
@@ -82,7 +83,7 @@ def _hardening(spec: ServiceSpec, inputs: RenderInputs) -> list[str]:
         "RestrictSUIDSGID=yes",
         "LockPersonality=yes",
     ]
-    if spec.service in BACKENDS:
+    if spec.service in GPU_SERVICES:
         lines.append(
             "# No PrivateDevices=: the model server needs the GPU's device nodes (/dev/nvidia*)."
         )

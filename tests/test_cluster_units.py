@@ -1,0 +1,159 @@
+"""A cluster's units: `ray start` on the head and on a worker, vLLM across the nodes on the
+head, and what the config cannot override there."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import plistlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stackctl.cluster import ray_ports
+from stackctl.config import ClusterSection, Config, VllmSection
+from stackctl.errors import StackctlError
+from stackctl.services.inputs import inputs_for_golden
+from stackctl.services.render import render_units
+from tests.test_units_render import LAUNCHD_KEYS, fake_executables
+
+HEAD = ClusterSection(role="head", address="10.0.0.5", nodes=3, node_ports=20000)
+WORKER = ClusterSection(role="worker", head="10.0.0.5", address="10.0.0.6", port=7000)
+
+
+def units(config: Config, platform: str = "linux", scope: str = "user") -> dict[str, str]:
+    inputs = inputs_for_golden(platform, scope, config)  # type: ignore[arg-type]
+    return {u.service: u.content for u in render_units(config, inputs)}
+
+
+def exec_start(unit: str) -> list[str]:
+    line = next(x for x in unit.splitlines() if x.startswith("ExecStart="))
+    return line.removeprefix("ExecStart=").split()
+
+
+def test_ray_ports_are_one_block_per_node() -> None:
+    ports = ray_ports(20000)
+    assert (ports.first, ports.dashboard_agent, ports.dashboard, ports.last) == (
+        20000,
+        20002,
+        20007,
+        20999,
+    )
+    assert (ports.min_worker, ports.max_worker) == (20100, 20999)
+
+
+def test_the_head_starts_ray_then_vllm_across_the_nodes() -> None:
+    rendered = units(Config(cluster=HEAD))
+    assert list(rendered) == ["ray", "vllm", "proxy", "openwebui", "target"]
+    ray = exec_start(rendered["ray"])
+    assert ray[1:5] == ["start", "--block", "--head", "--port"]
+    flags = dict(zip(ray[4:-1:2], ray[5:-1:2], strict=True))
+    assert flags["--port"] == "6379"
+    assert flags["--dashboard-host"] == "127.0.0.1"
+    assert flags["--dashboard-port"] == "20007"
+    assert flags["--node-ip-address"] == "10.0.0.5"
+    assert flags["--num-gpus"] == "2"
+    assert (flags["--min-worker-port"], flags["--max-worker-port"]) == ("20100", "20999")
+    assert ray[-1] == "--disable-usage-stats"
+    assert "Environment=RAY_AUTH_MODE=token" in rendered["ray"]
+    assert "Environment=RAY_USAGE_STATS_ENABLED=0" in rendered["ray"]
+    assert "EnvironmentFile=-/home/alice/.config/stackctl/secrets.env" in rendered["ray"]
+    vllm = rendered["vllm"]
+    assert "After=stackctl-ray.service" in vllm
+    argv = exec_start(vllm)
+    assert argv[:8] == [
+        "/usr/bin/python3", "-m", "stackctl", "--config",
+        "/home/alice/.config/stackctl/stack.yaml", "cluster", "wait", "--",
+    ]  # fmt: skip
+    assert argv[-6:] == [
+        "--distributed-executor-backend", "ray",
+        "--tensor-parallel-size", "2",  # the GPUs of each node
+        "--pipeline-parallel-size", "3",  # the nodes
+    ]  # fmt: skip
+    assert "Environment=RAY_ADDRESS=10.0.0.5:6379" in vllm
+    assert "Environment=RAY_AUTH_MODE=token" in vllm
+
+
+def test_a_worker_runs_ray_only_and_joins_the_head() -> None:
+    rendered = units(Config(cluster=WORKER))
+    assert list(rendered) == ["ray", "target"]
+    ray = exec_start(rendered["ray"])
+    assert ray[1:5] == ["start", "--block", "--address", "10.0.0.5:7000"]
+    assert "--head" not in ray and "--dashboard-host" not in ray
+    assert ray[ray.index("--node-ip-address") + 1] == "10.0.0.6"
+
+
+def test_without_an_address_a_node_uses_its_route_to_the_head() -> None:
+    worker = dataclasses.replace(WORKER, head="127.0.0.1", address="")
+    ray = exec_start(units(Config(cluster=worker))["ray"])
+    assert ray[ray.index("--node-ip-address") + 1] == "127.0.0.1"
+
+
+def test_the_head_sets_the_parallelism_and_refuses_it_in_vllm_args() -> None:
+    for flag in ("--tensor-parallel-size", "--pipeline-parallel-size=1"):
+        config = Config(cluster=HEAD, vllm=VllmSection(args=[flag, "1"]))
+        with pytest.raises(StackctlError) as err:
+            units(config)
+        assert str(err.value) == (
+            f"vllm.args: {flag.split('=')[0]} is set by stackctl in a cluster (tensor parallel "
+            "= GPUs per node, pipeline parallel = cluster.nodes): remove it from vllm.args"
+        )
+    # on one machine a person may set them
+    alone = units(Config(vllm=VllmSection(args=["--tensor-parallel-size", "2"])))
+    assert exec_start(alone["vllm"])[-2:] == ["--tensor-parallel-size", "2"]
+
+
+def test_a_head_without_gpus_is_refused() -> None:
+    config = Config(cluster=HEAD)
+    inputs = dataclasses.replace(inputs_for_golden("linux", "user", config), gpu_count=0)
+    with pytest.raises(StackctlError) as err:
+        render_units(config, inputs)
+    assert str(err.value) == (
+        "vLLM on a cluster needs NVIDIA GPUs on the head, and nvidia-smi finds none here"
+    )
+
+
+@pytest.mark.parametrize("scope", ["user", "system"])
+@pytest.mark.parametrize("node", [HEAD, WORKER])
+def test_cluster_units_pass_systemd_analyze_verify(tmp_path, scope, node):
+    exe = fake_executables(tmp_path)
+    (exe["vllm_venv"].parent / "ray").write_text("#!/bin/sh\n")
+    (exe["vllm_venv"].parent / "ray").chmod(0o755)
+    config = Config(cluster=node)
+    inputs = dataclasses.replace(
+        inputs_for_golden("linux", scope, config),
+        python=Path(sys.executable),
+        openwebui_venv=exe["openwebui_venv"].parent.parent,
+        vllm_venv=exe["vllm_venv"].parent.parent,
+    )
+    rendered = render_units(config, inputs)
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    for unit in rendered:
+        (unit_dir / unit.filename).write_text(unit.content)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    argv = ["systemd-analyze", *(["--user"] if scope == "user" else []), "verify"]
+    done = subprocess.run(
+        [*argv, *(str(unit_dir / u.filename) for u in rendered)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_the_ray_plist_holds_the_token_and_is_private() -> None:
+    config = Config(cluster=WORKER)
+    rendered = render_units(config, inputs_for_golden("macos", "user", config))
+    ray = next(u for u in rendered if u.service == "ray")
+    plist = plistlib.loads(ray.content.encode())
+    assert set(plist) <= set(LAUNCHD_KEYS)
+    assert plist["EnvironmentVariables"]["RAY_AUTH_MODE"] == "token"
+    assert plist["EnvironmentVariables"]["RAY_AUTH_TOKEN"] == (
+        "*** RAY_AUTH_TOKEN from secrets.env ***"
+    )
+    assert ray.secret and ray.mode == 0o600
