@@ -16,6 +16,7 @@ plus the head's GCS port (`cluster.port`, 6379). The flags are `ray start`'s (Ra
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import shlex
@@ -80,6 +81,25 @@ def ray_venv(venvs_dir: Path, vllm_venv: Path, backend: Backend) -> Path:
     """The venv Ray runs from: vLLM's (Ray is a vLLM dependency, and the driver, vLLM, must
     run the very same Ray), else a venv of its own next to the others."""
     return vllm_venv if backend == "vllm" else venvs_dir / "ray"
+
+
+# AF_UNIX socket paths are at most 107 bytes on Linux and 103 on macOS (sun_path), and Ray
+# puts its sockets at <temp dir>/session_<date>_<time>_<µs>_<pid>/sockets/plasma_store
+_RAY_SOCKET_TAIL = len("/session_2026-12-02_09-23-46_811875_4194304/sockets/plasma_store")
+SOCKET_PATH_MAX = 103
+SHORT_TEMP = Path("/tmp")  # Ray's own default root (/tmp/ray); macOS's $TMPDIR is too deep
+
+
+def ray_temp_dir(data_dir: Path) -> Path:
+    """Ray's session files and sockets: in stackctl's data dir, unless that is too deep for
+    a socket path (a Mac's ~/Library/Application Support, a long home); then a short
+    directory of this data dir's own in /tmp (a user's services share /tmp; the system
+    scope's /var/lib/stackctl is short)."""
+    preferred = data_dir / "ray"
+    if len(str(preferred)) + _RAY_SOCKET_TAIL <= SOCKET_PATH_MAX:
+        return preferred
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    return SHORT_TEMP / f"stackctl-ray-{digest}"
 
 
 def source_address(toward: str, port: int) -> str:

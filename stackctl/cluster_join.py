@@ -3,14 +3,14 @@ the head's wait for its nodes before vLLM starts."""
 
 from __future__ import annotations
 
-import json
+import importlib.metadata
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stackctl import proc
 from stackctl.cluster import RAY_AUTH_TOKEN, join_command, node_address, ray_venv
 from stackctl.cluster_state import ClusterView, read_nodes
 from stackctl.config.model import ClusterSection
@@ -22,16 +22,6 @@ from stackctl.stack import Stack
 # differs from the head's (ray/_private/utils.py check_version_info), and vLLM's workers
 # must run the head's vLLM. The names are `up`'s flags: --vllm-version, --ray-version, ...
 PINNED = ("vllm", "ray", "python")
-_VERSIONS_SCRIPT = (
-    "import importlib.metadata as m, json, platform\n"
-    "found = {'python': '.'.join(platform.python_version_tuple()[:2])}\n"
-    "for name in ('vllm', 'ray'):\n"
-    "    try:\n"
-    "        found[name] = m.version(name)\n"
-    "    except m.PackageNotFoundError:\n"
-    "        pass\n"
-    "print(json.dumps(found))\n"
-)
 WAIT_REPORT_EVERY = 30.0  # seconds between "still waiting" lines in the vLLM unit's log
 WAIT_POLL = 2.0
 
@@ -52,16 +42,22 @@ def head_section(stack: Stack) -> ClusterSection:
 
 
 def venv_versions(venv: Path) -> dict[str, str]:
-    """The Python, vLLM and Ray versions of a venv (what is installed of them)."""
-    python = venv / "bin/python"
-    text = (
-        proc.output([str(python), "-c", _VERSIONS_SCRIPT], timeout=60) if python.exists() else None
-    )
+    """The Python (major.minor), vLLM and Ray versions a venv holds, read from its files
+    (pyvenv.cfg; each package's .dist-info in site-packages) without starting its Python."""
+    found: dict[str, str] = {}
     try:
-        found = json.loads(text or "")
-    except ValueError:
-        return {}
-    return {name: str(found[name]) for name in PINNED if name in found}
+        cfg = (venv / "pyvenv.cfg").read_text(encoding="utf-8")
+    except OSError:
+        return found
+    match = re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+)", cfg, re.M)
+    if match:
+        found["python"] = match.group(1)
+    site = [str(p) for p in venv.glob("lib/python3*/site-packages")]
+    for dist in importlib.metadata.distributions(path=site):
+        name = (dist.metadata["Name"] or "").lower()
+        if name in ("vllm", "ray"):
+            found[name] = dist.version
+    return {name: found[name] for name in PINNED if name in found}
 
 
 def stack_ray_venv(stack: Stack) -> Path:

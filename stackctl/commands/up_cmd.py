@@ -44,6 +44,16 @@ if TYPE_CHECKING:
     help="What makes the Open WebUI and vLLM venvs: uv (fetches Python 3.12 when none "
     "fits), or pip (needs a Python 3.11/3.12 here).",
 )
+@click.option(
+    "--join",
+    metavar="HOST:PORT",
+    help="Join this machine to a cluster as a worker: the head's address (with --token; "
+    "`stackctl cluster join-command` on the head prints the whole command).",
+)
+@click.option("--token", metavar="TOKEN", help="The cluster's token (with --join).")
+@click.option("--vllm-version", metavar="V", help="With --join: the head's vLLM version.")
+@click.option("--ray-version", metavar="V", help="With --join: the head's Ray version.")
+@click.option("--python-version", metavar="V", help="With --join: the head's Python (3.12).")
 @pass_app
 def up(
     app: AppContext,
@@ -56,6 +66,11 @@ def up(
     upgrade: bool,
     stall_timeout: float,
     installer: str,
+    join: str | None,
+    token: str | None,
+    vllm_version: str | None,
+    ray_version: str | None,
+    python_version: str | None,
 ) -> None:
     """Install and start Ollama (or vLLM), the proxy and Open WebUI as services.
 
@@ -68,6 +83,7 @@ def up(
       stackctl up --dry-run             # every step, command and file; no change
       stackctl up --yes --model gemma3:12b --model llama3.2
       sudo stackctl up --scope system   # a headless server: services at boot
+      stackctl up --join 10.0.0.5:6379 --token …   # a cluster's worker (see `cluster`)
     """
     from stackctl.errors import StackctlError
     from stackctl.plan import run_plan
@@ -86,7 +102,20 @@ def up(
         upgrade=upgrade,
         installer=installer,
         stall_seconds=stall_timeout,
+        join=join,
+        token=token,
+        pins={
+            name: version
+            for name, version in (
+                ("vllm", vllm_version),
+                ("ray", ray_version),
+                ("python", python_version),
+            )
+            if version
+        },
     )
+    if token and not join:
+        raise StackctlError("--token goes with --join HOST:PORT (a worker joining a cluster)")
     ctx = resolve_context(app.config, app.config_path, options)
     click.echo(f"stackctl up: {describe_host(ctx.facts)}")
     click.echo(

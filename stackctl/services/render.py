@@ -22,6 +22,7 @@ from stackctl.cluster import (
     join_address,
     node_address,
     ray_ports,
+    ray_temp_dir,
     ray_venv,
 )
 from stackctl.config.model import ClusterSection, Config, default_connections
@@ -264,7 +265,7 @@ def ray_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
         str(ports.max_worker),
         # Ray's session files and sockets in stackctl's data dir, not /tmp/ray
         "--temp-dir",
-        str(inputs.paths.data_dir / "ray"),
+        str(ray_temp_dir(inputs.paths.data_dir)),
         "--disable-usage-stats",
     ]
     defaults = {

@@ -273,6 +273,10 @@ def _wanted_secrets(ctx: Context) -> dict[str, str | Callable[[], str] | None]:
     token = os.environ.get(sec.HF_TOKEN, "").strip()
     if ctx.backend == "vllm" and token:
         wanted[sec.HF_TOKEN] = token  # given for this run: keep it for the service
+    cluster = ctx.config.cluster
+    if cluster is not None:
+        # the head makes the cluster's token once; a worker keeps the one it joined with
+        wanted[sec.RAY_AUTH_TOKEN] = ctx.options.token if ctx.options.join else None
     return wanted
 
 

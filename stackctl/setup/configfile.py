@@ -21,6 +21,11 @@ def config_text(ctx: Context) -> str:
     )
     if not ctx.config.openwebui.enabled:
         text = text.replace("openwebui:\n  enabled: true", "openwebui:\n  enabled: false", 1)
+    cluster = ctx.config.cluster
+    if cluster is not None and not cluster.is_head:  # `up --join`
+        from stackctl.setup.cluster import cluster_section_text
+
+        text += cluster_section_text(cluster)
     return text
 
 

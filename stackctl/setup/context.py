@@ -48,6 +48,9 @@ class UpOptions:
     upgrade: bool = False
     installer: str = "uv"  # or "pip": how venvs are made (stackctl/setup/venv.py)
     stall_seconds: float = DEFAULT_STALL_SECONDS
+    join: str | None = None  # a worker joining a cluster: the head's HOST:PORT
+    token: str | None = None  # the cluster's Ray token (with join)
+    pins: dict[str, str] = field(default_factory=dict)  # the head's versions: vllm, ray, python
 
 
 @dataclass
@@ -129,6 +132,10 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
     """Resolve platform, scope, backend, paths, models and host facts for one run."""
     platform = current_platform()
     exists = config.source is not None
+    if options.join:
+        from stackctl.setup.cluster import joined_config
+
+        config, options = joined_config(config, config_path, options)
     configured_backend = resolve_backend(config, platform)
     backend: Backend = options.backend or configured_backend
     if backend == "vllm" and platform == "macos":

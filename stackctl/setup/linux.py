@@ -26,6 +26,7 @@ from stackctl.install_commands import ollama_linux_install
 from stackctl.paths import hf_repo_cache
 from stackctl.plan import Progress, Step
 from stackctl.probe import models_dir
+from stackctl.setup.cluster import venv_pins
 from stackctl.setup.common import stored_hf_token
 from stackctl.setup.context import Context, use_ollama
 from stackctl.setup.venv import VenvSpec, venv_spec, venv_steps
@@ -83,6 +84,7 @@ def vllm_spec(ctx: Context) -> VenvSpec:
         python=python,
         uv_options=("--torch-backend=auto",),
     )
+    spec = venv_pins(ctx, spec)  # a cluster node: Ray too, and a worker the head's versions
     if spec.uv is None and spec.python is None:
         return dataclasses.replace(spec, python=proc.which("python3") or "python3")
     return spec

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from stackctl.errors import StackctlError
 from stackctl.plan import Step
-from stackctl.setup import common, front, linux, macos, openwebui, services
+from stackctl.setup import cluster, common, front, linux, macos, openwebui, services
 from stackctl.setup.configfile import config_step
 from stackctl.setup.context import Context
 from stackctl.setup.openwebui_offline import require_cached_embedding_model
@@ -47,6 +47,8 @@ def preflight(ctx: Context) -> list[StackctlError]:
         checks.append(common.require_service_manager)
         if ctx.backend == "ollama":
             checks.append(linux.require_ollama)
+        elif cluster.is_worker(ctx):
+            checks.append(linux.require_nvidia)  # the head downloads the model, not a worker
         else:
             checks += [linux.require_nvidia, linux.require_hf_token]
         checks.append(front.require_caddy)
@@ -70,7 +72,9 @@ def preflight(ctx: Context) -> list[StackctlError]:
 def build_steps(ctx: Context) -> list[Step]:
     """Every step of `up` for this context (each knows whether it is already done).
     `preflight(ctx)` says whether they can run."""
-    steps = [config_step(ctx)]
+    worker = cluster.is_worker(ctx)
+    # a worker joining writes its config only once the head took its token
+    steps = [] if worker else [config_step(ctx)]
     if ctx.platform == "macos":
         steps += macos.ollama_steps(ctx)
         steps += macos.conflict_steps(ctx)
@@ -81,7 +85,8 @@ def build_steps(ctx: Context) -> list[Step]:
     if ctx.platform == "linux" and ctx.scope == "user" and ctx.facts.linger is False:
         steps.append(common.linger_step(ctx))
     steps += front.caddy_steps(ctx)  # expose: Caddy, the HTTPS front
-    steps.append(common.secrets_step(ctx))
+    if not worker:
+        steps.append(common.secrets_step(ctx))
     if ctx.scope == "system" and ctx.backend == "ollama":
         steps.append(common.ownership_step(ctx))  # before Ollama, which writes models as it
     started: list[str] = []  # services this run (re)starts: the health step waits for them
@@ -92,16 +97,25 @@ def build_steps(ctx: Context) -> list[Step]:
         venv, install, download = linux.vllm_steps(ctx)
         steps += [venv, install]
         ready = _key(install, "backend").key
-        models = [download]
+        models = [] if worker else [download]  # vLLM's workers load what the head names
     elif ctx.models:
         backend = services.backend_step(ctx, started)
         steps.append(backend)
         ready = _key(backend, "backend").key
         models = [services.pull_step(ctx)]
+    if worker:  # with the head's versions installed: is the token right? then record it
+        token = _after(_key(cluster.token_check_step(ctx), "token"), ready)
+        record = [config_step(ctx), common.secrets_step(ctx)]
+        if ctx.config.source is not None:
+            record.insert(1, cluster.join_config_step(ctx))
+        # each waits for the token check itself: a step already done does not hold back
+        # the one after it
+        steps += [token, *(_after(step, token.key) for step in record)]
+        ready = _key(record[-1], "joined").key
     for step in models:
         steps.append(_after(_key(step, "models"), ready))
     branches = [key for key in ("models",) if models]
-    if ctx.config.openwebui.enabled:
+    if ctx.stack.service("openwebui") is not None:  # not on a cluster's worker
         venv, install = openwebui.openwebui_steps(ctx)
         steps += [_after(venv, ready), _key(install, "webui")]
         branches.append("webui")

@@ -48,6 +48,24 @@ class VenvSpec:
     python_dir: Path  # where uv keeps a Python it fetches
     upgrade: bool = False
     uv_options: tuple[str, ...] = ()  # e.g. vLLM's --torch-backend=auto (pip has no such flag)
+    # installed with the package, and the console scripts that show they are (a cluster
+    # node's vLLM venv holds Ray too: `ray[default]`, script `ray`)
+    extra_packages: tuple[str, ...] = ()
+    extra_scripts: tuple[str, ...] = ()
+    managed_version: str = MANAGED_PYTHON  # what uv fetches when `python` is None
+    # the versions installed are the ones wanted (a cluster's worker matches its head)
+    versions_match: Callable[[Path], bool] | None = None
+
+    @property
+    def packages(self) -> list[str]:
+        return [self.package, *self.extra_packages]
+
+    def installed(self) -> bool:
+        """Every script in place (and, when pinned, the wanted versions)."""
+        scripts = (self.script, *self.extra_scripts)
+        if not all((self.venv / "bin" / name).exists() for name in scripts):
+            return False
+        return self.versions_match is None or self.versions_match(self.venv)
 
     @property
     def installer(self) -> Installer:
@@ -61,7 +79,7 @@ class VenvSpec:
     def uv_create(self) -> list[str]:
         # --clear: uv refuses a directory that holds a venv already, and this step runs only
         # when that venv is incomplete (an interrupted run).
-        python = self.python or MANAGED_PYTHON
+        python = self.python or self.managed_version
         return [str(self.uv), "venv", "--seed", "--clear", "--python", python, str(self.venv)]
 
     def pip_create(self) -> list[str]:
@@ -70,12 +88,12 @@ class VenvSpec:
     def uv_install(self) -> list[str]:
         upgrade = ["--upgrade"] if self.upgrade else []
         python = str(self.venv / "bin/python")
-        return [str(self.uv), "pip", "install", "--python", python, *upgrade, self.package,
+        return [str(self.uv), "pip", "install", "--python", python, *upgrade, *self.packages,
                 *self.uv_options]  # fmt: skip
 
     def pip_install(self) -> list[str]:
         upgrade = ["--upgrade"] if self.upgrade else []
-        return [str(self.venv / "bin/pip"), "install", *upgrade, self.package]
+        return [str(self.venv / "bin/pip"), "install", *upgrade, *self.packages]
 
 
 def _with_env(env: dict[str, str], argv: list[str]) -> str:
@@ -112,7 +130,7 @@ def venv_steps(spec: VenvSpec, *, takes: str, fix: str, what: str | None = None)
     `takes` says how long the install takes (in the step's description); `fix` is what to do
     when it fails; `what` names what is installed where the label alone says too little."""
     venv = spec.venv
-    fetches = "" if spec.python else f" (uv fetches Python {MANAGED_PYTHON}: none here fits)"
+    fetches = "" if spec.python else f" (uv fetches Python {spec.managed_version}: none here fits)"
     create = Step(
         description=f"Create {spec.label}'s venv {venv}{fetches}",
         # pip is the last thing both `uv venv --seed` and `-m venv` write: a venv without it
@@ -128,7 +146,7 @@ def venv_steps(spec: VenvSpec, *, takes: str, fix: str, what: str | None = None)
     )
     install = Step(
         description=f"Install {what or f'{spec.label} into its venv'} ({spec.installer}; {takes})",
-        check=lambda: not spec.upgrade and (venv / "bin" / spec.script).exists(),
+        check=lambda: not spec.upgrade and spec.installed(),
         apply=_uv_then_pip(spec, spec.uv_install, spec.pip_install, (venv / "bin/pip").exists),
         commands=[shlex.join(spec.uv_install() if spec.uv else spec.pip_install())],
         fix=fix,

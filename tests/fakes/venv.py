@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 PYTHON_VERSIONS = {"python3.11": "3.11.9", "python3.12": "3.12.4"}
+# What the fakes install: the fake vLLM (tests/fakes/bin/vllm --version), and the real Ray of
+# the test's Ray venv (tests/fakes/bin/ray), whose wheel is 2.60.0
+INSTALLABLE = {"vllm": "0.10.1.1", "ray": "2.60.0"}
 
 
 def fakes_bin() -> Path:
@@ -69,6 +72,29 @@ def install_package(venv: Path, package: str) -> None:
     elif name == "vllm":
         add_wrapper(venv, "vllm", "vllm")
         add_wrapper(venv, "hf", "hf")  # huggingface_hub, a dependency of vLLM
+        add_dist_info(venv, "vllm", INSTALLABLE["vllm"])
+    elif name == "ray":
+        add_wrapper(venv, "ray", "ray")
+        add_dist_info(venv, "ray", INSTALLABLE["ray"])
+
+
+def unavailable_version(package: str) -> str | None:
+    """The version asked for (`name==V`) when the fakes cannot install it, else None."""
+    name, _, version = package.partition("==")
+    name = name.split("[")[0].lower()
+    if version and name in INSTALLABLE and version != INSTALLABLE[name]:
+        return version
+    return None
+
+
+def add_dist_info(venv: Path, name: str, version: str) -> None:
+    """The package's .dist-info in the venv's site-packages, as pip and uv leave it."""
+    cfg = (venv / "pyvenv.cfg").read_text()
+    match = re.search(r"^version\s*=\s*(\d+\.\d+)", cfg, re.M)
+    site = venv / f"lib/python{match.group(1) if match else '3.12'}/site-packages"
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
 
 
 def intel_mac(behaviour: dict) -> bool:
