@@ -32,9 +32,23 @@ PORTS_IN_BLOCK = 1000
 FIRST_WORKER_PORT = 100  # offset of the worker processes' range in the block
 NODE_SERVICES_LABEL = "stackctl-services"  # a node's Ray label: the services it runs, by "."
 RAY_PACKAGE = "ray[default]"  # the dashboard and `ray status` come with the default extra
+RAY_SERVE_PACKAGE = "ray[serve]"  # an Ollama cluster: Serve's replicas on every node (default too)
 
-__all__ = ["NODE_SERVICES_LABEL", "RAY_AUTH_TOKEN", "RAY_PACKAGE", "RayPorts", "join_command", "node_address",
-           "parse_join", "ray_ports", "ray_venv"]  # fmt: skip
+__all__ = [
+    "NODE_SERVICES_LABEL",
+    "RAY_AUTH_TOKEN",
+    "RAY_PACKAGE",
+    "RAY_SERVE_PACKAGE",
+    "RayPorts",
+    "join_address",
+    "join_command",
+    "node_address",
+    "parse_join",
+    "ray_package",
+    "ray_ports",
+    "ray_temp_dir",
+    "ray_venv",
+]
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,11 @@ def ray_ports(first: int) -> RayPorts:
         min_worker=first + FIRST_WORKER_PORT,
         max_worker=first + PORTS_IN_BLOCK - 1,
     )
+
+
+def ray_package(backend: Backend) -> str:
+    """What a node's Ray venv installs: with vLLM the default extra; with Ollama, Serve."""
+    return RAY_PACKAGE if backend == "vllm" else RAY_SERVE_PACKAGE
 
 
 def ray_venv(venvs_dir: Path, vllm_venv: Path, backend: Backend) -> Path:

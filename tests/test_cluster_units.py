@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stackctl.cluster import ray_ports
+from stackctl.cluster import ray_ports, ray_temp_dir
 from stackctl.config import ClusterSection, Config, VllmSection
 from stackctl.errors import StackctlError
 from stackctl.services.inputs import inputs_for_golden
@@ -157,3 +157,21 @@ def test_the_ray_plist_holds_the_token_and_is_private() -> None:
         "*** RAY_AUTH_TOKEN from secrets.env ***"
     )
     assert ray.secret and ray.mode == 0o600
+
+
+def test_ray_sockets_stay_within_the_socket_path_limit() -> None:
+    short = Path("/home/alice/.local/share/stackctl")
+    assert ray_temp_dir(short) == short / "ray"
+    deep = Path("/Users/alice/Library/Application Support/stackctl")
+    moved = ray_temp_dir(deep)
+    assert moved.parent == Path("/tmp") and moved.name.startswith("stackctl-ray-")
+    assert moved == ray_temp_dir(deep) != ray_temp_dir(deep / "other")  # its own, stable
+    longest = "/session_2026-12-02_09-23-46_811875_4194304/sockets/plasma_store"
+    assert len(str(moved) + longest) <= 103
+
+
+def test_an_ollama_node_tells_its_serve_replica_where_its_ollama_is() -> None:
+    config = Config(cluster=WORKER)
+    inputs = dataclasses.replace(inputs_for_golden("linux", "user", config), backend="ollama")
+    ray = {u.service: u.content for u in render_units(config, inputs)}["ray"]
+    assert "Environment=STACKCTL_OLLAMA_URL=http://127.0.0.1:11434" in ray

@@ -277,6 +277,8 @@ def ray_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
     }
+    if inputs.backend == "ollama":  # each Serve replica forwards to its own node's Ollama
+        defaults["STACKCTL_OLLAMA_URL"] = config.ollama.url
     enforced = {
         "RAY_AUTH_MODE": "token",  # the token is RAY_AUTH_TOKEN, from secrets.env
         "RAY_USAGE_STATS_ENABLED": "0",
