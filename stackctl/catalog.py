@@ -133,11 +133,16 @@ def family_models(family: str | None = None) -> list[Model]:
     return sorted((m for m in catalogue() if m.family == family), key=lambda m: m.params_b)
 
 
-def memory_budget(facts: HostFacts) -> Budget:
-    """The memory a model may use on this host (the rule is in this module's docstring)."""
+def memory_budget(facts: HostFacts, nodes: int = 1) -> Budget:
+    """The memory a model may use on this host (the rule is in this module's docstring), or
+    on a cluster of `nodes` such hosts (its head's GPUs times the nodes: every node has the
+    same GPUs, as vLLM's tensor parallelism needs)."""
     if facts.gpus:
-        total = sum(g.memory_total_mib for g in facts.gpus) * 1024**2 / GIB
+        total = sum(g.memory_total_mib for g in facts.gpus) * 1024**2 / GIB * nodes
         where = "this machine's GPU" if len(facts.gpus) == 1 else f"these {len(facts.gpus)} GPUs"
+        if nodes > 1:
+            each = f"{len(facts.gpus)} GPU" + ("s" if len(facts.gpus) > 1 else "")
+            where = f"the cluster ({nodes} nodes, {each} each)"
         return Budget(total * GPU_FRACTION, total, "vram", where)
     total = facts.ram_total / GIB
     if facts.apple_silicon:
@@ -149,21 +154,30 @@ def memory_budget(facts: HostFacts) -> Budget:
     return Budget(total * CPU_FRACTION, total, "ram", where)
 
 
-def fits(model: Model, facts: HostFacts, backend: str) -> bool:
-    """True when the model runs fully in this host's usable memory on that backend."""
-    budget = memory_budget(facts)
+def fits(model: Model, facts: HostFacts, backend: str, nodes: int = 1) -> bool:
+    """True when the model runs fully in this host's (or cluster's) usable memory on that
+    backend."""
+    budget = memory_budget(facts, nodes)
     if budget.kind == "ram" and model.params_b > CPU_MAX_PARAMS_B:
         return False
     return model.need_gib(backend) <= budget.gib
 
 
-def recommend(facts: HostFacts, backend: str | None = None, family: str | None = None) -> Model:
-    """The largest model of the family that fits this host, else the family's smallest
-    (on the given backend, else the one `backend: auto` means on this host)."""
+def recommend(
+    facts: HostFacts, backend: str | None = None, family: str | None = None, nodes: int = 1
+) -> Model:
+    """The largest model of the family that fits this host (or a cluster of `nodes`), else
+    the family's smallest (on the given backend, else the one `backend: auto` means here)."""
     backend = backend or auto_backend(facts.platform, facts.gpus)
     candidates = family_models(family)
-    fitting = [m for m in candidates if fits(m, facts, backend)]
+    fitting = [m for m in candidates if fits(m, facts, backend, nodes)]
     return fitting[-1] if fitting else candidates[0]
+
+
+def cluster_nodes(config: Config) -> int:
+    """The nodes whose GPUs a model uses: a cluster's head counts them all; else one."""
+    cluster = config.cluster
+    return cluster.nodes if cluster is not None and cluster.is_head else 1
 
 
 def default_models(config: Config, backend: str) -> list[str]:

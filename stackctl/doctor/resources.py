@@ -66,8 +66,9 @@ def _port_fix(ctx: Context, name: str | None, key: str) -> str:
 
 def check_models(ctx: Context) -> Iterator[Finding]:
     facts, backend = ctx.facts, ctx.backend
-    budget = catalog.memory_budget(facts)
-    best = catalog.recommend(facts, backend)
+    nodes = catalog.cluster_nodes(ctx.config)  # a cluster's head: every node's GPUs
+    budget = catalog.memory_budget(facts, nodes)
+    best = catalog.recommend(facts, backend, nodes=nodes)
     for name in wanted_models(ctx):
         model = catalog.find(name)
         if model is None:
@@ -76,7 +77,7 @@ def check_models(ctx: Context) -> Iterator[Finding]:
             )
             continue
         need = gb(model.need_gib(backend))
-        if catalog.fits(model, facts, backend):
+        if catalog.fits(model, facts, backend, nodes):
             yield Finding("ok", "model", f"{name} needs about {need} GB; {budget.describe()}")
             continue
         if model.need_gib(backend) <= budget.gib:  # fits in RAM, but CPU-only hosts stay small
@@ -85,12 +86,14 @@ def check_models(ctx: Context) -> Iterator[Finding]:
             message = f"{name} needs about {need} GB; {budget.describe()}"
         # vLLM does not start when the weights do not fit; Ollama falls back to the CPU (slow).
         severity: Severity = "error" if backend == "vllm" else "warn"
-        yield Finding(severity, "model", message, _smaller_model_fix(ctx, model, best))
+        yield Finding(severity, "model", message, _smaller_model_fix(ctx, model, best, nodes))
 
 
-def _smaller_model_fix(ctx: Context, model: catalog.Model, best: catalog.Model) -> str:
+def _smaller_model_fix(
+    ctx: Context, model: catalog.Model, best: catalog.Model, nodes: int = 1
+) -> str:
     if ctx.backend == "vllm":
-        if best.params_b >= model.params_b or not catalog.fits(best, ctx.facts, "vllm"):
+        if best.params_b >= model.params_b or not catalog.fits(best, ctx.facts, "vllm", nodes):
             return "no catalogue model fits in bf16 here: set backend: ollama (4-bit models)"
         in_ollama = catalog.recommend(ctx.facts, "ollama")
         return (

@@ -17,6 +17,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stackctl.catalog import cluster_nodes, find, fits, memory_budget, recommend
 from stackctl.cluster import RAY_PACKAGE, join_address, parse_join
 from stackctl.cluster_join import stack_ray_venv, venv_versions
 from stackctl.cluster_report import head_reachable
@@ -25,6 +26,7 @@ from stackctl.config import load
 from stackctl.config.model import ClusterSection, Config
 from stackctl.errors import CommandFailed, StackctlError
 from stackctl.fsutil import atomic_write
+from stackctl.output import gb
 from stackctl.plan import Progress, Step
 from stackctl.secret_names import RAY_AUTH_TOKEN
 from stackctl.types import Backend
@@ -68,6 +70,27 @@ def joined_config(
         joined.cluster = ClusterSection(role="worker", head=host, port=port)
     backend: Backend = "vllm" if "vllm" in options.pins else "ollama"
     return joined, dataclasses.replace(options, backend=options.backend or backend)
+
+
+def require_model_fits_the_cluster(ctx: Context) -> None:
+    """The head refuses, with the numbers, a catalogued model the cluster's GPUs cannot hold
+    (vLLM would fail to start on every node after minutes of loading)."""
+    nodes = cluster_nodes(ctx.config)
+    model = find(ctx.config.vllm.model)
+    if model is None or fits(model, ctx.facts, "vllm", nodes):
+        return  # not in the catalogue: its size is unknown
+    budget = memory_budget(ctx.facts, nodes)
+    smaller = recommend(ctx.facts, "vllm", nodes=nodes)
+    other = (
+        f", or a smaller model (vllm.model: {smaller.hf_id}, which fits)"
+        if fits(smaller, ctx.facts, "vllm", nodes)
+        else ""
+    )
+    raise StackctlError(
+        f"{ctx.config.vllm.model} needs about {gb(model.need_gib('vllm'))} GB of GPU memory "
+        f"(bf16), and {budget.describe()}: raise cluster.nodes in {ctx.config_path} and join "
+        f"as many nodes{other}"
+    )
 
 
 def is_worker(ctx: Context) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stackctl.catalog import find, recommend
+from stackctl.catalog import cluster_nodes, find, recommend
 from stackctl.config.model import Config
 from stackctl.errors import StackctlError
 from stackctl.paths import current_platform, is_root, paths_for
@@ -160,7 +160,8 @@ def resolve_context(config: Config, config_path: Path, options: UpOptions) -> Co
         config = _new_config(config, options, backend, scope)
     facts = probe(config, paths_for(platform, scope), backend)
     if not exists and backend == "vllm" and not options.models:
-        fit = recommend(facts, "vllm")  # the largest that fits the GPU memory
+        # the largest that fits the GPU memory (a cluster's head: of every node)
+        fit = recommend(facts, "vllm", nodes=cluster_nodes(config))
         config.vllm.model, config.vllm.served_model_name = fit.hf_id, fit.served_name
     models = _models(config, options, backend, facts)
     if not exists and backend == "ollama":

@@ -51,6 +51,8 @@ def preflight(ctx: Context) -> list[StackctlError]:
             checks.append(linux.require_nvidia)  # the head downloads the model, not a worker
         else:
             checks += [linux.require_nvidia, linux.require_hf_token]
+            if ctx.config.cluster is not None:  # the head
+                checks.append(cluster.require_model_fits_the_cluster)
         checks.append(front.require_caddy)
     checks += [common.require_free_ports, front.require_free_openwebui_front_port]
     checks.append(require_cached_embedding_model)

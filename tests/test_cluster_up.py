@@ -1,0 +1,131 @@
+"""`stackctl up` in a cluster, planned (no services started): the head's sizing over every
+node's GPUs, a worker's `up --join` (its plan, its versions, what it refuses), and the
+config it records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stackctl.config import load
+from stackctl.setup import UpOptions, resolve_context
+from stackctl.setup.cluster import cluster_section_text
+from stackctl.setup.configfile import config_text
+from stackctl.setup.steps import build_steps
+from tests.fakes.installer import FakeBin
+from tests.ports import free_ports
+
+RTX_4090 = {"name": "NVIDIA GeForce RTX 4090", "memory_total_mib": 24564}
+TOKEN = "cluster-token-0123456789"
+
+
+@pytest.fixture
+def gpu_node(fake_bin: FakeBin, isolated_home: Path, monkeypatch) -> Path:
+    """A Linux box with one 24 GB GPU; returns where its stack.yaml goes."""
+    fake_bin.remove("ollama")
+    fake_bin.scenario(gpus=[RTX_4090], linger="yes")
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")  # Gemma is gated
+    path = isolated_home / ".config/stackctl/stack.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def head_config(path: Path, nodes: int, model: str = "google/gemma-3-27b-it") -> None:
+    vllm, proxy, webui = free_ports(3)
+    path.write_text(
+        f"backend: vllm\nvllm: {{port: {vllm}, model: {model}}}\nproxy: {{port: {proxy}}}\n"
+        f"openwebui: {{port: {webui}}}\ncluster: {{role: head, nodes: {nodes}}}\n"
+    )
+
+
+def test_the_head_refuses_a_model_the_cluster_cannot_hold(gpu_node: Path, stackctl) -> None:
+    head_config(gpu_node, nodes=2)
+    result = stackctl("up", "--yes")
+    assert result.code == 1
+    assert result.err == (
+        "Error: google/gemma-3-27b-it needs about 64 GB of GPU memory (bf16), and the cluster "
+        "(2 nodes, 1 GPU each) has 48 GB, about 43 GB of it usable: raise cluster.nodes in "
+        f"{gpu_node} and join as many nodes, or a smaller model (vllm.model: "
+        "google/gemma-3-12b-it, which fits)\n"
+    )
+    head_config(gpu_node, nodes=3)  # 3 x 24 GB: 65 GB usable
+    result = stackctl("up", "--dry-run")
+    assert result.code == 0, result.err
+    assert "vllm 'ray[default]' --torch-backend=auto" in result.out
+
+
+def test_doctor_sizes_the_model_over_the_cluster(gpu_node: Path, stackctl) -> None:
+    head_config(gpu_node, nodes=3)
+    result = stackctl("doctor")
+    assert (
+        "google/gemma-3-27b-it needs about 64 GB; the cluster (3 nodes, 1 GPU each) has 72 GB, "
+        "about 65 GB of it usable"
+    ) in result.out
+
+
+def join_options(**pins: str) -> UpOptions:
+    return UpOptions(yes=True, join="10.0.0.5:6379", token=TOKEN, pins=pins)
+
+
+def test_a_worker_plans_the_heads_versions_and_no_model(gpu_node: Path) -> None:
+    options = join_options(vllm="0.10.1.1", ray="2.60.0", python="3.11")
+    ctx = resolve_context(load(gpu_node), gpu_node, options)
+    assert ctx.backend == "vllm" and [s.name for s in ctx.services] == ["ray"]
+    steps = [step.description for step in build_steps(ctx)]
+    assert not [s for s in steps if "Download" in s or "Open WebUI" in s]
+    assert "Ask the head's Ray at 10.0.0.5:6379 whether it takes the token" in steps
+    commands = [c for step in build_steps(ctx) for c in step.commands]
+    assert any(c.endswith("vllm==0.10.1.1 'ray[default]==2.60.0' --torch-backend=auto")
+               for c in commands), commands  # fmt: skip
+    # a new stack.yaml records the section
+    assert config_text(ctx).endswith(cluster_section_text(ctx.config.cluster))  # type: ignore[arg-type]
+    assert load_text_cluster(config_text(ctx)) == ("worker", "10.0.0.5", 6379)
+
+
+def load_text_cluster(text: str) -> tuple[str, str, int]:
+    from stackctl.config import validate_text
+
+    config, problems = validate_text(text, "stack.yaml", "linux")
+    assert problems == [] and config is not None and config.cluster is not None
+    return config.cluster.role, config.cluster.head, config.cluster.port
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            UpOptions(join="10.0.0.5", token=TOKEN),
+            "--join 10.0.0.5: expected the head's HOST:PORT, e.g. --join 10.0.0.5:6379 "
+            "(`stackctl cluster join-command` on the head prints the whole command)",
+        ),
+        (
+            UpOptions(join="10.0.0.5:6379"),
+            "--join needs the cluster's --token: `stackctl cluster join-command` on the head "
+            "prints the whole command",
+        ),
+        (
+            UpOptions(join="10.0.0.5:6379", token="short"),
+            "--token: that is not a cluster token (16 to 512 letters, digits and -_.~+/=): "
+            "copy it whole from `stackctl cluster join-command` on the head",
+        ),
+    ],
+)
+def test_join_refuses_what_cannot_be_a_join(gpu_node: Path, options, message) -> None:
+    from stackctl.errors import StackctlError
+
+    with pytest.raises(StackctlError) as err:
+        resolve_context(load(gpu_node), gpu_node, options)
+    assert str(err.value) == message
+
+
+def test_a_head_does_not_join_another_cluster(gpu_node: Path, stackctl) -> None:
+    head_config(gpu_node, nodes=2)
+    result = stackctl("up", "--join", "10.0.0.9:6379", "--token", TOKEN, "--yes")
+    assert result.code == 1
+    assert result.err == (
+        f"Error: {gpu_node} makes this machine the head, not a worker of 10.0.0.9:6379: edit "
+        "its cluster: section (or remove it), then run the join command again\n"
+    )
+    result = stackctl("up", "--token", TOKEN, "--dry-run")
+    assert result.err == "Error: --token goes with --join HOST:PORT (a worker joining a cluster)\n"
