@@ -4,6 +4,7 @@ the head's wait for its nodes before vLLM starts."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import sys
@@ -15,6 +16,7 @@ from stackctl.cluster import RAY_AUTH_TOKEN, join_command, node_address, ray_ven
 from stackctl.cluster_state import ClusterView, read_nodes
 from stackctl.config.model import ClusterSection
 from stackctl.errors import StackctlError
+from stackctl.fsutil import atomic_write
 from stackctl.secrets import read_env_file
 from stackctl.stack import Stack
 
@@ -58,6 +60,22 @@ def venv_versions(venv: Path) -> dict[str, str]:
         if name in ("vllm", "ray"):
             found[name] = dist.version
     return {name: found[name] for name in PINNED if name in found}
+
+
+HEAD_VERSIONS_FILE = "cluster-head.json"  # in the data dir: what `up --join` matched
+
+
+def record_head_versions(data_dir: Path, pins: dict[str, str]) -> None:
+    """Keep the head's versions a worker joined with, for `doctor` to compare later."""
+    atomic_write(data_dir / HEAD_VERSIONS_FILE, json.dumps(pins, indent=2) + "\n")
+
+
+def read_head_versions(data_dir: Path) -> dict[str, str]:
+    try:
+        data = json.loads((data_dir / HEAD_VERSIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: str(v) for k, v in data.items() if k in PINNED} if isinstance(data, dict) else {}
 
 
 def stack_ray_venv(stack: Stack) -> Path:

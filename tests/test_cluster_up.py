@@ -129,3 +129,34 @@ def test_a_head_does_not_join_another_cluster(gpu_node: Path, stackctl) -> None:
     )
     result = stackctl("up", "--token", TOKEN, "--dry-run")
     assert result.err == "Error: --token goes with --join HOST:PORT (a worker joining a cluster)\n"
+
+
+def test_doctor_on_a_worker_checks_the_head_and_the_versions(
+    gpu_node: Path, isolated_home: Path, stackctl
+) -> None:
+    from stackctl.cluster_join import record_head_versions
+
+    (closed,) = free_ports(1)
+    gpu_node.write_text(f"cluster: {{role: worker, head: 127.0.0.1, port: {closed}}}\n")
+    data = isolated_home / ".local/share/stackctl"
+    venv = data / "venvs/vllm"
+    site = venv / "lib/python3.11/site-packages"
+    for name, version in (("vllm", "0.10.0"), ("ray", "2.60.0")):
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 3.11.9\n")
+    record_head_versions(data, {"vllm": "0.10.1.1", "ray": "2.60.0", "python": "3.11"})
+    out = stackctl("doctor").out
+    assert (
+        f"the head's Ray at 127.0.0.1:{closed} cannot be reached from here (Connection refused): "
+        f"check `stackctl status` on the head, and open TCP port {closed} (and the head's "
+        "cluster.node_ports block) to this machine in the head's firewall"
+    ) in out
+    assert (
+        "vLLM 0.10.0 here, the head runs 0.10.1.1 (Ray refuses a node whose Ray or Python "
+        "differs; vLLM's workers must match): run `stackctl cluster join-command` on the head "
+        "and the command it prints here (it installs the head's versions)"
+    ) in out
+    assert "Ray 2.60.0, as on the head" in out and "Python 3.11, as on the head" in out
+    assert "gemma" not in out  # the model is the head's business

@@ -174,6 +174,9 @@ def test_a_two_node_cluster_serves_one_model_across_both(
     unit_dir = worker.home / ".config/systemd/user"
     units = sorted(p.name for p in unit_dir.glob("stackctl*") if p.is_file())
     assert units == ["stackctl-ray.service", "stackctl.target"]
+    doctor = worker.run("doctor").stdout
+    assert f"the head's Ray at {host}:{gcs_port} is reachable" in doctor
+    assert "vLLM 0.10.1.1, as on the head" in doctor and "Ray 2.60.0, as on the head" in doctor
 
     # the head's vLLM runs across both nodes; the proxy lists it and answers
     data = head.wait_status(0, timeout=240, proxy_lists=SERVED)

@@ -15,6 +15,7 @@ from pathlib import Path
 from stackctl.config.model import Config
 from stackctl.doctor.agents import check_agent_context
 from stackctl.doctor.base import Context, Finding, Severity
+from stackctl.doctor.cluster import check_cluster
 from stackctl.doctor.host import check_config, check_host, check_services
 from stackctl.doctor.resources import check_conflicts, check_disk, check_models, check_ports
 from stackctl.doctor.software import check_backend, check_front, check_gated, check_installs
@@ -56,6 +57,7 @@ CHECKS: list[Callable[[Context], Iterator[Finding]]] = [
     check_disk,
     check_services,
     check_gated,
+    check_cluster,
 ]
 
 

@@ -52,7 +52,11 @@ def downloaded(ctx: Context, name: str, model: Model) -> bool:
 
 
 def wanted_models(ctx: Context) -> list[str]:
-    """The models the stack runs: vllm.model for vLLM, else models (or the recommendation)."""
+    """The models the stack runs: vllm.model for vLLM, else models (or the recommendation).
+    None on a cluster's vLLM worker: the head serves the model."""
+    cluster = ctx.config.cluster
+    if ctx.backend == "vllm" and cluster is not None and not cluster.is_head:
+        return []
     if ctx.backend == "vllm":
         return [ctx.config.vllm.model]
     if ctx.config.models is not None:

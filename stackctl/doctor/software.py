@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 from stackctl import catalog
-from stackctl.doctor.base import Context, Finding, downloaded
+from stackctl.doctor.base import Context, Finding, downloaded, wanted_models
 from stackctl.errors import StackctlError
 from stackctl.install_commands import ollama_linux_install
 from stackctl.secrets import hf_token
@@ -181,7 +181,7 @@ def _openwebui_findings(ctx: Context) -> Iterator[Finding]:
 
 
 def check_gated(ctx: Context) -> Iterator[Finding]:
-    if ctx.backend != "vllm":
+    if ctx.backend != "vllm" or not wanted_models(ctx):  # a cluster's worker: the head's
         return
     model = catalog.find(ctx.config.vllm.model)
     if model is None or not model.gated or downloaded(ctx, model.hf_id, model):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from stackctl.catalog import cluster_nodes, find, fits, memory_budget, recommend
 from stackctl.cluster import RAY_PACKAGE, join_address, parse_join
-from stackctl.cluster_join import stack_ray_venv, venv_versions
+from stackctl.cluster_join import record_head_versions, stack_ray_venv, venv_versions
 from stackctl.cluster_report import head_reachable
 from stackctl.cluster_state import read_nodes
 from stackctl.config import load
@@ -160,6 +160,10 @@ def token_check_step(ctx: Context) -> Step:
                 f"status` healthy on the head, and is TCP port {cluster.port} open to this "
                 "machine in its firewall?"
             ) from None
+
+        if ctx.options.pins:  # for doctor: the versions this node must keep matching
+            ctx.paths.data_dir.mkdir(parents=True, exist_ok=True)
+            record_head_versions(ctx.paths.data_dir, ctx.options.pins)
 
     return Step(
         description=f"Ask the head's Ray at {head} whether it takes the token",
