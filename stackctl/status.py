@@ -194,9 +194,12 @@ def _passing(row: ServiceRow) -> str | None:
 def problems(status: StackStatus) -> list[str]:
     """One line per unhealthy service, with the command that tells why."""
     lines = []
+    waiting = status.cluster is not None and not status.cluster.complete
     for row in status.rows:
         if row.state == "not-installed" or not status.installed:
             continue
+        if waiting and row.service == "vllm" and row.state == "active":
+            continue  # it waits for the nodes: the cluster's own line says so
         passing = _passing(row)
         if passing:
             lines.append(passing)

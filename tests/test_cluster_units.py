@@ -175,3 +175,15 @@ def test_an_ollama_node_tells_its_serve_replica_where_its_ollama_is() -> None:
     inputs = dataclasses.replace(inputs_for_golden("linux", "user", config), backend="ollama")
     ray = {u.service: u.content for u in render_units(config, inputs)}["ray"]
     assert "Environment=STACKCTL_OLLAMA_URL=http://127.0.0.1:11434" in ray
+
+
+def test_units_render_previews_a_head_on_a_machine_without_gpus(
+    stackctl, fake_bin, isolated_home, tmp_path
+) -> None:
+    fake_bin.remove("nvidia-smi")
+    config = tmp_path / "stack.yaml"
+    config.write_text("backend: vllm\ncluster: {role: head, address: 10.0.0.5}\n")
+    result = stackctl("--config", str(config), "units", "render", "--platform", "linux")
+    assert result.code == 0, result.err
+    assert "--tensor-parallel-size 1 --pipeline-parallel-size 2" in result.out
+    assert "==> " in result.out and "stackctl-ray.service <==" in result.out

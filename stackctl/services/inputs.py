@@ -105,7 +105,7 @@ def inputs_for_host(
         config_path=stack.config_path.expanduser().absolute(),
         brew_prefix=brew_prefix,
         secrets=_secrets(stack.config, paths, platform, preview),
-        gpu_count=_gpu_count(stack, look=platform == host),
+        gpu_count=_gpu_count(stack, look=platform == host, preview=preview),
     )
 
 
@@ -176,13 +176,15 @@ def placeholder_secrets(config: Config, paths: Paths) -> dict[str, str]:
     return {name: f"*** {name} from {paths.secrets_file.name} ***" for name in names}
 
 
-def _gpu_count(stack: Stack, *, look: bool) -> int:
-    """The GPUs this node gives its cluster (none outside a cluster, or planned elsewhere)."""
-    if stack.config.cluster is None or not look or stack.platform != "linux":
+def _gpu_count(stack: Stack, *, look: bool, preview: bool) -> int:
+    """The GPUs this node gives its cluster (none outside a cluster or on a Mac); a preview
+    planned on a machine without them shows one."""
+    if stack.config.cluster is None or stack.platform != "linux":
         return 0
     from stackctl.probe_nvidia import read_gpus
 
-    return len(read_gpus())
+    found = len(read_gpus()) if look else 0
+    return max(found, 1) if preview else found
 
 
 def _secrets(config: Config, paths: Paths, platform: Platform, preview: bool) -> dict[str, str]:
