@@ -4,9 +4,7 @@ head, and what the config cannot override there."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import plistlib
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from stackctl.config import ClusterSection, Config, VllmSection
 from stackctl.errors import StackctlError
 from stackctl.services.inputs import inputs_for_golden
 from stackctl.services.render import render_units
-from tests.test_units_render import LAUNCHD_KEYS, fake_executables
+from tests.test_units_render import LAUNCHD_KEYS, fake_executables, systemd_analyze_verify
 
 HEAD = ClusterSection(role="head", address="10.0.0.5", nodes=3, node_ports=20000)
 WORKER = ClusterSection(role="worker", head="10.0.0.5", address="10.0.0.6", port=7000)
@@ -128,22 +126,7 @@ def test_cluster_units_pass_systemd_analyze_verify(tmp_path, scope, node):
         openwebui_venv=exe["openwebui_venv"].parent.parent,
         vllm_venv=exe["vllm_venv"].parent.parent,
     )
-    rendered = render_units(config, inputs)
-    unit_dir = tmp_path / "units"
-    unit_dir.mkdir()
-    for unit in rendered:
-        (unit_dir / unit.filename).write_text(unit.content)
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
-    argv = ["systemd-analyze", *(["--user"] if scope == "user" else []), "verify"]
-    done = subprocess.run(
-        [*argv, *(str(unit_dir / u.filename) for u in rendered)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
-        check=False,
-    )
-    assert (done.returncode, done.stderr) == (0, "")
+    assert systemd_analyze_verify(tmp_path, render_units(config, inputs), scope) == (0, "")
 
 
 def test_the_ray_plist_holds_the_token_and_is_private() -> None:
