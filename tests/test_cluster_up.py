@@ -160,3 +160,13 @@ def test_doctor_on_a_worker_checks_the_head_and_the_versions(
     ) in out
     assert "Ray 2.60.0, as on the head" in out and "Python 3.11, as on the head" in out
     assert "gemma" not in out  # the model is the head's business
+
+
+def test_a_worker_keeps_the_versions_it_joined_with(gpu_node: Path) -> None:
+    from stackctl.cluster_join import record_head_versions
+
+    gpu_node.write_text("cluster: {role: worker, head: 10.0.0.5}\n")
+    ctx = resolve_context(load(gpu_node), gpu_node, UpOptions(yes=True, upgrade=True))
+    record_head_versions(ctx.paths.data_dir, {"vllm": "0.10.1.1", "ray": "2.60.0"})
+    commands = [c for step in build_steps(ctx) for c in step.commands]
+    assert any("vllm==0.10.1.1 'ray[default]==2.60.0'" in c for c in commands), commands

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING
 
 from stackctl.catalog import cluster_nodes, find, fits, memory_budget, recommend
 from stackctl.cluster import RAY_PACKAGE, join_address, parse_join
-from stackctl.cluster_join import record_head_versions, stack_ray_venv, venv_versions
+from stackctl.cluster_join import (
+    read_head_versions,
+    record_head_versions,
+    stack_ray_venv,
+    venv_versions,
+)
 from stackctl.cluster_report import head_reachable
 from stackctl.cluster_state import read_nodes
 from stackctl.config import load
@@ -112,7 +117,8 @@ def venv_pins(ctx: Context, spec: VenvSpec) -> VenvSpec:
     """vLLM's venv in a cluster: with Ray in it; on a worker, the head's versions."""
     if ctx.config.cluster is None:
         return spec
-    pins = ctx.options.pins
+    # a worker keeps the versions it joined with (`up --upgrade` included) until it joins again
+    pins = ctx.options.pins or (read_head_versions(ctx.paths.data_dir) if is_worker(ctx) else {})
     ray = f"{RAY_PACKAGE}=={pins['ray']}" if "ray" in pins else RAY_PACKAGE
     package = f"vllm=={pins['vllm']}" if "vllm" in pins else spec.package
     python = pins.get("python")
