@@ -195,6 +195,8 @@ def vllm_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
 
 # --- a Ray cluster node (issue 12) -------------------------------------------------------------
 
+RAY_DRAIN_SECONDS = 10  # below the ray unit's TimeoutStopSec (30 s) and launchd's ExitTimeOut
+
 # vLLM's multi-node flags, which stackctl sets on the head of a cluster
 CLUSTER_VLLM_FLAGS = (
     "--distributed-executor-backend",
@@ -282,6 +284,10 @@ def ray_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     enforced = {
         "RAY_AUTH_MODE": "token",  # the token is RAY_AUTH_TOKEN, from secrets.env
         "RAY_USAGE_STATS_ENABLED": "0",
+        # On SIGTERM Ray 2.60 drains the node for up to 30 s (ray/_private/ray_constants.py)
+        # while actors run there, as vLLM's always do (they cannot move): the unit's whole
+        # stop timeout, ending in SIGKILL. 10 s leaves Ray the time to stop its processes.
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": str(RAY_DRAIN_SECONDS),
     }
     return ServiceSpec(
         service="ray",
