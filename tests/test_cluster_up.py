@@ -170,3 +170,24 @@ def test_a_worker_keeps_the_versions_it_joined_with(gpu_node: Path) -> None:
     record_head_versions(ctx.paths.data_dir, {"vllm": "0.10.1.1", "ray": "2.60.0"})
     commands = [c for step in build_steps(ctx) for c in step.commands]
     assert any("vllm==0.10.1.1 'ray[default]==2.60.0'" in c for c in commands), commands
+
+
+def test_joining_adds_the_cluster_section_to_an_existing_stack_yaml(gpu_node: Path) -> None:
+    from stackctl.plan import Progress
+    from stackctl.setup.cluster import join_config_step
+
+    gpu_node.write_text("# mine\nbackend: vllm\nproxy: {port: 4100}\n")
+    ctx = resolve_context(load(gpu_node), gpu_node, join_options(vllm="0.10.1.1"))
+    step = join_config_step(ctx)
+    assert not step.check()
+    step.apply(Progress())
+    assert step.check()
+    text = gpu_node.read_text()
+    assert text.startswith("# mine\nbackend: vllm\nproxy: {port: 4100}\n")  # kept as it was
+    config = load(gpu_node)
+    assert config.proxy.port == 4100 and config.cluster is not None
+    assert (config.cluster.role, config.cluster.head, config.cluster.port) == (
+        "worker",
+        "10.0.0.5",
+        6379,
+    )
