@@ -4,8 +4,8 @@ A worker joins with the command the head prints (`stackctl cluster join-command`
 `stackctl up --join HOST:PORT --token T --vllm-version V --ray-version R --python-version P`.
 It installs the head's versions into the backend's venv (Ray refuses a node whose Ray or
 Python differs from the head's), asks the head's Ray whether it takes the token before it
-writes anything else, then records its `cluster:` section and the token (secrets.env, 0600)
-and starts its Ray.
+writes its config, the token or its units, then records its `cluster:` section and the
+token (secrets.env, 0600) and starts its Ray.
 """
 
 from __future__ import annotations
