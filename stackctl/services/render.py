@@ -273,6 +273,10 @@ def ray_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     defaults = {
         **_base_env(inputs, ray_bin),
         "PYTHONUNBUFFERED": "1",
+        # On SIGTERM Ray 2.60 drains the node for up to 30 s (ray/_private/ray_constants.py)
+        # while actors run there, as vLLM's always do (they cannot move): the unit's whole
+        # stop timeout, ending in SIGKILL. 10 s leaves Ray the time to stop its processes.
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": str(RAY_DRAIN_SECONDS),
         # vLLM's workers on this node are Ray's processes and inherit this environment:
         # where the weights are, and no usage reports
         "HF_HOME": str(inputs.paths.hf_home),
@@ -284,10 +288,6 @@ def ray_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     enforced = {
         "RAY_AUTH_MODE": "token",  # the token is RAY_AUTH_TOKEN, from secrets.env
         "RAY_USAGE_STATS_ENABLED": "0",
-        # On SIGTERM Ray 2.60 drains the node for up to 30 s (ray/_private/ray_constants.py)
-        # while actors run there, as vLLM's always do (they cannot move): the unit's whole
-        # stop timeout, ending in SIGKILL. 10 s leaves Ray the time to stop its processes.
-        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": str(RAY_DRAIN_SECONDS),
     }
     return ServiceSpec(
         service="ray",

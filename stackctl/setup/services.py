@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stackctl import health
-from stackctl.catalog import cluster_nodes
 from stackctl.errors import StackctlError
 from stackctl.output import human_bytes
 from stackctl.plan import Progress, Step
@@ -167,7 +166,7 @@ def health_step(ctx: Context, started: list[str]) -> Step:
             if waiting_for_nodes(ctx):
                 names.remove(ctx.backend)
                 progress.note(
-                    f"{info(ctx.backend).label} starts once all {cluster_nodes(ctx.config)} "
+                    f"{info(ctx.backend).label} starts once all {ctx.config.cluster.nodes} "  # type: ignore[union-attr]
                     "nodes have joined: run `stackctl cluster join-command` here, and the "
                     "command it prints on each worker"
                 )
