@@ -216,17 +216,12 @@ class Proxy:
         body: dict[str, Any] = {}
 
         async def forward(send: Any) -> int:
-            nonlocal body, raw, label, backend_name
-            destination = await self.registry.route(requested)
-            label = destination.label
-            backend = destination.backend
-            backend_name = backend.name
-            if backend.params and any(body.get(k) is None for k in backend.params):
-                body = {**backend.params, **{k: v for k, v in body.items() if v is not None}}
-                raw = b""
-            if backend.mode == "openai_compatible":
-                return await self.passthrough(spec, destination, body, raw, requested, send)
-            return await self.translated(spec, destination, body, requested, send)
+            async def attempt(destination: Destination) -> int:
+                nonlocal label, backend_name
+                label, backend_name = destination.label, destination.backend.name
+                return await self.forward(spec, destination, body, raw, requested, send)
+
+            return await self.registry.failover(requested, attempt)
 
         try:
             raw = await relay.read_body(receive, _content_length(scope), self.limit)
@@ -247,6 +242,24 @@ class Proxy:
             await relay.send_bytes(send, 500, _internal_error().to_json())
         finally:
             self.metrics.observe(spec.path, label, status, time.perf_counter() - started)
+
+    async def forward(
+        self,
+        spec: RouteSpec,
+        destination: Destination,
+        body: dict,
+        raw: codec.Raw,
+        requested: str,
+        send: Any,
+    ) -> int:
+        """The request to one destination, with the connection's default params applied."""
+        backend = destination.backend
+        if backend.params and any(body.get(k) is None for k in backend.params):
+            body = {**backend.params, **{k: v for k, v in body.items() if v is not None}}
+            raw = b""
+        if backend.mode == "openai_compatible":
+            return await self.passthrough(spec, destination, body, raw, requested, send)
+        return await self.translated(spec, destination, body, requested, send)
 
     async def passthrough(
         self,

@@ -115,14 +115,16 @@ async def serve(proxy: Any, dialect: Dialect, scope: dict, receive: Any, send: A
     chat: dict[str, Any] = {}
 
     async def forward(send: Any) -> int:
-        nonlocal label, backend_name
-        route = await proxy.registry.route(requested)
-        label, backend_name = route.label, route.backend.name
-        call = prepare(proxy, route, chat)
-        if chat.get("stream"):
-            writer = dialect.writer(body, requested)
-            return await stream(proxy, route, call, writer, chat, send)
-        return await whole(proxy, dialect, route, call, body, requested, send)
+        async def attempt(route: Any) -> int:
+            nonlocal label, backend_name
+            label, backend_name = route.label, route.backend.name
+            call = prepare(proxy, route, chat)
+            if chat.get("stream"):
+                writer = dialect.writer(body, requested)
+                return await stream(proxy, route, call, writer, chat, send)
+            return await whole(proxy, dialect, route, call, body, requested, send)
+
+        return await proxy.registry.failover(requested, attempt)
 
     try:
         raw = await relay.read_body(receive, _content_length(scope), proxy.limit)

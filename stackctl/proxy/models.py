@@ -5,7 +5,10 @@ cached for `proxy.models_cache_seconds`. Past that, /v1/models waits up to 0.25 
 refresh and otherwise answers the stale cache while the refresh runs behind it, so the list
 is fresh when the backends are quick and stays quick while one is slow or down (that
 backend's models are then missing from the list, and /health says why). A model id is routed after
-alias resolution; an id two connections serve goes to the first one listed.
+alias resolution; an id two connections serve goes to the first one listed that is not marked
+down. A backend is marked down when its list fails, or when a request finds it takes no
+connection: that request goes on to the next connection serving the model (nothing was sent
+yet), and so do the following ones until a refresh finds the backend answering again.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import asyncio
 import contextlib
 import re
 import time
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from stackctl.proxy import codec
 from stackctl.proxy.errors import OpenAIError, model_not_found
-from stackctl.proxy.upstream import Backend, Upstream
+from stackctl.proxy.upstream import Backend, Unreachable, Upstream
+
+T = TypeVar("T")
 
 LIST_TIMEOUT = 3.0  # seconds one backend may take to list its models
 RECHECK_UNKNOWN = 1.0  # an unknown model refreshes the lists if they are older than this
@@ -210,12 +216,41 @@ class ModelRegistry:
             {"id": destination.model},
         )
 
-    def _find(self, target: str) -> Destination | None:
+    def _find(self, target: str, skip: Collection[str] = ()) -> Destination | None:
+        """The first connection (not in `skip`) listing the model and not marked down, else the
+        first one listing it that is marked down (it may be back)."""
+        marked_down = None
         for state in self.states:
             listed = self._index.get(state.backend.name, {}).get(_key(state.backend, target))
-            if listed is not None:
+            if listed is None or state.backend.name in skip:
+                continue
+            if state.reachable is not False:
                 return Destination(state.backend, target, listed)
-        return None
+            marked_down = marked_down or Destination(state.backend, target, listed)
+        return marked_down
+
+    def mark_down(self, backend: Backend, error: str) -> None:
+        """A request found the backend taking no connection: route around it until a refresh
+        finds it answering (its models leave /v1/models meanwhile, and /health says why)."""
+        state = self._state(backend)
+        state.reachable, state.error = False, error
+
+    async def failover(self, model: str, attempt: Callable[[Destination], Awaitable[T]]) -> T:
+        """`attempt(destination)` for the model's route; when that backend takes no connection,
+        mark it down and attempt the next connection serving the model, until one takes it or
+        none is left (then the last one's error stands)."""
+        destination = await self.route(model)
+        tried: list[str] = []
+        while True:
+            try:
+                return await attempt(destination)
+            except Unreachable as error:
+                self.mark_down(destination.backend, error.message)
+                tried.append(destination.backend.name)
+                following = self._find(destination.model, skip=tried)
+                if following is None:
+                    raise
+                destination = following
 
     async def route(self, model: str, *, allow_unlisted: bool = True) -> Destination:
         """The backend for a model id (after aliases), or a 404 naming the model."""

@@ -48,6 +48,11 @@ class Backend:
         return f"Backend({self.name!r}, {self.mode!r}, {self.base_url!r})"
 
 
+class Unreachable(OpenAIError):
+    """The backend took no connection (refused, or none within `connect_timeout`): nothing
+    was sent to it, so another connection serving the model may take the request."""
+
+
 @dataclass
 class Reply:
     status: int
@@ -92,7 +97,7 @@ class Upstream:
         aiohttp = self._aiohttp
         where = f"The backend '{backend.name}' ({backend.base_url})"
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return OpenAIError(
+            return Unreachable(
                 504,
                 f"{where} did not accept a connection within {self.connect_timeout:g} s "
                 "(proxy.connect_timeout).",
@@ -105,7 +110,7 @@ class Upstream:
                 code="backend_timeout",
             )
         if isinstance(exc, aiohttp.ClientConnectorError):
-            return OpenAIError(
+            return Unreachable(
                 502,
                 f"{where} refused the connection: is it running? `stackctl status` shows why.",
                 code="backend_unreachable",
