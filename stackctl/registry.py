@@ -77,6 +77,8 @@ class ServiceInfo:
     # a cluster's workers run it too; the others run on the head only (the proxy stays the
     # only door for clients)
     on_workers: bool = False
+    # runs only in a stack with this backend (None: with either)
+    with_backend: Backend | None = None
 
 
 REGISTRY: tuple[ServiceInfo, ...] = (
@@ -134,6 +136,28 @@ REGISTRY: tuple[ServiceInfo, ...] = (
         depends_on=("ray",),  # in a cluster: vLLM's workers run on Ray's nodes
         spec="stackctl.services.render:vllm_spec",
     ),
+    # --- Ray Serve in front of a cluster's Ollamas (issue 12) -------------------------------
+    ServiceInfo(
+        name="ray-serve",
+        label="Ray Serve",
+        description="Ray Serve application in front of the cluster's Ollamas (stackctl)",
+        section="cluster",  # present only in a cluster; on the head only (not on_workers)
+        is_backend=False,
+        # Ollama's API, answered by one of the nodes' Ollamas through a replica
+        health=HealthCheck(
+            "/api/tags", models_path="/api/tags", models_shape="ollama", version_path="/api/version"
+        ),
+        # it waits until every node has joined, then starts a replica on each
+        budget=300.0,
+        why_slow="Serve starts a replica on every node",
+        secrets=(RAY_AUTH_TOKEN,),
+        upgradable_on=(),  # its Ray is the ray service's
+        depends_on=("ray", BACKEND),
+        spec="stackctl.services.render:ray_serve_spec",
+        port_key="serve_port",
+        with_backend="ollama",
+    ),
+    # -----------------------------------------------------------------------------------------
     ServiceInfo(
         name="proxy",
         label="the proxy",
@@ -232,6 +256,8 @@ def stack_services(config: Config, backend: Backend) -> list[Service]:
         section = getattr(config, entry.section)
         if section is None or (worker and not entry.on_workers):
             continue  # an absent optional section (cluster: one machine)
+        if entry.with_backend is not None and entry.with_backend != backend:
+            continue
         port = getattr(section, entry.port_key)
         if entry.is_backend:
             if entry.name == backend:

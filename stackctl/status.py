@@ -198,7 +198,7 @@ def problems(status: StackStatus) -> list[str]:
     for row in status.rows:
         if row.state == "not-installed" or not status.installed:
             continue
-        if waiting and row.service == "vllm" and row.state == "active":
+        if waiting and row.service in ("vllm", "ray-serve") and row.state == "active":
             continue  # it waits for the nodes: the cluster's own line says so
         passing = _passing(row)
         if passing:

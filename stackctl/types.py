@@ -17,6 +17,8 @@ ServiceName = Literal[
     "ray",
     "ollama",
     "vllm",
+    # the head with Ollama: Ray Serve in front of every node's Ollama (issue 12)
+    "ray-serve",
     "proxy",
     "openwebui",
     "front",

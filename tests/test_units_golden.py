@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,19 @@ def test_cluster_golden_examples_match_the_renderer(platform: str, scope: str, n
     inputs = inputs_for_golden(platform, scope, config)
     rendered = {unit.filename: unit.content for unit in render_units(config, inputs)}
     _compare(directory, rendered)
+
+
+# --- a Linux head with Ollama: Ray Serve in front of every node's Ollama (issue 12) -------
+@pytest.mark.parametrize("scope", ["user", "system"])
+def test_ollama_cluster_head_golden_examples_match_the_renderer(scope: str) -> None:
+    """A Linux head with Ollama (a Mac's head runs Ollama in cluster-head already)."""
+    config = Config(backend="ollama", cluster=CLUSTER_NODES["cluster-head"])
+    inputs = replace(inputs_for_golden("linux", scope, config), backend="ollama")
+    rendered = {unit.filename: unit.content for unit in render_units(config, inputs)}
+    _compare(ROOT / "systemd" / "cluster-head-ollama" / scope, rendered)
+
+
+# -----------------------------------------------------------------------------------------
 
 
 def _compare(directory: Path, rendered: dict[str, str]) -> None:

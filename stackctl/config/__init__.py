@@ -141,6 +141,7 @@ def _schema(secrets_hint: str) -> Section:
                     "port": Port(),
                     "nodes": Int(1, 256, "a number of nodes"),
                     "node_ports": Int(1024, 64535, "the first of 1000 free ports"),
+                    "serve_port": Port(),
                 },
                 required=("role",),
             ),

@@ -122,6 +122,8 @@ class ClusterSection:
     port: int = 6379  # Ray's GCS port on the head
     nodes: int = 2  # head: nodes (itself included) in the cluster before the model starts
     node_ports: int = 6380  # the first of this node's block of Ray ports (stackctl.cluster)
+    # the head with Ollama: the Ray Serve application's HTTP port (127.0.0.1 only)
+    serve_port: int = 11500
 
     @property
     def is_head(self) -> bool:
@@ -189,4 +191,9 @@ def default_connections(config: Config, backend: Backend) -> list[Connection]:
                 api_key_env=VLLM_API_KEY,
             )
         ]
+    cluster = config.cluster
+    if cluster is not None and cluster.is_head:
+        # a cluster's head: the Ray Serve application in front of every node's Ollama
+        serve = f"http://127.0.0.1:{cluster.serve_port}"
+        return [Connection(name="ollama", mode="ollama", base_url=serve)]
     return [Connection(name="ollama", mode="ollama", base_url=config.ollama.url)]

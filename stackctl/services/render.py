@@ -302,6 +302,41 @@ def ray_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     )
 
 
+# --- Ray Serve in front of a cluster's Ollamas (issue 12) -----------------------------------
+
+
+def ray_serve_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
+    """The head's Ray Serve application (stackctl/ray_serve/ollama_app.py) under the Ray
+    venv's Python, started through stackctl's own Python, which knows where that file is
+    installed (`python -m stackctl.ray_serve` execs it). It waits for `cluster.nodes` nodes,
+    then serves Ollama's API on 127.0.0.1:`cluster.serve_port` with a replica per node."""
+    cluster = _cluster_section(config)
+    ray_python = ray_venv(inputs.paths.venvs_dir, inputs.vllm_venv, inputs.backend) / "bin/python"
+    address = node_address(cluster.address, cluster.head, cluster.port)
+    argv = [str(inputs.python), "-m", "stackctl.ray_serve", str(ray_python)]
+    argv += ["--address", join_address(address, cluster.port), "--nodes", str(cluster.nodes)]
+    argv += ["--host", LOOPBACK, "--port", str(cluster.serve_port)]
+    defaults = {**_base_env(inputs, ray_python.parent), "PYTHONUNBUFFERED": "1"}
+    enforced = {
+        "RAY_AUTH_MODE": "token",  # the token is RAY_AUTH_TOKEN, from secrets.env
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    return ServiceSpec(
+        service="ray-serve",
+        description=info("ray-serve").description,
+        argv=argv,
+        env=merge_env(defaults, {}, enforced),
+        secret_names=info("ray-serve").secrets,
+        uses_secrets_file=True,
+        working_directory=inputs.paths.data_dir,
+        depends_on=starts_after(config, inputs, "ray-serve"),
+        writable=_writable(inputs),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 def _vllm_on_the_cluster(
     config: Config, inputs: RenderInputs, argv: list[str], env: dict[str, str]
 ) -> tuple[list[str], dict[str, str]]:

@@ -34,7 +34,7 @@ from stackctl.fsutil import atomic_write
 from stackctl.output import gb
 from stackctl.plan import Progress, Step
 from stackctl.secret_names import RAY_AUTH_TOKEN
-from stackctl.types import Backend
+from stackctl.types import Backend, ServiceName
 
 if TYPE_CHECKING:
     from stackctl.setup.context import Context, UpOptions
@@ -121,18 +121,28 @@ def venv_pins(ctx: Context, spec: VenvSpec) -> VenvSpec:
     pins = ctx.options.pins or (read_head_versions(ctx.paths.data_dir) if is_worker(ctx) else {})
     ray = f"{RAY_PACKAGE}=={pins['ray']}" if "ray" in pins else RAY_PACKAGE
     package = f"vllm=={pins['vllm']}" if "vllm" in pins else spec.package
-    python = pins.get("python")
     changes: dict = {"package": package, "extra_packages": (ray,), "extra_scripts": ("ray",)}
-    if python:
-        found = ctx.facts.venv_python
-        fits = found and Path(found).name == f"python{python}"
-        changes["python"] = found if fits else None
-        changes["managed_version"] = python
-        wanted = {k: v for k, v in pins.items() if k in ("vllm", "ray", "python")}
-        changes["versions_match"] = lambda venv: all(
+    return python_pinned(ctx, dataclasses.replace(spec, **changes))
+
+
+def python_pinned(ctx: Context, spec: VenvSpec) -> VenvSpec:
+    """On a worker: the head's Python for the venv, and its versions checked (Ray refuses a
+    node whose Ray or Python differs from the head's)."""
+    pins = ctx.options.pins
+    python = pins.get("python")
+    if not python:
+        return spec
+    found = ctx.facts.venv_python
+    fits = found and Path(found).name == f"python{python}"
+    wanted = {k: v for k, v in pins.items() if k in ("vllm", "ray", "python")}
+    return dataclasses.replace(
+        spec,
+        python=found if fits else None,
+        managed_version=python,
+        versions_match=lambda venv: all(
             venv_versions(venv).get(name) == version for name, version in wanted.items()
-        )
-    return dataclasses.replace(spec, **changes)
+        ),
+    )
 
 
 def token_check_step(ctx: Context) -> Step:
@@ -205,9 +215,16 @@ def join_config_step(ctx: Context) -> Step:
 
 
 def waiting_for_nodes(ctx: Context) -> bool:
-    """The head's vLLM waits for nodes that have not joined yet (so `up` does not wait for
-    it): a fresh head, before its workers ran the join command."""
+    """The head's vLLM (or, with Ollama, its Ray Serve application) waits for nodes that have
+    not joined yet (so `up` does not wait for it): a fresh head, before its workers ran the
+    join command."""
     cluster = ctx.config.cluster
-    if cluster is None or not cluster.is_head or ctx.backend != "vllm":
+    if cluster is None or not cluster.is_head:
         return False
     return not read_nodes(cluster, ctx.stack.services_environment).complete
+
+
+def node_waiter(backend: Backend) -> ServiceName:
+    """The head's service that starts once every node has joined: vLLM, or with Ollama the
+    Ray Serve application in front of every node's Ollama."""
+    return "vllm" if backend == "vllm" else "ray-serve"

@@ -14,7 +14,7 @@ from stackctl.pull import ProgressBar, PullState, has_model, installed_models, p
 from stackctl.registry import info
 from stackctl.services.inputs import inputs_for_host
 from stackctl.services.render import render_units
-from stackctl.setup.cluster import waiting_for_nodes
+from stackctl.setup.cluster import node_waiter, waiting_for_nodes
 from stackctl.setup.context import Context
 
 
@@ -161,17 +161,20 @@ def health_step(ctx: Context, started: list[str]) -> Step:
 
     def apply(progress: Progress) -> None:
         names = [s.name for s in ctx.services]
-        if "ray" in names:  # a cluster's head: vLLM waits for the nodes, not `up`
+        waiting = False
+        if "ray" in names:  # a cluster's head: vLLM or Ray Serve waits for the nodes, not `up`
             _wait_healthy(ctx, ["ray"], progress)
-            if waiting_for_nodes(ctx):
-                names.remove(ctx.backend)
+            waiting = waiting_for_nodes(ctx)
+            if waiting:
+                waiter = node_waiter(ctx.backend)
+                names.remove(waiter)
                 progress.note(
-                    f"{info(ctx.backend).label} starts once all {ctx.config.cluster.nodes} "  # type: ignore[union-attr]
+                    f"{info(waiter).label} starts once all {ctx.config.cluster.nodes} "  # type: ignore[union-attr]
                     "nodes have joined: run `stackctl cluster join-command` here, and the "
                     "command it prints on each worker"
                 )
         _wait_healthy(ctx, names, progress)
-        if ctx.backend == "ollama" and ctx.models:
+        if ctx.backend == "ollama" and ctx.models and not waiting:
             _wait_until_the_proxy_lists(ctx, progress)
 
     return Step(

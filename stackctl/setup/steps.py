@@ -33,7 +33,7 @@ from pathlib import Path
 
 from stackctl.errors import StackctlError
 from stackctl.plan import Step
-from stackctl.setup import cluster, common, front, linux, macos, openwebui, services
+from stackctl.setup import cluster, common, front, linux, macos, openwebui, ray_serve, services
 from stackctl.setup.configfile import config_step
 from stackctl.setup.context import Context
 from stackctl.setup.openwebui_offline import require_cached_embedding_model
@@ -91,6 +91,8 @@ def build_steps(ctx: Context) -> list[Step]:
         steps.append(common.secrets_step(ctx))
     if ctx.scope == "system" and ctx.backend == "ollama":
         steps.append(common.ownership_step(ctx))  # before Ollama, which writes models as it
+    if ctx.backend == "ollama" and ctx.config.cluster is not None:
+        steps += ray_serve.ray_serve_venv_steps(ctx)  # Ray with Serve, on the head and workers
     started: list[str] = []  # services this run (re)starts: the health step waits for them
     # The long independent work overlaps: the models download while Open WebUI installs.
     ready = _key(steps[-1], "ready").key  # what those parallel branches start after
