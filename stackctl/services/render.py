@@ -211,6 +211,13 @@ def _cluster_section(config: Config) -> ClusterSection:
     return config.cluster
 
 
+# Every Ray process stackctl starts (a node, a driver): token authentication, no usage reports
+RAY_ENFORCED_ENV = {
+    "RAY_AUTH_MODE": "token",  # the token is RAY_AUTH_TOKEN, from secrets.env
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
 def ray_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     """`ray start --block`: the head (`--head --port P`, its dashboard on loopback) or a
     worker (`--address HEAD:P`), with this node's address, GPUs and block of ports."""
@@ -285,10 +292,7 @@ def ray_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     }
     if inputs.backend == "ollama":  # each Serve replica forwards to its own node's Ollama
         defaults["STACKCTL_OLLAMA_URL"] = config.ollama.url
-    enforced = {
-        "RAY_AUTH_MODE": "token",  # the token is RAY_AUTH_TOKEN, from secrets.env
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
+    enforced = RAY_ENFORCED_ENV
     return ServiceSpec(
         service="ray",
         description=info("ray").description,
@@ -317,10 +321,7 @@ def ray_serve_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
     argv += ["--address", join_address(address, cluster.port), "--nodes", str(cluster.nodes)]
     argv += ["--host", LOOPBACK, "--port", str(cluster.serve_port)]
     defaults = {**_base_env(inputs, ray_python.parent), "PYTHONUNBUFFERED": "1"}
-    enforced = {
-        "RAY_AUTH_MODE": "token",  # the token is RAY_AUTH_TOKEN, from secrets.env
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
+    enforced = RAY_ENFORCED_ENV
     return ServiceSpec(
         service="ray-serve",
         description=info("ray-serve").description,

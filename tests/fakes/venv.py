@@ -76,6 +76,8 @@ def install_package(venv: Path, package: str) -> None:
     elif name == "ray":
         add_wrapper(venv, "ray", "ray")
         add_dist_info(venv, "ray", INSTALLABLE["ray"])
+        if "[serve]" in package:  # Serve's application runs under the venv's Python: the real
+            add_wrapper(venv, "python", "ray-python")  # one of the test's Ray venv
 
 
 def unavailable_version(package: str) -> str | None:
