@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -61,22 +62,18 @@ class RayNode:
     """One node: `ray start --block`, head or joining `address`."""
 
     def __init__(self, python: str, *, head: bool, address: str, env: dict[str, str]):
-        self.python = python
-        self.head = head
-        self.address = address  # the head's HOST:PORT (the head listens there)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rt", dir=_short_root()))
-        ports = free_ports(len(PORT_FLAGS) + 2)
+        head_port = int(address.rsplit(":", 1)[1])
+        workers = _worker_range(besides=head_port)
+        ports = _fixed_ports(len(PORT_FLAGS) + 2, besides={*workers, head_port})
         argv = [str(Path(python).parent / "ray"), "start", "--block", "--disable-usage-stats"]
         argv += ["--node-ip-address", "127.0.0.1", "--temp-dir", str(self.temp_dir)]
         argv += ["--num-cpus", "1", "--num-gpus", "0"]
         for flag, port in zip(PORT_FLAGS, ports, strict=False):
             argv += [flag, str(port)]
-        first_worker = _worker_range()
-        argv += ["--min-worker-port", str(first_worker)]
-        argv += ["--max-worker-port", str(first_worker + WORKER_PORTS - 1)]
+        argv += ["--min-worker-port", str(workers[0]), "--max-worker-port", str(workers[-1])]
         if head:
-            port = address.rsplit(":", 1)[1]
-            argv += ["--head", "--port", port, "--dashboard-host", "127.0.0.1"]
+            argv += ["--head", "--port", str(head_port), "--dashboard-host", "127.0.0.1"]
             argv += ["--dashboard-port", str(ports[-1])]
             argv += ["--ray-client-server-port", str(ports[-2])]
         else:
@@ -113,7 +110,6 @@ class RayCluster:
 
     def __init__(self, python: str, node_envs: list[dict[str, str]]):
         (port,) = free_ports(1)
-        self.python = python
         self.address = f"127.0.0.1:{port}"
         self.nodes: list[RayNode] = []
         try:
@@ -138,25 +134,29 @@ def _short_root() -> str:
     return str(root)
 
 
-def _worker_range() -> int:
-    """The first of WORKER_PORTS free consecutive ports."""
+def _worker_range(besides: int) -> range:
+    """WORKER_PORTS consecutive ports that are all free now (and not `besides`, the head's
+    port, which may not be taken yet)."""
     while True:
         first = free_ports(1)[0]
-        if first + WORKER_PORTS < 32768 and all(
-            p in free_ports_near(first) for p in range(first, first + WORKER_PORTS)
-        ):
-            return first
+        ports = range(first, first + WORKER_PORTS)
+        if ports[-1] < 32768 and besides not in ports and all(_free(p) for p in ports):
+            return ports
 
 
-def free_ports_near(first: int) -> set[int]:
-    import socket
+def _fixed_ports(count: int, besides: set[int]) -> list[int]:
+    """`count` free ports, none of them in `besides` (the node's worker range, the head's
+    port)."""
+    while True:
+        ports = free_ports(count)
+        if not any(port in besides for port in ports):
+            return ports
 
-    free = set()
-    for port in range(first, first + WORKER_PORTS):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            free.add(port)
-    return free
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

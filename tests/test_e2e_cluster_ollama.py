@@ -44,6 +44,15 @@ def seeded_store(home: Path) -> Path:
     return store
 
 
+def ports_outside(count: int, *blocks: range) -> list[int]:
+    """`count` free ports, none in the nodes' blocks of Ray ports (Ray refuses a port that
+    one of its own components uses, e.g. a worker process's)."""
+    while True:
+        ports = free_ports(count)
+        if not any(port in block for port in ports for block in blocks):
+            return ports
+
+
 def chats(store: Path) -> int:
     return sum(1 for r in read_requests(store) if r["path"] == "/api/chat")
 
@@ -61,8 +70,10 @@ def test_ray_serve_spreads_the_heads_proxy_over_both_nodes_ollamas(
     worker_manager: ManagerProcess, systemd_user: SystemdUser, fake_bin: FakeBin
 ) -> None:
     fake_bin.scenario(linger="yes", ray_python=RAY_PYTHON)
-    head_ollama, worker_ollama, proxy_port, gcs_port, serve_port = free_ports(5)
     head_ports, worker_ports = free_blocks(2)
+    head_ollama, worker_ollama, proxy_port, gcs_port, serve_port = ports_outside(
+        5, range(head_ports, head_ports + 1000), range(worker_ports, worker_ports + 1000)
+    )
     head_store = seeded_store(systemd_user.home)
     head_config = systemd_user.home / ".config/stackctl/stack.yaml"
     head_config.parent.mkdir(parents=True, exist_ok=True)

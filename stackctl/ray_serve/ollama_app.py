@@ -42,12 +42,13 @@ HEALTH_CHECK_TIMEOUT_S = 10.0
 # Serve's default of 5 requests at a time per replica would hold long streams back in Serve's
 # proxy; Ollama queues what it cannot run yet itself (OLLAMA_MAX_QUEUE, 503 when full)
 MAX_ONGOING_REQUESTS = 64
-# How Serve's proxy picks a replica (env vars read by its router, ray/serve/_private/constants.py):
-# by default it keeps to replicas on its own node (the head's) and trusts cached queue lengths
-# for 10 s, so the head's replica, whose entry every request refreshes, takes all the traffic
-# until it holds max_ongoing_requests. Instead: every replica is a candidate, and every request
-# asks its two candidates how busy they are (a small call, 0.1 s deadline) and goes to the less
-# busy one ("power of two choices"; a random one of two idle replicas).
+# How Serve's proxy picks a replica (env vars its router reads, ray/serve/_private/constants.py
+# and request_router/request_router.py): by default it tries the replicas on its own node (the
+# head's) first, and it answers from queue lengths it cached up to 10 s ago. Instead: every
+# replica is a candidate, and each request asks its two candidates how busy they are (a small
+# call with a 0.1 s deadline) and goes to the less busy one ("power of two choices"). Measured
+# on a two-node cluster: 40 requests 8 at a time all went to the head's replica with the
+# defaults, and 30/10 with these.
 SERVE_ENV = {
     "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0",
     "RAY_SERVE_QUEUE_LENGTH_CACHE_TIMEOUT_S": "0",
