@@ -140,11 +140,15 @@ def test_ray_serve_spreads_the_heads_proxy_over_both_nodes_ollamas(
             )
             return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
-        with ThreadPoolExecutor(8) as pool:
-            assert list(pool.map(ask, range(16))) == ["tick " * 20] * 16
-    settled(lambda: chats(head_store) + chats(worker_store), sum(before) + 16)
-    served = (chats(head_store) - before[0], chats(worker_store) - before[1])
-    assert sum(served) == 16 and min(served) > 0, served
+        for rounds in range(1, 4):  # a busy machine can miss Serve's 0.1 s probe deadline
+            with ThreadPoolExecutor(8) as pool:
+                assert list(pool.map(ask, range(16))) == ["tick " * 20] * 16
+            settled(lambda: chats(head_store) + chats(worker_store), sum(before) + 16 * rounds)
+            served = (chats(head_store) - before[0], chats(worker_store) - before[1])
+            assert sum(served) == 16 * rounds
+            if min(served) > 0:
+                break
+    assert min(served) > 0, served
 
     # the worker's Ollama stops: Serve's health check takes its replica out of the routing
     assert worker.run("stop", "ollama").returncode == 0

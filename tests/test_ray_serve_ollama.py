@@ -99,7 +99,8 @@ def chats(fake: FakeOllama) -> int:
 
 def test_requests_through_the_proxy_reach_both_nodes_replicas(proxy, ollamas):
     """Requests that overlap (each takes 2 s, as generating does) are spread: Serve sends each
-    to the less busy of the replicas."""
+    to the less busy of two replicas it asks (with a 0.1 s deadline, which a busy test machine
+    can miss: then up to two more rounds)."""
     before = [chats(fake) for fake in ollamas]
     with openai.OpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0) as sdk:
         assert [m.id for m in sdk.models.list()] == list(MODELS)
@@ -110,11 +111,13 @@ def test_requests_through_the_proxy_reach_both_nodes_replicas(proxy, ollamas):
             )
             return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
-        with ThreadPoolExecutor(8) as pool:
-            said = list(pool.map(ask, range(16)))
-    assert said == ["tick " * 20] * 16
-    served = [chats(fake) - b for fake, b in zip(ollamas, before, strict=True)]
-    assert sum(served) == 16
+        for rounds in range(1, 4):
+            with ThreadPoolExecutor(8) as pool:
+                assert list(pool.map(ask, range(16))) == ["tick " * 20] * 16
+            served = [chats(fake) - b for fake, b in zip(ollamas, before, strict=True)]
+            assert sum(served) == 16 * rounds
+            if all(n > 0 for n in served):
+                break
     assert all(n > 0 for n in served), served
 
 
