@@ -15,7 +15,7 @@ import pytest
 
 from stackctl.config import ClusterSection, Config
 from stackctl.config.model import ProxySection
-from stackctl.registry import NAMES
+from stackctl.registry import NAMES, info
 from stackctl.services.inputs import inputs_for_golden, placeholder_secrets
 from stackctl.services.render import render_units
 
@@ -94,7 +94,8 @@ def _compare(directory: Path, rendered: dict[str, str]) -> None:
 
 
 def test_every_service_has_a_golden_example_on_both_platforms() -> None:
-    services = [name for name in NAMES if name != "ray"]  # ray: in the cluster examples
+    # ray and ray-serve: in the cluster examples
+    services = [name for name in NAMES if info(name).section != "cluster"]
     for scope in ("user", "system"):
         systemd = {p.name for p in (ROOT / "systemd" / scope).iterdir()}
         launchd = {p.name for p in (ROOT / "launchd" / scope).iterdir()}

@@ -15,15 +15,15 @@ import pytest
 from stackctl.config import Config, load
 from stackctl.errors import StackctlError
 from stackctl.paths import paths_for
-from stackctl.registry import NAMES
+from stackctl.registry import NAMES, info
 from stackctl.secrets import write_env_file
 from stackctl.services.inputs import inputs_for_golden, inputs_for_host
 from stackctl.services.render import render_units
 from stackctl.services.units_systemd import environment, exec_arg
 from stackctl.stack import resolve_stack
 
-# every_service renders these: `ray` needs a cluster (tests/test_cluster_units.py)
-ONE_MACHINE = [name for name in NAMES if name != "ray"]
+# every_service renders these: `ray` and `ray-serve` need a cluster (tests/test_cluster_units.py)
+ONE_MACHINE = [name for name in NAMES if info(name).section != "cluster"]
 # launchd.plist(5): every top-level key and the type it takes
 LAUNCHD_KEYS: dict[str, type | tuple[type, ...]] = {
     "Label": str, "Disabled": bool, "UserName": str, "GroupName": str,
