@@ -61,6 +61,15 @@ def free_blocks(count: int, size: int = 1000) -> list[int]:
     raise AssertionError("no free blocks of Ray ports")
 
 
+def ports_outside(count: int, *blocks: range) -> list[int]:
+    """`count` free ports, none in the nodes' blocks of Ray ports (Ray refuses a port that
+    one of its own components uses, e.g. a worker process's)."""
+    while True:
+        ports = free_ports(count)
+        if not any(port in block for port in ports for block in blocks):
+            return ports
+
+
 @pytest.fixture
 def worker_manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProcess]:
     """The second machine's own systemd user manager (when there is a Ray to run)."""
@@ -80,6 +89,24 @@ class Machine:
 
     def __init__(self, env: dict[str, str], home: Path):
         self.env, self.home = env, home
+
+    @classmethod
+    def second(cls, manager: ManagerProcess) -> Machine:
+        """The other machine: its own systemd user manager, STACKCTL_HOME and PATH shims."""
+        env = {
+            **os.environ,
+            **manager.env(),
+            "STACKCTL_HOME": str(manager.home),
+            "PATH": f"{manager.shim_dir}{os.pathsep}{os.environ['PATH']}",
+        }
+        return cls(env, manager.home)
+
+    def write_config(self, text: str) -> Path:
+        """This machine's stack.yaml."""
+        path = self.home / ".config/stackctl/stack.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -113,8 +140,10 @@ def test_a_two_node_cluster_serves_one_model_across_both(
 ) -> None:
     fake_bin.remove("ollama")
     fake_bin.scenario(gpus=[GPU], linger="yes", ray_python=RAY_PYTHON)
-    vllm_port, proxy_port, gcs_port = free_ports(3)
     head_ports, worker_ports = free_blocks(2)
+    vllm_port, proxy_port, gcs_port = ports_outside(
+        3, range(head_ports, head_ports + 1000), range(worker_ports, worker_ports + 1000)
+    )
     head_config = systemd_user.home / ".config/stackctl/stack.yaml"
     head_config.parent.mkdir(parents=True, exist_ok=True)
     head_config.write_text(
@@ -124,13 +153,7 @@ def test_a_two_node_cluster_serves_one_model_across_both(
         f"cluster: {{role: head, nodes: 2, port: {gcs_port}, node_ports: {head_ports}}}\n"
     )
     head = Machine({**os.environ}, systemd_user.home)
-    worker_env = {
-        **os.environ,
-        **worker_manager.env(),
-        "STACKCTL_HOME": str(worker_manager.home),
-        "PATH": f"{worker_manager.shim_dir}{os.pathsep}{os.environ['PATH']}",
-    }
-    worker = Machine(worker_env, worker_manager.home)
+    worker = Machine.second(worker_manager)
 
     # the head: Ray up, vLLM waiting for the second node; `up` does not wait for it
     done = head.run("up", "--yes")

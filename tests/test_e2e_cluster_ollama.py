@@ -24,9 +24,8 @@ import pytest
 from stackctl.secrets import read_env_file
 from tests.fakes.installer import FakeBin
 from tests.fakes.ollama_state import State, read_requests
-from tests.ports import free_ports
 from tests.systemd_user import ManagerProcess, SystemdUser
-from tests.test_e2e_cluster import RAY_PYTHON, Machine, free_blocks, worker_manager
+from tests.test_e2e_cluster import RAY_PYTHON, Machine, free_blocks, ports_outside, worker_manager
 
 pytestmark = pytest.mark.systemd
 MODELS = ("gemma3:1b", "slow:1b")
@@ -42,15 +41,6 @@ def seeded_store(home: Path) -> Path:
         state.install(model)
     state.set_behaviour(slow_tokens=20, slow_token_seconds=0.1)
     return store
-
-
-def ports_outside(count: int, *blocks: range) -> list[int]:
-    """`count` free ports, none in the nodes' blocks of Ray ports (Ray refuses a port that
-    one of its own components uses, e.g. a worker process's)."""
-    while True:
-        ports = free_ports(count)
-        if not any(port in block for port in ports for block in blocks):
-            return ports
 
 
 def chats(store: Path) -> int:
@@ -75,23 +65,15 @@ def test_ray_serve_spreads_the_heads_proxy_over_both_nodes_ollamas(
         5, range(head_ports, head_ports + 1000), range(worker_ports, worker_ports + 1000)
     )
     head_store = seeded_store(systemd_user.home)
-    head_config = systemd_user.home / ".config/stackctl/stack.yaml"
-    head_config.parent.mkdir(parents=True, exist_ok=True)
-    head_config.write_text(
+    head = Machine({**os.environ}, systemd_user.home)
+    worker = Machine.second(worker_manager)
+    head.write_config(
         f"backend: ollama\nmodels: [{', '.join(MODELS)}]\n"
         f"ollama: {{port: {head_ollama}, env: {{OLLAMA_MODELS: {head_store}}}}}\n"
         f"proxy: {{port: {proxy_port}}}\nopenwebui: {{enabled: false}}\n"
         f"cluster: {{role: head, nodes: 2, port: {gcs_port}, node_ports: {head_ports}, "
         f"serve_port: {serve_port}}}\n"
     )
-    head = Machine({**os.environ}, systemd_user.home)
-    worker_env = {
-        **os.environ,
-        **worker_manager.env(),
-        "STACKCTL_HOME": str(worker_manager.home),
-        "PATH": f"{worker_manager.shim_dir}{os.pathsep}{os.environ['PATH']}",
-    }
-    worker = Machine(worker_env, worker_manager.home)
 
     # the head: Ray and Ollama up, Ray Serve waiting for the second node; `up` says so
     done = head.run("up", "--yes")
@@ -110,9 +92,7 @@ def test_ray_serve_spreads_the_heads_proxy_over_both_nodes_ollamas(
 
     # the worker: its own Ollama (port, store) and block of Ray ports on this shared host
     worker_store = seeded_store(worker.home)
-    worker_config = worker.home / ".config/stackctl/stack.yaml"
-    worker_config.parent.mkdir(parents=True, exist_ok=True)
-    worker_config.write_text(
+    worker.write_config(
         f"models: [{', '.join(MODELS)}]\n"
         f"ollama: {{port: {worker_ollama}, env: {{OLLAMA_MODELS: {worker_store}}}}}\n"
         f"cluster: {{role: worker, head: {host}, port: {gcs_port}, node_ports: {worker_ports}}}\n"
