@@ -164,11 +164,16 @@ def join_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def join_command(host: str, port: int, token: str, pins: dict[str, str]) -> str:
-    """The one command a worker runs to join: the head's address and token, and the versions
+def join_command(
+    host: str, port: int, token: str, pins: dict[str, str], models: list[str] | None = None
+) -> str:
+    """The one command a worker runs to join: the head's address and token, the versions
     the worker must install to match the head (Ray refuses a node whose Ray or Python
-    differs; vLLM's workers must run the head's vLLM)."""
+    differs; vLLM's workers must run the head's vLLM), and on the Ollama path the head's
+    models (Serve may route any request to any node's Ollama)."""
     argv = ["stackctl", "up", "--join", join_address(host, port), "--token", token]
     for name, version in pins.items():
         argv += [f"--{name}-version", version]
+    for model in models or []:
+        argv += ["--model", model]
     return shlex.join(argv)

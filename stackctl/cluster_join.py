@@ -83,7 +83,8 @@ def stack_ray_venv(stack: Stack) -> Path:
 
 
 def join_command_for(stack: Stack) -> str:
-    """`stackctl up --join HOST:PORT --token T --vllm-version V …` for this head."""
+    """`stackctl up --join HOST:PORT --token T --vllm-version V …` for this head (with
+    Ollama, `--model M` for each of its models, which the worker pulls)."""
     cluster = head_section(stack)
     token = read_env_file(stack.paths.secrets_file).get(RAY_AUTH_TOKEN)
     versions = venv_versions(stack_ray_venv(stack))
@@ -93,7 +94,12 @@ def join_command_for(stack: Stack) -> str:
             "first"
         )
     host = node_address(cluster.address, "", cluster.port)
-    return join_command(host, cluster.port, token, versions)
+    models = None
+    if stack.backend == "ollama":
+        from stackctl.catalog import default_models
+
+        models = stack.config.models or default_models(stack.config, "ollama")
+    return join_command(host, cluster.port, token, versions, models)
 
 
 def wait_then_exec(

@@ -87,18 +87,19 @@ def test_ray_serve_spreads_the_heads_proxy_over_both_nodes_ollamas(
     assert done.returncode == 0, done.stderr
     join = shlex.split(done.stdout.strip())
     assert join[4] == "--token"
-    assert join[6:] == ["--ray-version", "2.60.0", "--python-version", "3.11"]
+    models = [arg for model in MODELS for arg in ("--model", model)]
+    assert join[6:] == ["--ray-version", "2.60.0", "--python-version", "3.11", *models]
     host = join[3].rsplit(":", 1)[0]
 
     # the worker: its own Ollama (port, store) and block of Ray ports on this shared host
     worker_store = seeded_store(worker.home)
-    worker.write_config(
-        f"models: [{', '.join(MODELS)}]\n"
+    worker.write_config(  # no models: the join command brings the head's
         f"ollama: {{port: {worker_ollama}, env: {{OLLAMA_MODELS: {worker_store}}}}}\n"
         f"cluster: {{role: worker, head: {host}, port: {gcs_port}, node_ports: {worker_ports}}}\n"
     )
     done = worker.run(*join[1:], "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"models {', '.join(MODELS)};" in done.stdout
     unit_dir = worker.home / ".config/systemd/user"
     units = sorted(p.name for p in unit_dir.glob("stackctl*") if p.is_file())
     assert units == ["stackctl-ollama.service", "stackctl-ray.service", "stackctl.target"]
