@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "logs": "stackctl.commands.service_cmds:logs",
     "units": "stackctl.commands.units_cmd:units",
     "proxy": "stackctl.commands.proxy_cmd:proxy",
+    "keys": "stackctl.commands.keys_cmd:keys",
     "doctor": "stackctl.commands.doctor_cmd:doctor",
     "config": "stackctl.commands.config_cmd:config",
     "completion": "stackctl.commands.completion_cmd:completion",

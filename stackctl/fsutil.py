@@ -12,17 +12,25 @@ SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
 
 
-def atomic_write(path: Path, data: str | bytes, mode: int = PUBLIC_MODE) -> None:
+def atomic_write(
+    path: Path,
+    data: str | bytes,
+    mode: int = PUBLIC_MODE,
+    owner: tuple[int, int] | None = None,
+) -> None:
     """Write a file all at once: a temp file in the same directory, fsync, chmod, rename.
 
     A reader never sees half a file, and a crash leaves the old file or the new one. The
-    mode is set before the rename, so a secret is never readable by others, not even briefly.
+    mode (and `owner`, a (uid, gid) root can give) is set before the rename, so a secret is
+    never readable by others, nor unreadable by its owner, not even briefly.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()

@@ -48,13 +48,22 @@ def proxy_serve(
     Example:
       stackctl --config ~/.config/stackctl/stack.yaml proxy serve --port 4000
     """
+    from stackctl import keystore
+    from stackctl.proxy.keyring import Keyring
     from stackctl.proxy.server import is_loopback, serve
     from stackctl.secrets import proxy_api_keys
     from stackctl.stack import Overrides
 
     stack = app.stack(Overrides(backend=backend))
     config = stack.config
+    proxy_settings = config.proxy
     host = host or config.bind_host
     exposed = config.expose or not is_loopback(host)  # behind the front it is exposed too
-    keys = proxy_api_keys(config.proxy, config.source, exposed=exposed)
-    serve(config.proxy, stack.connections, keys, host=host, port=port or config.proxy.port)
+    proxy_api_keys(proxy_settings, config.source, exposed=exposed)  # may refuse
+    keyring = Keyring(
+        lambda: keystore.accepted_keys(proxy_settings),
+        keystore.watched_files(proxy_settings),
+        keystore.usage_path(stack.paths.data_dir),
+        required=bool(proxy_settings.api_keys or proxy_settings.api_keys_file),
+    )
+    serve(proxy_settings, stack.connections, keyring, host=host, port=port or proxy_settings.port)

@@ -1,4 +1,4 @@
-"""The proxy's ASGI app: `create_app(settings, backends=…, api_keys=…)` returns a Starlette app.
+"""The proxy's ASGI app: `create_app(settings, backends=…, keyring=…)` returns a Starlette app.
 
 Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings; for coding agents,
 POST /v1/messages (+ /count_tokens) and /v1/responses (dialects.py); GET /v1/models,
@@ -13,6 +13,7 @@ request unaltered to an OpenAI-compatible backend or translates it for Ollama.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -25,7 +26,9 @@ from stackctl.proxy.context_limit import HEADER as CONTEXT_HEADER
 from stackctl.proxy.context_limit import ContextWatch
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.gate import AUTHORIZED, Gate
+from stackctl.proxy.keyring import Keyring
 from stackctl.proxy.metrics import Metrics
+from stackctl.proxy.metrics import labels as metrics_labels
 from stackctl.proxy.models import LIST_TIMEOUT, Destination, ModelRegistry
 from stackctl.proxy.shapes import WrongShape
 from stackctl.proxy.upstream import Backend, Upstream
@@ -159,7 +162,8 @@ class DirectRoutes:
 class Proxy:
     """The state behind the routes: backends, model registry, metrics, limits."""
 
-    def __init__(self, settings: ProxySection, backends: list[Backend]):
+    def __init__(self, settings: ProxySection, backends: list[Backend], keyring: Keyring):
+        self.keyring = keyring
         self.upstream = Upstream(
             settings.connect_timeout, settings.read_timeout, settings.max_answer_mb * 1024 * 1024
         )
@@ -181,9 +185,12 @@ class Proxy:
     async def lifespan(self, app: Any):
         await self.upstream.open()
         await self.registry.ensure(wait=False)  # warm the model list in the background
+        usage = asyncio.ensure_future(self.keyring.keep_usage())
         try:
             yield
         finally:
+            usage.cancel()
+            self.keyring.flush()
             await self.registry.close()
             await self.upstream.close()
 
@@ -334,6 +341,7 @@ class Proxy:
             translator = spec.translator(requested, include_usage, body)
             await self.stream(backend, spec.ollama_path, native, send, translator)
             if translator.done_line:
+                self.metrics.count_tokens(destination.label, responses.usage(translator.done_line))
                 await self.context.check(backend, destination.model, translator.done_line, pinned)
             return 200
         reply = await self.upstream.call(backend, "POST", spec.ollama_path, native)
@@ -380,7 +388,8 @@ class Proxy:
         await relay.send_bytes(send, 200, codec.dumps(payload))
 
     async def prometheus(self, scope: dict, receive: Any, send: Any) -> None:
-        body = (self.metrics.render() + self.context.render()).encode()
+        text = self.metrics.render() + self.context.render()
+        body = (text + self.keyring.render(metrics_labels)).encode()
         await relay.send_bytes(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -418,14 +427,21 @@ def _error_handlers() -> dict:
     return {HTTPException: http_error, Exception: internal_error}
 
 
-def create_app(settings: ProxySection, *, backends: list[Backend], api_keys: list[str]) -> Any:
-    """The proxy app for stack.yaml's `proxy:` section, in front of `backends`, open to
-    `api_keys` (none: any)."""
+def create_app(
+    settings: ProxySection,
+    *,
+    backends: list[Backend],
+    api_keys: list[str] | None = None,
+    keyring: Keyring | None = None,
+) -> Any:
+    """The proxy app for stack.yaml's `proxy:` section, in front of `backends`, open to the
+    keys of `keyring` (reloaded as they change), or to the fixed `api_keys` (none: any)."""
     from starlette import routing
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
 
-    proxy = Proxy(settings, backends)
+    keyring = keyring or Keyring.fixed(api_keys or [])
+    proxy = Proxy(settings, backends, keyring)
     routes = [
         routing.Route("/health", Endpoint(proxy.health), methods=["GET", "HEAD"]),
         routing.Route("/metrics", Endpoint(proxy.prometheus), methods=["GET"]),
@@ -448,7 +464,7 @@ def create_app(settings: ProxySection, *, backends: list[Backend], api_keys: lis
             ),
         ]
     middleware = [
-        Middleware(Gate, api_keys=api_keys, cors_origins=list(settings.cors_origins)),
+        Middleware(Gate, keyring=keyring, cors_origins=list(settings.cors_origins)),
         Middleware(DirectRoutes, routes=routes),
     ]
     return Starlette(

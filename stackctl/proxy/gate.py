@@ -1,22 +1,24 @@
-"""The door of the proxy: API keys and CORS, before any route runs (a plain ASGI middleware).
+"""The door of the proxy: API keys, their limits, and CORS, before any route runs (a plain
+ASGI middleware).
 
 With keys configured, every route but /health needs `Authorization: Bearer <key>` (or, as
 Anthropic's clients send it, `x-api-key: <key>`; /health answers anyone, with its details
-only for a key), compared
-in constant time (hmac.compare_digest on SHA-256 digests, so neither the content nor the
-length of a key leaks through timing). Without keys any bearer, or none, is accepted, as
-local servers do. CORS answers preflights itself (so they need no key) and adds the
-allow-origin header for the origins in `proxy.cors_origins`.
+only for a key). The key is looked up by its SHA-256 digest (keyring.py says why that is
+safe, and the final match is compared with hmac.compare_digest); an unknown key gets 401, a
+key past its limits 429 with `Retry-After`, in the route's dialect (OpenAI's error JSON, or
+Anthropic's on /v1/messages). Without keys any bearer, or none, is accepted, as local
+servers do. CORS answers preflights itself (so they need no key) and adds the allow-origin
+header for the origins in `proxy.cors_origins`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import time
 from typing import Any
 
 from stackctl.proxy import messages_api
 from stackctl.proxy.errors import OpenAIError
+from stackctl.proxy.keyring import CURRENT, Keyring, Refusal
 from stackctl.proxy.relay import send_bytes
 
 OPEN_PATHS = ("/health",)
@@ -24,32 +26,29 @@ AUTHORIZED = "stackctl.authorized"  # scope key: did an open path's request carr
 ALLOW_METHODS = b"GET, POST, OPTIONS"
 
 
-def _digest(key: str | bytes) -> bytes:
-    return hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
+def presented_key(header: bytes | None, api_key: bytes | None) -> bytes | None:
+    """The key a request carries: its bearer token, else its x-api-key."""
+    if header and header[:7].lower() == b"bearer ":
+        return header[7:].strip()
+    if api_key:
+        return api_key.strip()
+    return None
+
+
+def _dialect_json(error: OpenAIError, path: str) -> bytes:
+    if path.removeprefix("/v1").startswith("/messages"):
+        return messages_api.error_json(error)
+    return error.to_json()
 
 
 class Gate:
     """Auth and CORS in front of the app."""
 
-    def __init__(self, app: Any, api_keys: list[str], cors_origins: list[str]):
+    def __init__(self, app: Any, keyring: Keyring, cors_origins: list[str]):
         self.app = app
-        self.digests = [_digest(k) for k in api_keys]
+        self.keyring = keyring
         self.origins = {o.rstrip("/").encode() for o in cors_origins}
         self.any_origin = b"*" in self.origins
-
-    def authorized(self, header: bytes | None, api_key: bytes | None = None) -> bool:
-        if not self.digests:
-            return True
-        if header and header[:7].lower() == b"bearer ":
-            presented = _digest(header[7:].strip())
-        elif api_key:
-            presented = _digest(api_key.strip())
-        else:
-            return False
-        matched = False
-        for digest in self.digests:  # no early exit: every key is compared every time
-            matched |= hmac.compare_digest(presented, digest)
-        return matched
 
     def allowed_origin(self, origin: bytes) -> bool:
         return self.any_origin or origin.rstrip(b"/") in self.origins
@@ -73,14 +72,32 @@ class Gate:
         ):
             await self.preflight(send, headers, cors)
             return
-        presented = headers.get(b"authorization"), headers.get(b"x-api-key")
-        if scope["path"] in OPEN_PATHS:
-            # open to anyone; the route shows details only to a key holder (AUTHORIZED)
-            scope[AUTHORIZED] = self.authorized(*presented)
-        elif not self.authorized(*presented):
-            no_key = presented == (None, None)
-            await self.refuse(send, no_key, cors, scope["path"])
-            return
+        if self.keyring.required:
+            authorization, api_key = headers.get(b"authorization"), headers.get(b"x-api-key")
+            presented = presented_key(authorization, api_key)
+            now = time.monotonic()
+            key = None if presented is None else self.keyring.find(presented, now)
+            if scope["path"] in OPEN_PATHS:
+                # open to anyone; the route shows details only to a key holder (AUTHORIZED)
+                scope[AUTHORIZED] = key is not None
+            elif key is None:
+                no_key = authorization is None and api_key is None
+                await self.refuse(send, no_key, cors, scope["path"])
+                return
+            else:
+                refusal = key.admit(now, time.time())
+                if refusal is not None:
+                    await self.too_many(send, refusal, cors, scope["path"])
+                    return
+                token = CURRENT.set(key)
+                try:
+                    await self.forward(scope, receive, send, cors)
+                finally:
+                    CURRENT.reset(token)
+                return
+        await self.forward(scope, receive, send, cors)
+
+    async def forward(self, scope: dict, receive: Any, send: Any, cors: list) -> None:
         if cors:
 
             async def send_with_cors(message: dict) -> None:
@@ -120,6 +137,12 @@ class Gate:
         else:
             message = "Incorrect API key provided. The proxy's keys are in proxy.api_keys or proxy.api_keys_file."
         error = OpenAIError(401, message, code="invalid_api_key")
-        anthropic = path.removeprefix("/v1").startswith("/messages")
-        body = messages_api.error_json(error) if anthropic else error.to_json()
+        body = _dialect_json(error, path)
         await send_bytes(send, 401, body, extra=[*cors, (b"www-authenticate", b"Bearer")])
+
+    async def too_many(self, send: Any, refusal: Refusal, cors: list, path: str) -> None:
+        """429 as OpenAI answers past a rate limit: `type` names the limit ("requests" or
+        "tokens"), `code` is "rate_limit_exceeded", and Retry-After says when to come back."""
+        error = OpenAIError(429, refusal.message, type=refusal.kind, code="rate_limit_exceeded")
+        retry = (b"retry-after", str(refusal.retry_after).encode())
+        await send_bytes(send, 429, _dialect_json(error, path), extra=[*cors, retry])

@@ -10,6 +10,8 @@ import bisect
 from collections import Counter
 from typing import Any
 
+from stackctl.proxy import keyring
+
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -17,8 +19,8 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _labels(**labels: str) -> str:
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+def labels(**values: str) -> str:
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in values.items()) + "}"
 
 
 class Metrics:
@@ -41,13 +43,20 @@ class Metrics:
         counts[-1] += 1
 
     def count_tokens(self, model: str, usage: Any) -> None:
-        """Add an answer's `usage` (a backend's: counts of another type are not counted)."""
+        """Add an answer's `usage` (a backend's: counts of another type are not counted), by
+        model and to the key that asked (keyring.count_tokens)."""
         if not isinstance(usage, dict):
             return
+        counts = []
         for key, direction in (("prompt_tokens", "in"), ("completion_tokens", "out")):
             count = usage.get(key)
             if isinstance(count, int) and not isinstance(count, bool) and count > 0:
                 self.tokens[(model, direction)] += count
+                counts.append(count)
+            else:
+                counts.append(0)
+        if counts != [0, 0]:
+            keyring.count_tokens(*counts)
 
     def backend_error(self, connection: str, status: int) -> None:
         self.backend_errors[(connection, status)] += 1
@@ -60,7 +69,7 @@ class Metrics:
         ]
         for (route, model, status), n in sorted(self.requests.items()):
             out.append(
-                f"stackctl_proxy_requests_total{_labels(route=route, model=model, status=str(status))} {n}"
+                f"stackctl_proxy_requests_total{labels(route=route, model=model, status=str(status))} {n}"
             )
         out += [
             "# HELP stackctl_proxy_request_duration_seconds Time from request to the last byte sent.",
@@ -73,22 +82,20 @@ class Metrics:
                 running += in_bucket
                 le = "+Inf" if bound == float("inf") else f"{bound:g}"
                 out.append(
-                    f"stackctl_proxy_request_duration_seconds_bucket{_labels(route=route, le=le)} {running:g}"
+                    f"stackctl_proxy_request_duration_seconds_bucket{labels(route=route, le=le)} {running:g}"
                 )
             out.append(
-                f"stackctl_proxy_request_duration_seconds_sum{_labels(route=route)} {counts[-2]:.6f}"
+                f"stackctl_proxy_request_duration_seconds_sum{labels(route=route)} {counts[-2]:.6f}"
             )
             out.append(
-                f"stackctl_proxy_request_duration_seconds_count{_labels(route=route)} {counts[-1]:g}"
+                f"stackctl_proxy_request_duration_seconds_count{labels(route=route)} {counts[-1]:g}"
             )
         out += [
             "# HELP stackctl_proxy_tokens_total Tokens in (prompt) and out (completion), by model.",
             "# TYPE stackctl_proxy_tokens_total counter",
         ]
         for (model, direction), n in sorted(self.tokens.items()):
-            out.append(
-                f"stackctl_proxy_tokens_total{_labels(model=model, direction=direction)} {n}"
-            )
+            out.append(f"stackctl_proxy_tokens_total{labels(model=model, direction=direction)} {n}")
         out += [
             "# HELP stackctl_proxy_streams_in_flight Streamed answers being relayed right now.",
             "# TYPE stackctl_proxy_streams_in_flight gauge",
@@ -98,6 +105,6 @@ class Metrics:
         ]
         for (connection, status), n in sorted(self.backend_errors.items()):
             out.append(
-                f"stackctl_proxy_backend_errors_total{_labels(connection=connection, status=str(status))} {n}"
+                f"stackctl_proxy_backend_errors_total{labels(connection=connection, status=str(status))} {n}"
             )
         return "\n".join(out) + "\n"

@@ -15,6 +15,7 @@ from stackctl.errors import StackctlError
 
 if TYPE_CHECKING:
     from stackctl.config.model import Connection, ProxySection
+    from stackctl.proxy.keyring import Keyring
     from stackctl.proxy.upstream import Backend
 
 log = logging.getLogger("stackctl.proxy")
@@ -53,15 +54,16 @@ def describe(backends: list[Backend], keys: int, host: str, port: int) -> str:
 def serve(
     settings: ProxySection,
     connections: Sequence[Connection],
-    api_keys: list[str],
+    keyring: Keyring,
     *,
     host: str,
     port: int,
 ) -> None:
-    """Serve the proxy in front of `connections` until SIGTERM/SIGINT."""
+    """Serve the proxy in front of `connections`, open to the keys of `keyring`, until
+    SIGTERM/SIGINT."""
     from stackctl.proxy.upstream import Backend
 
-    if not api_keys and not is_loopback(host):
+    if not keyring.count and not is_loopback(host):
         raise OpenDoorRefused(host, port)
     backends = [Backend.from_connection(c) for c in connections]
 
@@ -69,9 +71,9 @@ def serve(
 
     from stackctl.proxy.app import create_app
 
-    app = create_app(settings, backends=backends, api_keys=api_keys)
+    app = create_app(settings, backends=backends, keyring=keyring)
     logging.getLogger("stackctl.proxy").setLevel(logging.INFO)
-    print(describe(backends, len(api_keys), host, port), flush=True)
+    print(describe(backends, keyring.count, host, port), flush=True)
     uvicorn.run(
         app,
         host=host,
