@@ -124,9 +124,15 @@ def keys_list(app: AppContext, json_: bool) -> None:
 
         print_json([asdict(row) for row in rows])
         return
+    if not rows and app.config.proxy.api_keys_file:
+        click.echo(
+            "No keys yet: the proxy refuses every request. `stackctl keys add NAME` makes one."
+        )
+        return
     if not rows:
         click.echo(
-            "No keys: the proxy answers anyone on 127.0.0.1. Add one with `stackctl keys add NAME`."
+            "No keys: the proxy answers anyone on 127.0.0.1. To keep named keys, set "
+            "proxy.api_keys_file in stack.yaml (they are kept next to it)."
         )
         return
     from stackctl.output import table

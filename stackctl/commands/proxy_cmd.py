@@ -60,10 +60,5 @@ def proxy_serve(
     host = host or config.bind_host
     exposed = config.expose or not is_loopback(host)  # behind the front it is exposed too
     proxy_api_keys(proxy_settings, config.source, exposed=exposed)  # may refuse
-    keyring = Keyring(
-        lambda: keystore.accepted_keys(proxy_settings),
-        keystore.watched_files(proxy_settings),
-        keystore.usage_path(stack.paths.data_dir),
-        required=bool(proxy_settings.api_keys or proxy_settings.api_keys_file),
-    )
+    keyring = Keyring.for_config(proxy_settings, keystore.usage_path(stack.paths.data_dir))
     serve(proxy_settings, stack.connections, keyring, host=host, port=port or proxy_settings.port)

@@ -27,10 +27,14 @@ import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from stackctl import keystore
 from stackctl.errors import StackctlError
 from stackctl.keystore import KeyRecord, Usage, digest, read_usage, utc_day, write_usage
+
+if TYPE_CHECKING:
+    from stackctl.config.model import ProxySection
 
 log = logging.getLogger("stackctl.proxy")
 
@@ -157,6 +161,18 @@ class Keyring:
         """Unnamed keys that never change (`key-1`, …); none: an open proxy."""
         records = [KeyRecord(f"key-{i}", digest(k), source="-") for i, k in enumerate(keys, 1)]
         return cls(lambda: records, required=bool(keys))
+
+    @classmethod
+    def for_config(cls, proxy: ProxySection, usage_file: Path | None) -> Keyring:
+        """stack.yaml's keys: proxy.api_keys, the lines of proxy.api_keys_file and the named
+        keys stored next to it, reloaded when those files change. Keys are required as soon
+        as any is configured: revoking the last one closes the door, never opens it."""
+        return cls(
+            lambda: keystore.accepted_keys(proxy),
+            keystore.watched_files(proxy),
+            usage_file,
+            required=bool(proxy.api_keys or proxy.api_keys_file),
+        )
 
     @property
     def count(self) -> int:
