@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stackctl import secrets
+from stackctl import keystore, secrets
 from stackctl.backend import chosen_backend
 from stackctl.config.model import SECRET_MASK, Config, Connection, default_connections
+from stackctl.errors import StackctlError
 from stackctl.paths import Paths, current_platform, default_scope, paths_for
 from stackctl.probe_nvidia import read_gpus
 from stackctl.registry import Service, stack_services
@@ -104,15 +105,33 @@ class Stack:
 
     @property
     def proxy_api_keys(self) -> list[str]:
-        """Every key the proxy accepts: `proxy.api_keys` plus those in its keys file (read
-        each time: `up` writes that file part way through)."""
+        """The proxy's unnamed keys: `proxy.api_keys` plus those in its keys file (read each
+        time: `up` writes that file part way through). Named keys are kept as digests only."""
         return secrets.proxy_api_keys(self.config.proxy)
 
     @property
     def first_proxy_key(self) -> str | None:
-        """The key stackctl itself (and Open WebUI) uses for the proxy; None without keys."""
+        """The key stackctl itself (and Open WebUI) uses for the proxy: the first unnamed key,
+        else Open WebUI's named key; None without keys."""
         keys = self.proxy_api_keys
-        return keys[0] if keys else None
+        return keys[0] if keys else self.openwebui_named_key
+
+    @property
+    def openwebui_named_key(self) -> str | None:
+        """Open WebUI's key for the proxy (OPENAI_API_KEYS in secrets.env) when the key store
+        holds its digest: the named key `up` makes (keystore.OPENWEBUI_KEY)."""
+        keys_file = self.config.proxy.api_keys_file
+        if not keys_file:
+            return None
+        try:
+            value = secrets.read_env_file(self.paths.secrets_file).get(secrets.OPENWEBUI_PROXY_KEY)
+            stored = keystore.read_store(keystore.store_path(keys_file))
+        except (StackctlError, OSError):  # e.g. the system stack's files, to someone not root
+            return None
+        if not value:
+            return None
+        presented = keystore.digest(value)
+        return value if any(r.digest == presented for r in stored) else None
 
     @property
     def service_api_keys(self) -> dict[str, str]:

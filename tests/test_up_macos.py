@@ -439,7 +439,7 @@ def test_system_scope_gives_the_users_paths_to_the_account_the_daemons_run_as(
     trees = [logs, data / "openwebui", data / "ollama/models"]
     assert lines[start + 1 : start + 3] == [
         "         $ " + shlex.join(["chown", "-R", "nobody:staff", *map(str, trees)]),
-        "         $ " + shlex.join(["chown", "nobody:staff", str(keys)]),
+        "         $ " + shlex.join(["chown", "nobody:staff", str(keys), f"{keys}.json"]),
     ]
     # and before any unit is loaded (launchd starts RunAtLoad jobs at bootstrap): Ollama's,
     # loaded first so the models download while Open WebUI installs, then the others

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stackctl import keystore
 from stackctl.config import Config, load
 from stackctl.plan import Progress
 from stackctl.secrets import read_env_file
@@ -272,7 +273,7 @@ def test_system_scope_account_and_ownership_steps(
     ]  # fmt: skip
 
 
-def test_secrets_are_generated_once_and_exposed_keys_go_to_the_key_file(
+def test_secrets_are_generated_once_and_open_webui_gets_a_named_key(
     cpu_box: FakeBin, isolated_home: Path
 ) -> None:
     keys = isolated_home / "proxy-keys"
@@ -283,13 +284,18 @@ def test_secrets_are_generated_once_and_exposed_keys_go_to_the_key_file(
     )
     ctx = resolve_context(load(path), path, UpOptions())
     step = secrets_step(ctx)
+    store = keystore.store_path(keys)
+    assert step.files == [f"{ctx.paths.secrets_file} (0600)", f"{store} (0600)"]
     assert not step.check()
     step.apply(Progress(terminal=False))
     assert step.check()
     secrets = read_env_file(ctx.paths.secrets_file)
-    key = keys.read_text().splitlines()[1]
-    assert key.startswith("sk-stackctl-") and keys.stat().st_mode & 0o777 == 0o600
-    assert secrets["OPENAI_API_KEYS"] == key  # Open WebUI uses the proxy's own key
+    key = secrets["OPENAI_API_KEYS"]  # Open WebUI's key: only its digest is in the store
+    assert key.startswith("sk-stackctl-") and not keys.exists()
+    (record,) = keystore.read_store(store)
+    assert (record.name, record.digest) == ("openwebui", keystore.digest(key))
+    assert key not in store.read_text() and store.stat().st_mode & 0o777 == 0o600
+    assert ctx.stack.first_proxy_key == key  # stackctl's own checks use it too
     assert set(secrets) == {
         "WEBUI_SECRET_KEY",
         "OPENAI_API_KEYS",
@@ -297,13 +303,16 @@ def test_secrets_are_generated_once_and_exposed_keys_go_to_the_key_file(
         "WEBUI_ADMIN_PASSWORD",
     }
     assert secrets["WEBUI_ADMIN_EMAIL"] == "admin@example.com"
-    before = ctx.paths.secrets_file.read_text()
+    before = ctx.paths.secrets_file.read_text(), store.read_text()
     step.apply(Progress(terminal=False))
-    assert ctx.paths.secrets_file.read_text() == before  # never regenerated
+    assert (ctx.paths.secrets_file.read_text(), store.read_text()) == before  # never regenerated
 
     lines = summary_lines(ctx)
     sudo = "sudo " if ctx.scope == "system" else ""  # root's secrets.env, for a system stack
-    assert "  API key:          the first key in " + str(keys) + " (mode 0600)" in lines
+    assert (
+        "  API key:          one per person or app: `stackctl keys add NAME` (printed once)"
+        in lines
+    )
     assert (
         "    log in as admin@example.com; the password is WEBUI_ADMIN_PASSWORD in "
         f"{ctx.paths.secrets_file} (`{sudo}grep WEBUI_ADMIN_PASSWORD {ctx.paths.secrets_file}`)"
@@ -350,6 +359,61 @@ def test_exposed_without_admin_email_generates_the_admin_and_says_how_to_log_in(
         "    Open WebUI already had accounts, so it made no new admin: log in as its admin "
         "(alice@example.com)"
     )
+
+
+def test_a_revoked_open_webui_key_is_replaced_by_up(
+    cpu_box: FakeBin, isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = isolated_home / "proxy-keys"
+    path = config_file(isolated_home, f"proxy: {{api_keys_file: {keys}}}\n")
+    ctx = resolve_context(load(path), path, UpOptions())
+    secrets_step(ctx).apply(Progress(terminal=False))
+    old = read_env_file(ctx.paths.secrets_file)["OPENAI_API_KEYS"]
+    keystore.revoke_key(keystore.store_path(keys), "openwebui")
+    assert ctx.stack.first_proxy_key is None
+    step = secrets_step(ctx)
+    assert not step.check()
+    capsys.readouterr()
+    step.apply(Progress(terminal=False))
+    new = read_env_file(ctx.paths.secrets_file)["OPENAI_API_KEYS"]
+    assert new != old and ctx.stack.first_proxy_key == new
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "      Open WebUI's key for the proxy: the named key 'openwebui'",
+        "      Open WebUI takes its new key when it restarts: `stackctl restart openwebui`",
+    ]
+
+
+def test_a_stack_with_an_unnamed_key_keeps_giving_it_to_open_webui(
+    cpu_box: FakeBin, isolated_home: Path
+) -> None:
+    keys = isolated_home / "proxy-keys"
+    keys.write_text("# stackctl proxy API keys, one a line\nsk-stackctl-from-before\n")
+    keys.chmod(0o600)
+    path = config_file(isolated_home, f"expose: true\nproxy: {{api_keys_file: {keys}}}\n")
+    ctx = resolve_context(load(path), path, UpOptions())
+    secrets_step(ctx).apply(Progress(terminal=False))
+    assert read_env_file(ctx.paths.secrets_file)["OPENAI_API_KEYS"] == "sk-stackctl-from-before"
+    assert not keystore.store_path(keys).exists()
+    assert "  API key:          the first key in " + str(keys) + " (mode 0600)" in summary_lines(
+        ctx
+    )
+
+
+def test_without_open_webui_stackctl_keeps_an_unnamed_key_for_its_own_checks(
+    cpu_box: FakeBin, isolated_home: Path
+) -> None:
+    keys = isolated_home / "proxy-keys"
+    path = config_file(
+        isolated_home,
+        f"expose: true\nproxy: {{api_keys_file: {keys}}}\nopenwebui: {{enabled: false}}\n",
+    )
+    ctx = resolve_context(load(path), path, UpOptions())
+    step = secrets_step(ctx)
+    step.apply(Progress(terminal=False))
+    assert step.check()
+    key = keys.read_text().splitlines()[1]
+    assert key.startswith("sk-stackctl-") and keys.stat().st_mode & 0o777 == 0o600
+    assert ctx.stack.first_proxy_key == key
 
 
 def test_a_port_taken_by_another_program_stops_the_plan(

@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from stackctl import proc
+from stackctl import keystore, proc
 from stackctl import secrets as sec
 from stackctl.errors import StackctlError
 from stackctl.homebrew import invoking_user
@@ -196,8 +196,8 @@ def _owned_paths(ctx: Context) -> tuple[list[Path], list[Path]]:
     # $HOME); a Mac account keeps its own home.
     single = [ctx.paths.data_dir] if ctx.platform == "linux" else []
     keys_file = ctx.config.proxy.api_keys_file
-    if keys_file:
-        single.append(Path(keys_file).expanduser())  # the proxy reads it as that account
+    if keys_file:  # the proxy reads them as that account
+        single += [Path(keys_file).expanduser(), keystore.store_path(keys_file)]
     return trees, single
 
 
@@ -264,7 +264,7 @@ def _wanted_secrets(ctx: Context) -> dict[str, str | Callable[[], str] | None]:
     wanted: dict[str, str | Callable[[], str] | None] = {}
     if config.openwebui.enabled:
         wanted[sec.WEBUI_SECRET_KEY] = None
-        if config.proxy.enabled:
+        if config.proxy.enabled and not _named_openwebui_key(ctx):
             # Open WebUI talks to the proxy with the proxy's first key when it has keys
             wanted[sec.OPENWEBUI_PROXY_KEY] = ctx.stack.first_proxy_key
         if headless_admin(config):
@@ -295,28 +295,58 @@ def _secret_changes(ctx: Context, stored: dict[str, str]) -> dict[str, str]:
     return changes
 
 
+def _named_openwebui_key(ctx: Context) -> bool:
+    """Open WebUI gets a named key of its own (keystore.OPENWEBUI_KEY: its digest in the key
+    store, its value in secrets.env) when the proxy keeps keys in files and has no unnamed
+    key for it to use (a stack from before named keys keeps using its first key)."""
+    config = ctx.config
+    return bool(
+        config.openwebui.enabled
+        and config.proxy.enabled
+        and config.proxy.api_keys_file
+        and not ctx.stack.proxy_api_keys
+    )
+
+
+def _needs_openwebui_key(ctx: Context) -> bool:
+    """Open WebUI has no key the store accepts: none yet, or it was revoked (rotation)."""
+    return _named_openwebui_key(ctx) and ctx.stack.openwebui_named_key is None
+
+
 def _needs_proxy_key_file(ctx: Context) -> bool:
-    proxy = ctx.config.proxy
-    return bool(proxy.enabled and proxy.api_keys_file and not sec.proxy_api_keys(proxy))
+    """Without Open WebUI, stackctl's own checks need a key they can read: an unnamed one."""
+    config = ctx.config
+    proxy = config.proxy
+    return bool(
+        proxy.enabled
+        and proxy.api_keys_file
+        and not config.openwebui.enabled
+        and not sec.proxy_api_keys(proxy)
+    )
 
 
 def secrets_step(ctx: Context) -> Step:
     """Generate each missing secret once; never replace one that exists (a new Open WebUI
     key would log everyone out)."""
     path = ctx.paths.secrets_file
+    keys_file = ctx.config.proxy.api_keys_file
     files = [f"{path} (0600)"]
     if _needs_proxy_key_file(ctx):
-        files.append(f"{Path(ctx.config.proxy.api_keys_file).expanduser()} (0600)")
+        files.append(f"{Path(keys_file).expanduser()} (0600)")
+    if _needs_openwebui_key(ctx):
+        files.append(f"{keystore.store_path(keys_file)} (0600)")
 
     def check() -> bool:
-        if _needs_proxy_key_file(ctx):
+        if _needs_proxy_key_file(ctx) or _needs_openwebui_key(ctx):
             return False
         return not _secret_changes(ctx, sec.read_env_file(path))
 
     def apply(progress: Progress) -> None:
         if _needs_proxy_key_file(ctx):
             sec.ensure_proxy_key(ctx.config.proxy)
-            progress.note(f"API key for apps written to {ctx.config.proxy.api_keys_file}")
+            progress.note(f"API key for apps written to {keys_file}")
+        if _needs_openwebui_key(ctx):
+            _give_openwebui_a_key(ctx, progress)
         changes = _secret_changes(ctx, sec.read_env_file(path))
         if changes:
             sec.write_env_file(path, changes)  # other lines of the file are kept as they are
@@ -328,6 +358,23 @@ def secrets_step(ctx: Context) -> Step:
         apply=apply,
         files=files,
     )
+
+
+def _give_openwebui_a_key(ctx: Context, progress: Progress) -> None:
+    """Make (or replace) the named key `openwebui` and hand its value to Open WebUI."""
+    keys_file = ctx.config.proxy.api_keys_file
+    secrets_file = ctx.paths.secrets_file
+    previous = sec.read_env_file(secrets_file).get(sec.OPENWEBUI_PROXY_KEY)
+    key, _ = keystore.add_key(
+        keystore.store_path(keys_file),
+        keystore.OPENWEBUI_KEY,
+        replace=True,
+        owner_of=Path(keys_file).expanduser(),
+    )
+    sec.write_env_file(secrets_file, {sec.OPENWEBUI_PROXY_KEY: key})
+    progress.note(f"Open WebUI's key for the proxy: the named key '{keystore.OPENWEBUI_KEY}'")
+    if previous:
+        progress.note("Open WebUI takes its new key when it restarts: `stackctl restart openwebui`")
 
 
 def stored_hf_token(ctx: Context) -> str | None:

@@ -70,6 +70,8 @@ def trust_lines(config: Config, paths: Paths) -> list[str]:
 
 def _key_line(ctx: Context) -> str:
     proxy = ctx.config.proxy
+    if proxy.api_keys_file and not ctx.stack.proxy_api_keys:
+        return "one per person or app: `stackctl keys add NAME` (printed once)"
     if proxy.api_keys_file:
         path = Path(proxy.api_keys_file).expanduser()
         return f"the first key in {path} (mode 0600)"

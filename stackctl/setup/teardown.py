@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from stackctl import proc
+from stackctl import keystore, proc
 from stackctl.config import Config
 from stackctl.fsutil import tree_size
 from stackctl.paths import SERVICE_ACCOUNT, Paths
@@ -45,6 +45,7 @@ def _user_files(config: Config, config_path: Path) -> list[tuple[Path, str]]:
     if config.proxy.api_keys_file:
         keys = Path(config.proxy.api_keys_file).expanduser().absolute()
         files.append((keys, "the proxy's API keys"))
+        files.append((keystore.store_path(keys), "the proxy's named API keys (digests)"))
     return files
 
 
@@ -64,6 +65,7 @@ def purge_items(config: Config, config_path: Path, paths: Paths) -> list[PurgeIt
         (paths.config_file, "the config file"),
         (paths.secrets_file, "the secrets file"),
         (paths.proxy_keys_file, "the proxy's API keys"),
+        (keystore.store_path(paths.proxy_keys_file), "the proxy's named API keys (digests)"),
         (paths.data_dir, "stackctl's data dir (unit records, backups)"),
         (paths.log_dir, "stackctl's logs"),
     ]
