@@ -86,7 +86,8 @@ def test_user_scope_systemd_units(tmp_path):
     assert "EnvironmentFile" not in ollama and "User=" not in ollama
     assert lines_with(proxy, "ExecStart=") == [
         "ExecStart=/usr/bin/python3 -m stackctl --config "
-        "/home/alice/.config/stackctl/stack.yaml proxy serve --backend ollama"
+        "/home/alice/.config/stackctl/stack.yaml proxy serve --backend ollama "
+        "--usage-file /home/alice/.local/share/stackctl/proxy-key-usage.json"
     ]
     assert lines_with(proxy, "After=") == ["After=stackctl-ollama.service"]
     assert lines_with(proxy, "Wants=") == ["Wants=stackctl-ollama.service"]

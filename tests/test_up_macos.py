@@ -213,7 +213,8 @@ def test_up_installs_ollama_loads_plists_and_pulls(
     proxy = read_plist(agents / "dev.stackctl.proxy.plist")
     assert proxy["ProgramArguments"][1:] == [
         "-m", "stackctl", "--config", str(running_services["config"]), "proxy", "serve",
-        "--backend", "ollama",
+        "--backend", "ollama", "--usage-file",
+        str(isolated_home / "Library/Application Support/stackctl/proxy-key-usage.json"),
     ]  # fmt: skip
     webui_path = agents / "dev.stackctl.openwebui.plist"
     webui = read_plist(webui_path)

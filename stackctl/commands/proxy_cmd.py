@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -35,9 +36,19 @@ def proxy() -> None:
     help="The backend the default connection points at (default: the config's; the proxy "
     "service is given the one `stackctl up` installed, so `backend: auto` is not guessed again).",
 )
+@click.option(
+    "--usage-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write when each key was last used and its tokens today (default: "
+    "proxy-key-usage.json in stackctl's data dir; the service is given its stack's).",
+)
 @pass_app
 def proxy_serve(
-    app: AppContext, host: str | None, port: int | None, backend: Backend | None
+    app: AppContext,
+    host: str | None,
+    port: int | None,
+    backend: Backend | None,
+    usage_file: Path | None,
 ) -> None:
     """Serve the OpenAI API on /v1 in front of the configured backends.
 
@@ -60,5 +71,6 @@ def proxy_serve(
     host = host or config.bind_host
     exposed = config.expose or not is_loopback(host)  # behind the front it is exposed too
     proxy_api_keys(proxy_settings, config.source, exposed=exposed)  # may refuse
-    keyring = Keyring.for_config(proxy_settings, keystore.usage_path(stack.paths.data_dir))
+    usage_file = usage_file or keystore.usage_path(stack.paths.data_dir)
+    keyring = Keyring.for_config(proxy_settings, usage_file)
     serve(proxy_settings, stack.connections, keyring, host=host, port=port or proxy_settings.port)

@@ -16,6 +16,7 @@ import importlib
 from collections.abc import Mapping
 from pathlib import Path
 
+from stackctl import keystore
 from stackctl.catalog import FIT_CONTEXT_TOKENS
 from stackctl.cluster import (
     NODE_SERVICES_LABEL,
@@ -457,6 +458,10 @@ def proxy_spec(config: Config, inputs: RenderInputs) -> ServiceSpec:
             # unit's PATH, a driver not loaded yet) could point the proxy elsewhere
             "--backend",
             inputs.backend,
+            # where it writes each key's last use: the data dir, which it may write (system
+            # scope: it runs as another account, whose own paths are not the stack's)
+            "--usage-file",
+            str(keystore.usage_path(inputs.paths.data_dir)),
         ),
         env=defaults,
         secret_names=key_names,
