@@ -274,3 +274,51 @@ def test_last_used_is_written_in_batches_not_per_request(stack, monkeypatch):
     assert len(writes) < 10  # 20 requests, a write every 0.2 s at most
     (row,) = json.loads(stack.keys("list", "--json").out)
     assert row["name"] == "alice" and row["last_used"] is not None
+
+
+def test_streams_passed_through_count_a_limited_key_s_tokens(tmp_path, stackctl):
+    """An OpenAI-compatible backend (vLLM) sends a stream's usage only when asked: for a key
+    with tokens a day the proxy asks, counts it, and leaves that chunk out for the client."""
+    from tests.fakes.openai_backend import FakeOpenAIBackend
+
+    keys_file = tmp_path / "proxy-keys"
+    config_file = tmp_path / "stack.yaml"
+    config_file.write_text(f"proxy:\n  api_keys_file: '{keys_file}'\n")
+
+    def add(*args: str) -> str:
+        return stackctl("--config", str(config_file), "keys", "add", *args).out.strip()
+
+    limited, free = add("limited", "--tokens-per-day", "1000"), add("free")
+    config = Config()
+    config.proxy.api_keys_file = str(keys_file)
+    with FakeOpenAIBackend(["gemma3:1b"]) as vllm:
+        backend = Backend("vllm", "openai_compatible", vllm.url + "/v1")
+        app = create_app(
+            config.proxy, backends=[backend], keyring=Keyring.for_config(config.proxy, None)
+        )
+        with ServerThread(app) as proxy:
+
+            def stream(key: str, **extra) -> list[dict]:
+                with openai.OpenAI(base_url=proxy.url + "/v1", api_key=key, max_retries=0) as sdk:
+                    chunks = sdk.chat.completions.create(
+                        model="gemma3:1b", messages=HI, stream=True, **extra
+                    )
+                    return [c.model_dump() for c in chunks]
+
+            plain = stream(limited)
+            assert plain and all(c["choices"] for c in plain)  # no usage chunk it did not ask for
+            sent = vllm.requests("/v1/chat/completions")[-1]["body"]
+            assert sent["stream_options"] == {"include_usage": True}
+            asked = stream(limited, stream_options={"include_usage": True})
+            assert asked[-1]["choices"] == [] and asked[-1]["usage"]["total_tokens"] > 0
+            stream(free)
+            assert "stream_options" not in vllm.requests("/v1/chat/completions")[-1]["body"]
+            metrics = httpx.get(
+                proxy.url + "/metrics", headers={"Authorization": f"Bearer {free}"}
+            ).text
+    usage = asked[-1]["usage"]
+    assert (
+        f'stackctl_proxy_key_tokens_total{{key="limited",direction="out"}} '
+        f"{2 * usage['completion_tokens']}" in metrics
+    )
+    assert 'stackctl_proxy_key_tokens_total{key="free",direction="out"} 0' in metrics

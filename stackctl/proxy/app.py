@@ -26,6 +26,7 @@ from stackctl.proxy.context_limit import HEADER as CONTEXT_HEADER
 from stackctl.proxy.context_limit import ContextWatch
 from stackctl.proxy.errors import OpenAIError
 from stackctl.proxy.gate import AUTHORIZED, Gate
+from stackctl.proxy.keyring import CURRENT as CURRENT_KEY
 from stackctl.proxy.keyring import Keyring
 from stackctl.proxy.metrics import Metrics
 from stackctl.proxy.metrics import labels as metrics_labels
@@ -57,6 +58,20 @@ class RouteSpec:
     @property
     def streams(self) -> bool:
         return self.translator is not None
+
+
+def _counts_tokens() -> bool:
+    """Does the request's key have a tokens-a-day limit (so its tokens must be counted)?"""
+    key = CURRENT_KEY.get()
+    return key is not None and bool(key.record.tokens_per_day)
+
+
+def _asked_for_usage(body: dict) -> bool:
+    """True also for a `stream_options` that is not an object: the backend answers that."""
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    return not isinstance(options, dict) or options.get("include_usage") is True
 
 
 def _parallel_tool_calls(body: dict) -> bool:
@@ -283,7 +298,15 @@ class Proxy:
             body = {**body, "model": destination.model}
             raw = codec.dumps(body)
         if spec.streams and body.get("stream") is True:
-            return await self.stream(backend, spec.openai_path, raw, send)
+            hide_usage = False
+            if _counts_tokens() and not _asked_for_usage(body):
+                # a key's tokens a day are counted from the usage the client did not ask for
+                options = body.get("stream_options") or {}
+                body = {**body, "stream_options": {**options, "include_usage": True}}
+                raw, hide_usage = codec.dumps(body), True
+            return await self.stream(
+                backend, spec.openai_path, raw, send, label=destination.label, hide_usage=hide_usage
+            )
         reply = await self.upstream.call(backend, "POST", spec.openai_path, raw)
         if not 200 <= reply.status < 300:
             raise relay.backend_error(backend, reply.status, reply.body)
@@ -300,13 +323,21 @@ class Proxy:
         body: codec.Raw,
         send: Any,
         translator: Any = None,
+        *,
+        label: str = "",
+        hide_usage: bool = False,
     ) -> int:
-        """Relay a streamed answer (relay.stream), counted in streams_in_flight."""
+        """Relay a streamed answer (relay.stream), counted in streams_in_flight; the tokens
+        of one passed through are counted when it ends with a usage."""
         self.metrics.streams_in_flight += 1
         try:
-            await relay.stream(self.upstream, backend, path, body, send, translator)
+            usage = await relay.stream(
+                self.upstream, backend, path, body, send, translator, hide_usage
+            )
         finally:
             self.metrics.streams_in_flight -= 1
+        if usage is not None:
+            self.metrics.count_tokens(label, usage)
         return 200
 
     def _answered(self, data: bytes, label: str, requested: str, *, rename: bool) -> bytes:

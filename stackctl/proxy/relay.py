@@ -9,8 +9,9 @@ the backend connection (Ollama then stops loading the model or generating).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from stackctl.proxy import codec
@@ -247,15 +248,57 @@ def _broken_relay() -> bytes:
     ).to_event()
 
 
-async def relay_raw(upstream: Upstream, backend: Backend, response: Any, send: Any) -> None:
-    """An OpenAI-compatible backend's SSE stream, passed through as it comes."""
+def _usage_event(event: bytes) -> dict[str, Any] | None:
+    """The `usage` of one SSE event, when it is a chunk that carries one."""
+    if not event.startswith(b"data:") or b'"usage"' not in event:
+        return None
+    try:
+        chunk = codec.loads(event[5:].strip())
+    except codec.JSONDecodeError:
+        return None
+    usage = chunk.get("usage") if isinstance(chunk, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def stream_usage(tail: Iterable[bytes]) -> dict[str, Any] | None:
+    """The token counts at the end of an OpenAI-style stream (its last reads): the last event
+    with a `usage`, which a backend sends when asked with stream_options.include_usage."""
+    for event in reversed(b"".join(tail).replace(b"\r\n", b"\n").split(b"\n\n")):
+        usage = _usage_event(event.strip())
+        if usage is not None:
+            return usage
+    return None
+
+
+def _without_usage_chunks(data: bytes) -> bytes:
+    """A read without the usage-only chunks (`"choices": []`) the proxy asked for itself."""
+    events = data.split(b"\n\n")
+    kept = [
+        e
+        for e in events
+        if _usage_event(e.strip()) is None or codec.loads(e.strip()[5:]).get("choices") != []
+    ]
+    return b"\n\n".join(kept) if len(kept) != len(events) else data
+
+
+async def relay_raw(
+    upstream: Upstream, backend: Backend, response: Any, send: Any, hide_usage: bool = False
+) -> dict[str, Any] | None:
+    """An OpenAI-compatible backend's SSE stream, passed through as it comes; returns its
+    usage when it sent one. `hide_usage`: the client did not ask for the usage chunk (the
+    proxy did, to count a key's tokens), so it is left out."""
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    tail: collections.deque[bytes] = collections.deque(maxlen=4)
     try:
         async for chunk in upstream.chunks(backend, response):
+            tail.append(chunk)
+            if hide_usage and b'"usage"' in chunk:
+                chunk = _without_usage_chunks(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except OpenAIError as error:
         await send({"type": "http.response.body", "body": error.to_event(), "more_body": True})
     await send({"type": "http.response.body", "body": b""})
+    return stream_usage(tail)
 
 
 async def stream(
@@ -265,16 +308,18 @@ async def stream(
     body: codec.Raw,
     send: Any,
     translator: Any = None,
-) -> None:
+    hide_usage: bool = False,
+) -> dict[str, Any] | None:
     """POST to the backend; on 200 relay its stream until it is done.
 
-    The stream passes through as it comes, or, given a `translator`, is translated from
-    Ollama's NDJSON. A non-200 answer becomes an ordinary error response (nothing was sent yet).
+    The stream passes through as it comes (its usage returned, when it sent one), or, given
+    a `translator`, is translated from Ollama's NDJSON (the translator keeps the counts). A
+    non-200 answer becomes an ordinary error response (nothing was sent yet).
     """
     async with upstream.stream(backend, path, body) as response:
         if response.status != 200:
             raise backend_error(backend, response.status, await response.read())
         if translator is None:
-            await relay_raw(upstream, backend, response, send)
-        else:
-            await relay_ndjson(upstream, backend, response, send, translator)
+            return await relay_raw(upstream, backend, response, send, hide_usage)
+        await relay_ndjson(upstream, backend, response, send, translator)
+        return None
