@@ -111,7 +111,7 @@ def test_disabled_service_does_not_take_its_port() -> None:
 def test_expose_without_api_keys() -> None:
     assert problems("expose: true\n") == [
         "stack.yaml:1: expose: true needs API keys for the proxy: set proxy.api_keys_file "
-        "(stackctl up writes a key into it) or list proxy.api_keys"
+        "(its keys: `stackctl keys add NAME`) or list proxy.api_keys"
     ]
     assert problems("expose: true\nproxy: {api_keys: [sk-local-123456]}\n") == []
 

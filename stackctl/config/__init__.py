@@ -207,7 +207,7 @@ def _cross_checks(config: Config, out: Problems, platform: Platform) -> None:
             out.add(
                 line("expose"),
                 "expose: true needs API keys for the proxy: set proxy.api_keys_file "
-                "(stackctl up writes a key into it) or list proxy.api_keys",
+                "(its keys: `stackctl keys add NAME`) or list proxy.api_keys",
             )
     _tls_checks(config, out)
     if config.cluster is not None:
