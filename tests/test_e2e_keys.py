@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ import pytest
 from tests.fakes.installer import FakeBin
 from tests.ports import free_ports
 from tests.systemd_user import SystemdUser
+from tests.test_proxy_keys import until
 
 pytestmark = pytest.mark.systemd
 
@@ -45,14 +45,6 @@ def chat(port: int, key: str) -> httpx.Response:
         headers={"Authorization": f"Bearer {key}"},
         timeout=10,
     )
-
-
-def until(check, seconds: float) -> float:
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < seconds, f"not within {seconds} s"
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 def test_an_exposed_stack_s_keys_are_added_used_limited_and_revoked_without_a_restart(
