@@ -273,6 +273,41 @@ def test_system_scope_account_and_ownership_steps(
     ]  # fmt: skip
 
 
+def test_ownership_covers_the_proxy_s_key_files_that_exist(
+    cpu_box: FakeBin, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Open WebUI's key is a named one, so api_keys_file may never be written: the step is
+    done once the key files that exist belong to the services' account."""
+    monkeypatch.setenv("STACKCTL_AS_ROOT", "1")
+    keys = isolated_home / "etc/stackctl/proxy-keys"
+    config = Config()
+    config.proxy.api_keys_file = str(keys)
+    ctx = resolve_context(config, isolated_home / "etc/stackctl/stack.yaml", UpOptions())
+    monkeypatch.setattr("stackctl.setup.common._owner_ids", lambda *_: (os.getuid(), os.getgid()))
+    data = isolated_home / "var/lib/stackctl"
+    for directory in (
+        isolated_home / "var/log/stackctl",
+        data / "openwebui",
+        data / "ollama/models",
+    ):
+        directory.mkdir(parents=True)
+    step = ownership_step(ctx)
+    assert step.check()  # neither key file exists yet
+    store = keystore.store_path(keys)
+    keystore.add_key(store, "alice")
+    assert step.check()
+    if os.geteuid() == 0:  # only root can give a file away
+        os.chown(store, 4242, 4242)
+        assert not step.check()
+        step.apply(Progress(terminal=False))
+        assert cpu_box.calls("chown")[-1] == [
+            "chown",
+            "stackctl:stackctl",
+            str(ctx.paths.data_dir),
+            str(store),
+        ]
+
+
 def test_secrets_are_generated_once_and_open_webui_gets_a_named_key(
     cpu_box: FakeBin, isolated_home: Path
 ) -> None:

@@ -38,7 +38,7 @@ def proxy() -> None:
 )
 @click.option(
     "--usage-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, readable=False, path_type=Path),  # a bad one is logged
     help="Where to write when each key was last used and its tokens today (default: "
     "proxy-key-usage.json in stackctl's data dir; the service is given its stack's).",
 )

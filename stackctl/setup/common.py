@@ -195,10 +195,16 @@ def _owned_paths(ctx: Context) -> tuple[list[Path], list[Path]]:
     # Linux: the data dir is the account's home (vLLM and Open WebUI keep caches under
     # $HOME); a Mac account keeps its own home.
     single = [ctx.paths.data_dir] if ctx.platform == "linux" else []
-    keys_file = ctx.config.proxy.api_keys_file
-    if keys_file:  # the proxy reads them as that account
-        single += [Path(keys_file).expanduser(), keystore.store_path(keys_file)]
     return trees, single
+
+
+def _key_files(ctx: Context) -> list[Path]:
+    """The proxy's key files, which it reads as the services' account; either may not exist
+    (Open WebUI's key is a named one, and named keys may never be added)."""
+    keys_file = ctx.config.proxy.api_keys_file
+    if not keys_file:
+        return []
+    return [Path(keys_file).expanduser(), keystore.store_path(keys_file)]
 
 
 def ownership_step(ctx: Context) -> Step:
@@ -209,23 +215,26 @@ def ownership_step(ctx: Context) -> Step:
     open makes the job exit with 78, EX_CONFIG), Open WebUI opens its database in its 0700
     DATA_DIR, Ollama writes models, and an exposed proxy reads its 0600 key file."""
     trees, single = _owned_paths(ctx)
+    keys = _key_files(ctx)
     user, group = service_owner(ctx)
     owner = f"{user}:{group}"
 
     def commands(existing_only: bool) -> list[list[str]]:
         keep = (lambda p: p.exists()) if existing_only else (lambda p: True)
         argvs = [["chown", "-R", owner, *(str(p) for p in trees if keep(p))]]
-        argvs.append(["chown", owner, *(str(p) for p in single if keep(p))])
+        argvs.append(["chown", owner, *(str(p) for p in [*single, *keys] if keep(p))])
         return [argv for argv in argvs if argv[-1] != owner]  # nothing to chown: no command
+
+    def owned(path: Path, ids: tuple[int, int]) -> bool:
+        return (path.stat().st_uid, path.stat().st_gid) == ids
 
     def check() -> bool:
         ids = _owner_ids(user, group)
         if ids is None:
             return False
-        for path in [*trees, *single]:
-            if not path.exists() or (path.stat().st_uid, path.stat().st_gid) != ids:
-                return False
-        return True
+        if not all(path.exists() and owned(path, ids) for path in [*trees, *single]):
+            return False
+        return all(owned(path, ids) for path in keys if path.exists())
 
     def apply(progress: Progress) -> None:
         for argv in commands(existing_only=True):
