@@ -87,6 +87,14 @@ class BadKeyStore(StackctlError):
         )
 
 
+class UnreadableKeyStore(StackctlError):
+    def __init__(self, path: Path):
+        super().__init__(
+            f"{path} cannot be read by you: run the command as its owner (e.g. with sudo for "
+            "the system stack)."
+        )
+
+
 class InvalidKeyName(StackctlError):
     def __init__(self, name: str):
         if UNNAMED_PATTERN.match(name):
@@ -192,6 +200,8 @@ def read_store(path: Path) -> list[KeyRecord]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
+    except PermissionError:
+        raise UnreadableKeyStore(path) from None
     if not is_private(path):
         raise InsecureSecretFile(path)
     try:

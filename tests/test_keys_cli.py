@@ -211,3 +211,23 @@ def test_root_keeps_the_owner_of_the_store_it_rewrites(tmp_path):
     keystore.add_key(store, "bob", owner_of=keys_file)
     assert (store.stat().st_uid, store.stat().st_gid) == (5151, 5252)
     assert store.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_store_the_user_cannot_read_is_named(stackctl, config, tmp_path, monkeypatch):
+    stackctl("--config", str(config), "keys", "add", "alice")
+    store = tmp_path / "proxy-keys.json"
+
+    real = Path.read_text
+
+    def refuse(self, *args, **kwargs):  # as root, chmod cannot keep the test from reading
+        if self == store:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    result = stackctl("--config", str(config), "keys", "revoke", "alice")
+    assert (result.code, result.err) == (
+        1,
+        f"Error: {store} cannot be read by you: run the command as its owner (e.g. with sudo "
+        "for the system stack).\n",
+    )
