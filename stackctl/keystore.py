@@ -51,10 +51,6 @@ class KeyRecord:
     tokens_per_day: int | None = None  # prompt + completion tokens a UTC day
     source: str = ""  # "": the store; else where the unnamed key is written
 
-    @property
-    def named(self) -> bool:
-        return not self.source
-
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,

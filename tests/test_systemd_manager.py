@@ -48,11 +48,13 @@ http.server.HTTPServer((host, int(port)), Handler).serve_forever()
 """
 
 FAKE_PYTHON = """#!{python}
-# Stand-in for the proxy's `python -m stackctl --config PATH proxy serve --backend ollama`:
-# serves /health on proxy.port from that config, and refuses any other command line.
+# Stand-in for the proxy's `python -m stackctl --config PATH proxy serve --backend ollama
+# --usage-file PATH`: serves /health on proxy.port from that config, and refuses any other
+# command line.
 import http.server, sys, yaml
 args = sys.argv[1:]
-if args[:3] != ["-m", "stackctl", "--config"] or args[4:] != ["proxy", "serve", "--backend", "ollama"]:
+serve = ["proxy", "serve", "--backend", "ollama", "--usage-file"]
+if args[:3] != ["-m", "stackctl", "--config"] or args[4:9] != serve or len(args) != 10:
     sys.exit(f"unexpected arguments: {{args}}")
 port = yaml.safe_load(open(args[3]))["proxy"]["port"]
 class Handler(http.server.BaseHTTPRequestHandler):

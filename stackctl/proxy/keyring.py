@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from stackctl import keystore
 from stackctl.errors import StackctlError
-from stackctl.keystore import KeyRecord, Usage, digest, read_usage, utc_day, write_usage
+from stackctl.keystore import DAY, KeyRecord, Usage, digest, read_usage, utc_day, write_usage
 
 if TYPE_CHECKING:
     from stackctl.config.model import ProxySection
@@ -84,7 +84,7 @@ class KeyState:
         if record.tokens_per_day:
             used = self.usage.tokens_on(utc_day(wall))
             if used >= record.tokens_per_day:
-                retry = max(1, math.ceil((utc_day(wall) + 1) * 86400 - wall))
+                retry = max(1, math.ceil((utc_day(wall) + 1) * DAY - wall))
                 return Refusal(
                     "tokens",
                     retry,
