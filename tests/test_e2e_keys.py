@@ -3,7 +3,7 @@
 up with expose: true -> Open WebUI's own named key, status healthy with it -> keys add, the
 key works -> keys revoke, 401 within a second, the proxy never restarted -> a key limited to
 5 requests a minute gets 429 with Retry-After on the sixth -> per-key metrics and last used.
-The requests go to the proxy's port on 127.0.0.1 (it listens on 0.0.0.0 when exposed).
+The requests go to the proxy's own port on 127.0.0.1 (the HTTPS front is tested apart).
 """
 
 from __future__ import annotations
