@@ -22,9 +22,8 @@ import httpx
 import psutil
 import pytest
 
-from stackctl.config import load
 from stackctl.front import machine_addresses
-from stackctl.secrets import proxy_api_keys, read_env_file
+from stackctl.secrets import read_env_file
 from tests.fakes.installer import FakeBin
 from tests.ports import free_ports
 from tests.systemd_user import SystemdUser
@@ -136,10 +135,16 @@ def test_exposed_stack_serves_https_only_with_a_headless_admin(
         session = client.post(f"{webui_url}/api/v1/auths/signin", json=login)
         assert session.status_code == 200 and session.json()["role"] == "admin"
 
-        [key] = proxy_api_keys(load(config).proxy)
-        models = client.get(
-            f"https://{address}:{front_proxy}/v1/models", headers={"Authorization": f"Bearer {key}"}
-        )
+        key = stackctl("keys", "add", "through-the-front").out.strip()  # a named key
+        deadline = time.monotonic() + 2  # the proxy takes it within a second
+        while True:
+            models = client.get(
+                f"https://{address}:{front_proxy}/v1/models",
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            if models.status_code != 401 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert models.status_code == 200
         assert [m["id"] for m in models.json()["data"]] == ["gemma3:1b"]
         assert client.get(f"https://{address}:{front_proxy}/v1/models").status_code == 401
