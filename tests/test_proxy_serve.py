@@ -165,3 +165,39 @@ def test_help_shows_serve_with_an_example(stackctl):
     result = stackctl("proxy", "serve", "--help")
     assert result.code == 0
     assert "stackctl --config ~/.config/stackctl/stack.yaml proxy serve --port 4000" in result.out
+
+
+def test_sighup_reloads_the_keys_instead_of_ending_the_proxy(tmp_path, ollama, stackctl):
+    """`kill -HUP`, as servers are reloaded: the proxy reads its key files at once and goes on
+    (SIGHUP's default action would end it)."""
+    port = free_port()
+    keys = tmp_path / "proxy-keys"
+    config = write_config(tmp_path / "stack.yaml", ollama.url, port, f"  api_keys_file: '{keys}'\n")
+    first = stackctl("--config", str(config), "keys", "add", "first").out.strip()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stackctl", "--config", str(config), "proxy", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "STACKCTL_PLATFORM": "linux"},
+    )
+    try:
+        assert proc.stdout.readline().endswith("; 1 API key\n")
+        headers = {"Authorization": f"Bearer {first}"}
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers).is_success
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert proc.poll() is None
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers).is_success
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert "the proxy's keys were reloaded: 1 key(s)" in err
+    assert first not in out + err

@@ -201,6 +201,7 @@ class Proxy:
         await self.upstream.open()
         await self.registry.ensure(wait=False)  # warm the model list in the background
         usage = asyncio.ensure_future(self.keyring.keep_usage())
+        self.keyring.reload_on_hangup()
         try:
             yield
         finally:

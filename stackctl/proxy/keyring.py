@@ -4,7 +4,7 @@ The gate looks a presented key up by its SHA-256 digest in a dict (stackctl.keys
 cost does not grow with the number of keys. Reloaded without a restart: at most every
 CHECK_SECONDS a request stats the key files (inode, size, mtime, ctime) and, when one
 changed, reads them again, so a key added or revoked with `stackctl keys` is taken or refused
-within a second. A file that cannot be read then (a half-done edit, a mode others can read)
+within a second; SIGHUP reloads them at once. A file that cannot be read then (a half-done edit, a mode others can read)
 leaves the keys as they were, and the log says why.
 
 Per key: optional limits, requests in the last 60 s (a sliding window) and tokens a UTC day
@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hmac
 import logging
 import math
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -203,6 +205,14 @@ class Keyring:
             return
         self._install(records)
         log.info("the proxy's keys were reloaded: %d key(s)", len(records))
+
+    def reload_on_hangup(self) -> None:
+        """SIGHUP reloads the keys at once, as servers are reloaded (`kill -HUP`), instead of
+        ending the process (its default action). Only a main thread's loop takes signals: a
+        proxy served from another thread watches its files only."""
+        # RuntimeError/ValueError: not the main thread; NotImplementedError: Windows
+        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
 
     def refresh(self, now: float) -> None:
         """Reload when a watched file changed (checked at most every CHECK_SECONDS)."""
