@@ -635,3 +635,26 @@ def test_an_offline_open_webui_needs_its_embedding_model_cached(
     (repo / "snapshots/c9745ed1d9f207416be6d2e6f8de32d1f16199bf/config.json").write_text("{}")
     result = stackctl("up", "--dry-run")
     assert result.code == 0, result.out + result.err
+
+
+def test_an_exposed_stack_with_inline_keys_in_a_readable_config_stops_before_any_change(
+    cpu_box: FakeBin, isolated_home: Path, stackctl
+) -> None:
+    ollama, proxy = free_ports(2)
+    path = config_file(
+        isolated_home,
+        f"expose: true\nollama: {{port: {ollama}}}\nproxy: {{port: {proxy}, "
+        "api_keys: [sk-0123456789]}\nopenwebui: {enabled: false}\n",
+    )
+    path.chmod(0o644)
+    result = stackctl("up", "--yes")
+    assert result.code == 1
+    assert result.err == (
+        f"Error: {path} holds proxy.api_keys but others can read it, and the proxy would "
+        f"listen on the network: run `chmod 600 {path}`, or move the keys to "
+        "proxy.api_keys_file (a file of mode 0600).\n"
+    )
+    assert not cpu_box.calls("systemctl")  # nothing installed or started
+    assert cpu_box.calls("ollama") == [["ollama", "--version"]]  # the probe only
+    path.chmod(0o600)
+    assert "holds proxy.api_keys" not in stackctl("up", "--dry-run").err

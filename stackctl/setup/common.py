@@ -23,6 +23,13 @@ NOLOGIN = "/usr/sbin/nologin"
 MACOS_GROUP = "staff"  # every account a person logs in with on a Mac is in it
 
 
+def require_private_inline_keys(ctx: Context) -> None:
+    """An exposed stack takes inline proxy.api_keys only from a stack.yaml others cannot read
+    (the proxy refuses them at start otherwise: better to say so before anything changes)."""
+    if ctx.config.expose and ctx.config.proxy.enabled:
+        sec.proxy_api_keys(ctx.config.proxy, ctx.config.source, exposed=True)
+
+
 # --- ports --------------------------------------------------------------------------------
 
 

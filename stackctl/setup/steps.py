@@ -55,6 +55,7 @@ def preflight(ctx: Context) -> list[StackctlError]:
                 checks.append(cluster.require_model_fits_the_cluster)
         checks.append(front.require_caddy)
     checks += [common.require_free_ports, front.require_free_openwebui_front_port]
+    checks.append(common.require_private_inline_keys)
     checks.append(require_cached_embedding_model)
     if ctx.scope == "system" and ctx.platform == "linux" and ctx.config.proxy.enabled:
         checks.append(
