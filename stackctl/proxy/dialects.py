@@ -232,24 +232,8 @@ async def _relay(
                 break
         if not source.finished:
             raise StreamBroken("ended the stream before the answer was complete")
-    except StreamBroken as exc:
-        error = OpenAIError(502, f"The backend '{backend.name}' {exc}", code="backend_error")
-        await _send_failure(pinger, writer, error, send)
-        return
-    except WrongShape as exc:
-        await _send_failure(pinger, writer, relay.wrong_shape(backend, exc), send)
-        return
-    except OpenAIError as error:
-        await _send_failure(pinger, writer, error, send)
-        return
-    except Exception:  # the answer started: end it with an error event, never cut it off
-        log.exception("internal error while relaying a stream from %s", backend.name)
-        failure = OpenAIError(
-            500,
-            "The proxy failed while relaying the answer; its log has the details.",
-            type="server_error",
-        )
-        await _send_failure(pinger, writer, failure, send)
+    except Exception as exc:  # the answer started: end it with an error event, never cut it off
+        await _send_failure(pinger, writer, relay.stream_failure(backend, exc), send)
         return
     pinger.cancel()
     await asyncio.gather(pinger, return_exceptions=True)

@@ -226,26 +226,27 @@ async def relay_ndjson(
                 break
         if not translator.finished:
             raise StreamBroken("ended the stream before the answer was complete (no done line)")
-    except StreamBroken as exc:
-        error = OpenAIError(502, f"The backend '{backend.name}' {exc}", code="backend_error")
+    except Exception as exc:  # the answer started: end it with an error event, never cut it off
+        error = stream_failure(backend, exc)
         await send({"type": "http.response.body", "body": error.to_event(), "more_body": True})
-    except WrongShape as exc:
-        error = wrong_shape(backend, exc)
-        await send({"type": "http.response.body", "body": error.to_event(), "more_body": True})
-    except OpenAIError as error:
-        await send({"type": "http.response.body", "body": error.to_event(), "more_body": True})
-    except Exception:  # the answer started: end it with an error event, never cut it off
-        log.exception("internal error while relaying a stream from %s", backend.name)
-        await send({"type": "http.response.body", "body": _broken_relay(), "more_body": True})
     await send({"type": "http.response.body", "body": b""})
 
 
-def _broken_relay() -> bytes:
+def stream_failure(backend: Backend, exc: Exception) -> OpenAIError:
+    """What a stream that broke after its answer started ends with (call it in the `except`:
+    a failure of the proxy's own is logged with its traceback)."""
+    if isinstance(exc, StreamBroken):
+        return OpenAIError(502, f"The backend '{backend.name}' {exc}", code="backend_error")
+    if isinstance(exc, WrongShape):
+        return wrong_shape(backend, exc)
+    if isinstance(exc, OpenAIError):
+        return exc
+    log.exception("internal error while relaying a stream from %s", backend.name)
     return OpenAIError(
         500,
         "The proxy failed while relaying the answer; its log has the details.",
         type="server_error",
-    ).to_event()
+    )
 
 
 def _usage_event(event: bytes) -> dict[str, Any] | None:
