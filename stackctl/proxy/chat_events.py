@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from stackctl.proxy import codec, shapes
 from stackctl.proxy.errors import OpenAIError
-from stackctl.proxy.responses import StreamBroken, call_id, finish_reason, usage
+from stackctl.proxy.responses import StreamBroken, call_id, finish_reason, ndjson_object, usage
 
 
 class Writer(Protocol):
@@ -47,11 +47,8 @@ class OllamaSource:
         self.last: dict[str, Any] = {}  # the done line, for the context-length check
 
     def feed(self, line: bytes) -> bytes:
-        try:
-            native = codec.loads(line)
-        except codec.JSONDecodeError:
-            raise StreamBroken(f"sent a line that is not JSON: {line[:200]!r}") from None
-        if type(native) is not dict:
+        native = ndjson_object(line)
+        if native is None:
             return b""
         if "error" in native:
             raise StreamBroken(f"failed mid-answer: {native['error']}")

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from stackctl.proxy import codec
 from stackctl.proxy.errors import OpenAIError
-from stackctl.proxy.responses import StreamBroken
+from stackctl.proxy.responses import StreamBroken, ndjson_object
 from stackctl.proxy.shapes import WrongShape
 from stackctl.proxy.upstream import Backend, Upstream
 
@@ -215,11 +215,7 @@ async def relay_ndjson(
         async for lines in upstream.lines(backend, response):
             out = b""
             for line in lines:
-                try:
-                    native = codec.loads(line)
-                except codec.JSONDecodeError:
-                    raise StreamBroken(f"sent a line that is not JSON: {line[:200]!r}") from None
-                out += translator.feed(native if isinstance(native, dict) else {})
+                out += translator.feed(ndjson_object(line) or {})
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             if translator.finished:

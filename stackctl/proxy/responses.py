@@ -25,6 +25,16 @@ class StreamBroken(Exception):
     """The backend's stream carried an error line, or ended before its `done: true` line."""
 
 
+def ndjson_object(line: bytes) -> dict[str, Any] | None:
+    """One line of Ollama's NDJSON stream: its object, None for JSON that is not an object,
+    StreamBroken for a line that is not JSON."""
+    try:
+        native = codec.loads(line)
+    except codec.JSONDecodeError:
+        raise StreamBroken(f"sent a line that is not JSON: {line[:200]!r}") from None
+    return native if type(native) is dict else None
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
