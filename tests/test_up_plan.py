@@ -19,6 +19,7 @@ from stackctl.setup.common import account_step, ownership_step, secrets_step
 from stackctl.setup.configfile import config_text
 from stackctl.setup.steps import build_steps
 from stackctl.setup.summary import summary_lines
+from tests.fakes import hosts
 from tests.fakes.installer import FakeBin
 from tests.ports import free_ports
 
@@ -454,22 +455,23 @@ def test_without_open_webui_stackctl_keeps_an_unnamed_key_for_its_own_checks(
 def test_a_port_taken_by_another_program_stops_the_plan(
     cpu_box: FakeBin, isolated_home: Path, stackctl
 ) -> None:
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        port = taken.getsockname()[1]
-        ollama, proxy = free_ports(2)  # not 11434 and 4000: those may be taken on a test box
+    # The port is held by another process, as it would be: held by pytest's own process,
+    # the subprocesses `up` spawns while it reads the listeners (brew, ollama --version) share
+    # the socket between fork and exec, and the listener may be named after one of them.
+    port, ollama, proxy = free_ports(3)  # not 11434 and 4000: those may be taken on a test box
+    taken = hosts.listen(port)
+    try:
         path = config_file(
             isolated_home,
             f"ollama: {{port: {ollama}}}\nproxy: {{port: {proxy}}}\nopenwebui: {{port: {port}}}\n",
         )
         result = stackctl("up", "--yes")
+    finally:
+        hosts.stop(taken)
     assert result.code == 1
     assert result.err.startswith(f"Error: port {port} (openwebui) is taken by ")
     assert result.err.endswith(
-        f"(pid {os.getpid()}): stop it, or give openwebui.port another port in {path}, "
+        f"(pid {taken.pid}): stop it, or give openwebui.port another port in {path}, "
         "then run `stackctl up` again\n"
     )
 
@@ -478,23 +480,22 @@ def test_a_port_taken_by_another_program_stops_the_plan(
 def test_a_front_port_taken_by_another_program_stops_the_plan(
     cpu_box: FakeBin, isolated_home: Path, stackctl, key: str
 ) -> None:
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))
-        taken.listen(1)
-        port = taken.getsockname()[1]
+    (port,) = free_ports(1)
+    taken = hosts.listen(port)  # another process (see the test above)
+    try:
         path = config_file(
             isolated_home,
             f"expose: true\nproxy: {{api_keys: [sk-0123456789]}}\ntls: {{{key}: {port}}}\n",
         )
         path.chmod(0o600)
         result = stackctl("up", "--yes")
+    finally:
+        hosts.stop(taken)
     assert result.code == 1, result.out
     what = "front" if key == "port" else "tls.openwebui_port, Open WebUI over HTTPS"
     assert result.err.startswith(f"Error: port {port} ({what}) is taken by ")
     assert result.err.endswith(
-        f"(pid {os.getpid()}): stop it, or give tls.{key} another port in {path}, "
+        f"(pid {taken.pid}): stop it, or give tls.{key} another port in {path}, "
         "then run `stackctl up` again\n"
     )
 
