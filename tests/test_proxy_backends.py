@@ -14,7 +14,7 @@ import pytest
 from stackctl.config.model import Config, Connection
 from stackctl.proxy.app import create_app
 from stackctl.proxy.upstream import Backend
-from tests.fakes.asgi_server import ServerThread
+from tests.fakes.asgi_server import ServerThread, proxy_thread
 from tests.fakes.ollama_api import FakeOllama
 from tests.fakes.openai_backend import FakeOpenAIBackend
 from tests.ports import free_port
@@ -75,7 +75,7 @@ def proxy(ollama, vllm, closed_port, monkeypatch_module):
     app = create_app(
         config.proxy, backends=[Backend.from_connection(c) for c in connections], api_keys=[]
     )
-    with ServerThread(app) as server:
+    with proxy_thread(app, config.proxy) as server:
         yield server
 
 

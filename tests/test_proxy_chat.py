@@ -16,7 +16,7 @@ import pytest
 from stackctl.config.model import Config
 from stackctl.proxy.app import create_app
 from stackctl.proxy.upstream import Backend
-from tests.fakes.asgi_server import ServerThread
+from tests.fakes.asgi_server import ServerThread, proxy_thread
 from tests.fakes.ollama_api import FakeOllama
 
 WEATHER = {
@@ -51,7 +51,7 @@ def proxy(ollama: FakeOllama):
     config.proxy.aliases = {"gpt-4o": "gemma3:1b"}
     config.proxy.model_options = {"qwen3:8b": {"num_ctx": 8192, "temperature": 0.6}}
     app = create_app(config.proxy, backends=[Backend("ollama", "ollama", ollama.url)], api_keys=[])
-    with ServerThread(app) as server:
+    with proxy_thread(app, config.proxy) as server:
         yield server
 
 

@@ -17,6 +17,7 @@ from fakes.misbehaving import MODEL, MisbehavingBackend, ndjson
 
 from stackctl.config.model import ProxySection
 from stackctl.proxy.app import create_app
+from stackctl.proxy.server import uvicorn_options
 from stackctl.proxy.upstream import Backend
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}
@@ -35,14 +36,18 @@ def compatible():
         yield backend
 
 
-def serve(backend: MisbehavingBackend, **settings) -> ServerThread:
+def serve(backend: MisbehavingBackend, *, plain: bool = False, **settings) -> ServerThread:
+    """The proxy under its own HTTP protocol, as `stackctl proxy serve` runs it (the event
+    loop aside); `plain`: under uvicorn's own, as any ASGI server would run the app."""
     name = "local" if backend.mode == "ollama" else "remote"
+    proxy_settings = ProxySection(**{"read_timeout": 30.0, **settings})
     app = create_app(
-        ProxySection(**{"read_timeout": 30.0, **settings}),
+        proxy_settings,
         backends=[Backend(name, backend.mode, backend.url)],
         api_keys=[],
     )
-    return ServerThread(app).start()
+    protocol = {} if plain else {"http": uvicorn_options(proxy_settings)["http"]}
+    return ServerThread(app, **protocol).start()
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +61,14 @@ def proxy(ollama):
 def patient(ollama):
     """A proxy that waits 30 s for the backend: only a client's hang-up ends a request early."""
     server = serve(ollama)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def patient_plain(ollama):
+    """The patient proxy under uvicorn's own protocol, which does not call back on a hang-up."""
+    server = serve(ollama, plain=True)
     yield server
     server.stop()
 
@@ -107,10 +120,13 @@ def test_a_silent_backend_is_a_504_after_read_timeout(proxy, ollama):
     }
 
 
+@pytest.mark.parametrize("server", ["patient", "patient_plain"])
 @pytest.mark.parametrize("body", [CHAT, STREAM], ids=["whole", "streamed"])
-def test_a_client_that_hangs_up_closes_the_backend_request_at_once(patient, ollama, body):
+def test_a_client_that_hangs_up_closes_the_backend_request_at_once(server, ollama, body, request):
     """Before the backend's headers arrive, too: Ollama would otherwise load the model and
-    write a whole answer for nobody, until read_timeout (600 s by default)."""
+    write a whole answer for nobody, until read_timeout (600 s by default). Under the proxy's
+    protocol the connection's loss calls back; under another server a task waits on receive."""
+    patient = request.getfixturevalue(server)
     ollama.behave("silent")
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(patient.url + "/v1/chat/completions", json=body, timeout=1.0)

@@ -11,7 +11,7 @@ import json
 import anthropic
 import httpx
 import pytest
-from fakes.asgi_server import ServerThread
+from fakes.asgi_server import ServerThread, proxy_thread
 from fakes.ollama_api import FakeOllama
 
 from stackctl.config.model import Config
@@ -46,7 +46,7 @@ def proxy(ollama: FakeOllama):
     config.proxy.max_body_mb = 1
     backends = [Backend("ollama", "ollama", ollama.url)]
     app = create_app(config.proxy, backends=backends, api_keys=[KEY])
-    with ServerThread(app) as server:
+    with proxy_thread(app, config.proxy) as server:
         yield server
 
 

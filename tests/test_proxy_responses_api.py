@@ -8,7 +8,7 @@ import json
 import httpx
 import openai
 import pytest
-from fakes.asgi_server import ServerThread
+from fakes.asgi_server import ServerThread, proxy_thread
 from fakes.ollama_api import FakeOllama
 from fakes.openai_backend import FakeOpenAIBackend
 
@@ -50,7 +50,8 @@ def proxy(ollama: FakeOllama, vllm: FakeOpenAIBackend):
         Backend("ollama", "ollama", ollama.url),
         Backend("vllm", "openai_compatible", vllm.url + "/v1"),
     ]
-    with ServerThread(create_app(config.proxy, backends=backends, api_keys=[])) as server:
+    app = create_app(config.proxy, backends=backends, api_keys=[])
+    with proxy_thread(app, config.proxy) as server:
         yield server
 
 

@@ -250,7 +250,7 @@ class Proxy:
             raw = await relay.read_body(receive, _content_length(scope), self.limit)
             body = parse_body(raw)
             requested = require_model(body)
-            status = await relay.until_hang_up(receive, send, forward)
+            status = await relay.until_hang_up(scope, receive, send, forward)
         except relay.ClientGone:
             status = 499  # nginx's "client closed request", for the metrics only
         except OpenAIError as error:

@@ -131,7 +131,7 @@ async def serve(proxy: Any, dialect: Dialect, scope: dict, receive: Any, send: A
         body = parse_body(raw)
         requested = require_model(body)
         chat = dialect.to_chat(body)
-        status = await relay.until_hang_up(receive, send, forward)
+        status = await relay.until_hang_up(scope, receive, send, forward)
     except relay.ClientGone:
         status = 499
     except OpenAIError as error:

@@ -11,6 +11,9 @@ uvicorn/protocols/http/httptools_impl.py):
   answers in plain text; this swaps in an app that answers the OpenAI error instead.
 - **OpenAI-shaped 400s for requests the parser refuses** (a lower-case or unknown method, a
   broken request line), which uvicorn answers in plain text (`send_400_response`).
+- **A call back when the client hangs up** mid-request (relay.HANG_UP): uvicorn only sets a
+  flag that the app sees if a task waits on `receive`; the connection's loss calls the
+  callback the app stored in the request's scope instead, which costs no task per request.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from stackctl.proxy.errors import OpenAIError
+from stackctl.proxy.relay import HANG_UP
 
 
 def _raw_response(error: OpenAIError) -> bytes:
@@ -80,6 +84,11 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_head_timer()
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                hung_up = cycle.scope.get(HANG_UP)
+                if callable(hung_up):
+                    hung_up()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -91,6 +100,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
             self._stop_head_timer()
             busy = len(self.connections) > max_connections or len(self.tasks) >= max_connections
             self.app = refuse if busy else self.served_app
+            self.scope[HANG_UP] = None  # type: ignore[literal-required]  # our key in uvicorn's typed scope
             super().on_headers_complete()
 
         def send_400_response(self, msg: str) -> None:

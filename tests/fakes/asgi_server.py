@@ -140,3 +140,11 @@ async def stream_body(receive: Any, send: Any, content_type: bytes, chunks: Any)
         task.cancel()
     await asyncio.gather(pumping, watching, return_exceptions=True)
     return "cancelled" if cancelled else "completed"
+
+
+def proxy_thread(app: Any, settings: Any) -> ServerThread:
+    """The proxy's app under its own HTTP protocol (stackctl.proxy.protocol), as
+    `stackctl proxy serve` runs it; the event loop is asyncio's (uvloop's policy is global)."""
+    from stackctl.proxy.server import uvicorn_options
+
+    return ServerThread(app, http=uvicorn_options(settings)["http"])
