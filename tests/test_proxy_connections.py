@@ -125,6 +125,27 @@ def test_half_sent_heads_are_closed_after_the_header_timeout(served):
     assert httpx.get(url + "/health").status_code == 200
 
 
+def test_a_half_sent_head_after_a_whole_request_is_closed_after_the_header_timeout(served):
+    """The deadline holds for every request of a keep-alive connection, not just its first."""
+    url = served("  header_timeout: 1\n")
+    sock = connect(url)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = b""
+    while b"\r\n\r\n" not in first or not first.endswith(b"}"):
+        first += sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200")
+    time.sleep(0.6)  # the connection's first deadline check passes while it is idle
+    sock.sendall(HALF_HEAD)
+    sent = time.monotonic()
+    answer = read_all(sock, timeout=3)
+    waited = time.monotonic() - sent
+    sock.close()
+    assert answer is not None, "still open"
+    status, body = status_and_json(answer)
+    assert status == 408 and body["error"]["code"] == "request_timeout"
+    assert 0.9 < waited < 1.25 + 0.5
+
+
 def test_an_idle_keep_alive_connection_is_not_cut_by_the_header_timeout(served):
     url = served("  header_timeout: 1\n")
     with httpx.Client(base_url=url) as client:

@@ -282,8 +282,19 @@ def test_truncated_ndjson_ends_the_stream_with_an_error_event(proxy, ollama):
     assert last["error"]["message"].startswith("The backend 'local' sent a line that is not JSON: ")
 
 
-def test_an_oversized_answer_is_a_502_not_a_gigabyte(proxy, ollama):
-    ollama.behave("reply", body=b'{"message": {"content": "' + b"x" * 1_500_000 + b'"}}')
+@pytest.mark.parametrize("framing", ["reply", "chunked"])
+def test_an_answer_in_many_pieces_is_whole(proxy, ollama, framing):
+    text = "x" * 900_000  # under max_answer_mb (1)
+    body = json.dumps({"message": {"role": "assistant", "content": text}, "done": True})
+    ollama.behave(framing, body=body.encode())
+    reply = httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=30)
+    assert reply.status_code == 200
+    assert reply.json()["choices"][0]["message"]["content"] == text
+
+
+@pytest.mark.parametrize("framing", ["reply", "chunked"])
+def test_an_oversized_answer_is_a_502_not_a_gigabyte(proxy, ollama, framing):
+    ollama.behave(framing, body=b'{"message": {"content": "' + b"x" * 1_500_000 + b'"}}')
     reply = httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=30)
     assert reply.status_code == 502
     assert error_of(reply)["message"] == (

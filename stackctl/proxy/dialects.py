@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -114,7 +114,7 @@ async def serve(proxy: Any, dialect: Dialect, scope: dict, receive: Any, send: A
     body: dict[str, Any] = {}
     chat: dict[str, Any] = {}
 
-    async def forward(send: Any) -> int:
+    def forward(send: Any) -> Awaitable[int]:  # returns the coroutine: one frame fewer
         async def attempt(route: Any) -> int:
             nonlocal label, backend_name
             label, backend_name = route.label, route.backend.name
@@ -124,7 +124,7 @@ async def serve(proxy: Any, dialect: Dialect, scope: dict, receive: Any, send: A
                 return await stream(proxy, route, call, writer, chat, send)
             return await whole(proxy, dialect, route, call, body, requested, send)
 
-        return await proxy.registry.failover(requested, attempt)
+        return proxy.registry.failover(requested, attempt)
 
     try:
         raw = await relay.read_body(receive, _content_length(scope), proxy.limit)

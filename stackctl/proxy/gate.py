@@ -91,23 +91,11 @@ class Gate:
                     return
                 token = CURRENT.set(key)
                 try:
-                    await self.forward(scope, receive, send, cors)
+                    await self.app(scope, receive, with_cors(send, cors) if cors else send)
                 finally:
                     CURRENT.reset(token)
                 return
-        await self.forward(scope, receive, send, cors)
-
-    async def forward(self, scope: dict, receive: Any, send: Any, cors: list) -> None:
-        if cors:
-
-            async def send_with_cors(message: dict) -> None:
-                if message["type"] == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", []), *cors]}
-                await send(message)
-
-            await self.app(scope, receive, send_with_cors)
-            return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, with_cors(send, cors) if cors else send)
 
     async def preflight(self, send: Any, headers: dict[bytes, bytes], cors: list) -> None:
         if not cors:
@@ -146,3 +134,14 @@ class Gate:
         error = OpenAIError(429, refusal.message, type=refusal.kind, code="rate_limit_exceeded")
         retry = (b"retry-after", str(refusal.retry_after).encode())
         await send_bytes(send, 429, _dialect_json(error, path), extra=[*cors, retry])
+
+
+def with_cors(send: Any, cors: list) -> Any:
+    """`send` that adds the CORS headers to the response's start."""
+
+    async def send_with_cors(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *cors]}
+        await send(message)
+
+    return send_with_cors

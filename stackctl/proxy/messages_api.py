@@ -14,7 +14,7 @@ the model. Anything else unknown is refused with a 400 naming it.
 from __future__ import annotations
 
 import math
-import uuid
+import os
 from typing import Any
 
 from stackctl.proxy import codec
@@ -48,7 +48,7 @@ CHARS_PER_TOKEN = 4  # count_tokens' estimate where the backend has no tokenizer
 
 
 def _id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return f"{prefix}_{os.urandom(16).hex()}"
 
 
 # -- errors ----------------------------------------------------------------------------------

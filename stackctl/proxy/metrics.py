@@ -45,18 +45,18 @@ class Metrics:
     def count_tokens(self, model: str, usage: Any) -> None:
         """Add an answer's `usage` (a backend's: counts of another type are not counted), by
         model and to the key that asked (keyring.count_tokens)."""
-        if not isinstance(usage, dict):
+        if type(usage) is not dict:
             return
-        counts = []
-        for key, direction in (("prompt_tokens", "in"), ("completion_tokens", "out")):
-            count = usage.get(key)
-            if isinstance(count, int) and not isinstance(count, bool) and count > 0:
-                self.tokens[(model, direction)] += count
-                counts.append(count)
-            else:
-                counts.append(0)
-        if counts != [0, 0]:
-            keyring.count_tokens(*counts)
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        # type(x) is int: a bool (an int subclass) is not a count
+        prompt = prompt if type(prompt) is int and prompt > 0 else 0
+        completion = completion if type(completion) is int and completion > 0 else 0
+        if prompt:
+            self.tokens[(model, "in")] += prompt
+        if completion:
+            self.tokens[(model, "out")] += completion
+        if prompt or completion:
+            keyring.count_tokens(prompt, completion)
 
     def backend_error(self, connection: str, status: int) -> None:
         self.backend_errors[(connection, status)] += 1

@@ -76,14 +76,21 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.served_app = self.app
-            self.head_timer: asyncio.TimerHandle | None = None
+            # When the head being read began (None between requests), and the connection's
+            # one deadline check: it re-arms itself, so a request costs a clock reading, not
+            # a timer armed and cancelled (call_later + cancel: ~2 us each under uvloop).
+            self.head_started: float | None = None
+            self.head_check: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows BaseTransport to Transport itself
             super().connection_made(transport)
-            self._start_head_timer()
+            self.head_started = self.loop.time()
+            self.head_check = self.loop.call_later(header_timeout, self._check_head)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._stop_head_timer()
+            if self.head_check is not None:
+                self.head_check.cancel()
+                self.head_check = None
             cycle = self.cycle
             if cycle is not None and not cycle.response_complete:
                 hung_up = cycle.scope.get(HANG_UP)
@@ -91,13 +98,13 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
                     hung_up()
             super().connection_lost(exc)
 
-        def data_received(self, data: bytes) -> None:
-            if self.cycle is None or self.cycle.response_complete:
-                self._start_head_timer()  # between requests: this is the next one's head
-            super().data_received(data)
+        def on_message_begin(self) -> None:  # the parser saw a request's first byte
+            super().on_message_begin()
+            if self.head_started is None:  # not the connection's first request
+                self.head_started = self.loop.time()
 
         def on_headers_complete(self) -> None:
-            self._stop_head_timer()
+            self.head_started = None
             busy = len(self.connections) > max_connections or len(self.tasks) >= max_connections
             self.app = refuse if busy else self.served_app
             self.scope[HANG_UP] = None  # type: ignore[literal-required]  # our key in uvicorn's typed scope
@@ -107,19 +114,20 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
             self.transport.write(BAD_REQUEST)
             self.transport.close()
 
-        def _start_head_timer(self) -> None:
-            if self.head_timer is None:
-                self.head_timer = self.loop.call_later(header_timeout, self._head_too_slow)
-
-        def _stop_head_timer(self) -> None:
-            if self.head_timer is not None:
-                self.head_timer.cancel()
-                self.head_timer = None
-
-        def _head_too_slow(self) -> None:
-            self.head_timer = None
-            if not self.transport.is_closing():
+        def _check_head(self) -> None:
+            """The deadline check: a head begun `header_timeout` ago gets a 408 and the
+            connection closes; otherwise check again when the current head's time is up."""
+            self.head_check = None
+            if self.transport.is_closing():
+                return
+            now, started = self.loop.time(), self.head_started
+            if started is not None and now - started >= header_timeout:
                 self.transport.write(too_slow)
                 self.transport.close()
+                return
+            # between requests, look again a quarter of the timeout later: a head that begins
+            # meanwhile gets between 1 and 1.25 times header_timeout
+            wait = header_timeout / 4 if started is None else started + header_timeout - now
+            self.head_check = self.loop.call_later(wait, self._check_head)
 
     return GuardedHttpToolsProtocol

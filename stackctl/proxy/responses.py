@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import secrets
 import time
-import uuid
 from array import array
 from typing import Any
 
@@ -36,7 +36,7 @@ def ndjson_object(line: bytes) -> dict[str, Any] | None:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
+    return f"{prefix}-{os.urandom(16).hex()}"
 
 
 def call_id() -> str:

@@ -13,8 +13,8 @@ model. `reasoning` input items are ignored (a local model cannot read another's 
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any
 
 from stackctl.proxy import codec
@@ -42,7 +42,7 @@ ROLES = ("user", "assistant", "system", "developer")
 
 
 def _id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return f"{prefix}_{os.urandom(16).hex()}"
 
 
 # -- the request -----------------------------------------------------------------------------

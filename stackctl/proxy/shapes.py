@@ -27,13 +27,21 @@ def _text(native: dict[str, Any], key: str, prefix: str = "") -> None:
 
 
 def counts(native: dict[str, Any]) -> None:
-    """The token counts and the reason a reply (or a stream's last line) carries."""
-    for key in ("prompt_eval_count", "eval_count"):
-        value = native.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise WrongShape(key, "an integer", value)
-    _text(native, "done_reason")
-    _text(native, "thinking")
+    """The token counts and the reason a reply (or a stream's last line) carries.
+
+    It runs for every answer, so it is unrolled (`type(x) is int` also refuses a bool)."""
+    value = native.get("prompt_eval_count")
+    if value is not None and type(value) is not int:
+        raise WrongShape("prompt_eval_count", "an integer", value)
+    value = native.get("eval_count")
+    if value is not None and type(value) is not int:
+        raise WrongShape("eval_count", "an integer", value)
+    value = native.get("done_reason")
+    if value is not None and type(value) is not str:
+        raise WrongShape("done_reason", "a string", value)
+    value = native.get("thinking")
+    if value is not None and type(value) is not str:
+        raise WrongShape("thinking", "a string", value)
 
 
 def tool_calls(calls: Any) -> None:
@@ -56,15 +64,10 @@ def tool_calls(calls: Any) -> None:
 def chat(native: dict[str, Any]) -> None:
     """A whole /api/chat reply (a stream's lines are checked as read: responses.ChatStream)."""
     counts(native)
-    message = native.get("message")
-    if message is None:
-        return
-    if not isinstance(message, dict):
-        raise WrongShape("message", "an object", message)
-    for key in ("role", "content", "thinking"):
-        _text(message, key, "message.")
-    if message.get("tool_calls") is not None:
-        tool_calls(message["tool_calls"])
+    chat_line(native)
+    role = (native.get("message") or {}).get("role")
+    if role is not None and type(role) is not str:
+        raise WrongShape("message.role", "a string", role)
 
 
 NOTHING: tuple[None, None, None] = (None, None, None)

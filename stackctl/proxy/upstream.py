@@ -160,12 +160,17 @@ class Upstream:
             if declared > self.max_answer:
                 raise self.too_large(backend, "answered more than")
             return await response.read()
-        body = bytearray()
-        async for chunk in response.content.iter_any():
-            body += chunk
-            if len(body) > self.max_answer:
-                raise self.too_large(backend, "answered more than")
-        return bytes(body)
+        content = response.content
+        body = await content.readany()  # a small chunked answer: all of it, in one read
+        if content.at_eof() and len(body) <= self.max_answer:
+            return body
+        gathered = bytearray(body)
+        while len(gathered) <= self.max_answer:
+            chunk = await content.readany()
+            if not chunk:
+                return bytes(gathered)
+            gathered += chunk
+        raise self.too_large(backend, "answered more than")
 
     @asynccontextmanager
     async def stream(self, backend: Backend, path: str, body: codec.Raw) -> AsyncIterator[Any]:

@@ -66,28 +66,31 @@ MAX_VALUES = 200_000
 JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
-def count_values(raw: codec.Raw) -> int:
-    """About how many values a JSON text holds: its commas and opening brackets outside
-    strings. Counted on the whole text first, which is quick and only ever more; past
-    MAX_VALUES, counted again between the strings, stopping as soon as it is over (so a body
-    of millions of tiny strings costs no more than MAX_VALUES matches)."""
-    count = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
-    if count <= MAX_VALUES:
-        return count
+def too_many_values(raw: codec.Raw) -> bool:
+    """True when a JSON text holds more than MAX_VALUES values, counted as its commas and
+    opening brackets outside strings. A text of at most MAX_VALUES bytes cannot (each counted
+    character is one of its bytes); a longer one is counted whole first, which is quick and
+    only ever more; past MAX_VALUES, again between the strings, stopping as soon as it is over
+    (so a body of millions of tiny strings costs no more than MAX_VALUES matches)."""
+    if len(raw) <= MAX_VALUES:
+        return False
+    if raw.count(b",") + raw.count(b"[") + raw.count(b"{") <= MAX_VALUES:
+        return False
     count, start = 0, 0
     for string in JSON_STRING.finditer(raw):
         end = string.start()
         count += raw.count(b",", start, end) + raw.count(b"[", start, end)
         count += raw.count(b"{", start, end)
         if count > MAX_VALUES:
-            return count
+            return True
         start = string.end()
-    return count + raw.count(b",", start) + raw.count(b"[", start) + raw.count(b"{", start)
+    count += raw.count(b",", start) + raw.count(b"[", start) + raw.count(b"{", start)
+    return count > MAX_VALUES
 
 
 def parse_body(raw: codec.Raw) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    if count_values(raw) > MAX_VALUES:
+    if too_many_values(raw):
         raise OpenAIError(
             400,
             f"The request body holds more than {MAX_VALUES} JSON values; the proxy takes at "

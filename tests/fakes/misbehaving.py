@@ -6,6 +6,8 @@ It answers its model list properly (Ollama's `GET /api/tags`, an OpenAI-compatib
 - `silent`: reads the request, never answers (a hung model load);
 - `slow-headers`: answers a whole reply after `delay` seconds;
 - `reply`: answers `status`, `content_type` and `body` at once (HTML, wrong shapes...);
+- `chunked`: the same reply with chunked transfer encoding, in 4 KiB chunks, the first sent
+  alone (as Go's net/http, so Ollama, sends an answer past 2 KiB: no content-length);
 - `stream`: sends 200 headers, then `lines` one by one, then ends the body cleanly;
 - `killed`: sends 200 headers and `lines`, then resets the connection (the process died).
 
@@ -154,6 +156,20 @@ class MisbehavingBackend:
                 pass
         if b.kind in ("reply", "slow-headers"):
             await self._reply(writer, b.status, b.content_type, b.body)
+            return True
+        if b.kind == "chunked":
+            writer.write(
+                f"HTTP/1.1 {b.status} X\r\ncontent-type: {b.content_type}\r\n"
+                "transfer-encoding: chunked\r\n\r\n".encode()
+            )
+            pieces = [b.body[i : i + 4096] for i in range(0, len(b.body), 4096)]
+            for index, piece in enumerate(pieces):
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                if index == 0:
+                    await writer.drain()
+                    await asyncio.sleep(0.01)  # the proxy reads the first chunk alone
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
             return True
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n"
