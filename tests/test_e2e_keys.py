@@ -2,7 +2,8 @@
 
 up with expose: true -> Open WebUI's own named key, status healthy with it -> keys add, the
 key works -> keys revoke, 401 within a second, the proxy never restarted -> a key limited to
-5 requests a minute gets 429 with Retry-After on the sixth -> per-key metrics and last used.
+5 requests a minute gets 429 with Retry-After on the sixth -> per-key metrics and last used
+-> Open WebUI's key revoked: up gives it a new one and restarts it, and the stack is healthy.
 The requests go to the proxy's own port on 127.0.0.1 (the HTTPS front is tested apart).
 """
 
@@ -105,3 +106,16 @@ def test_an_exposed_stack_s_keys_are_added_used_limited_and_revoked_without_a_re
 
     until(ci_last_used, 10.0)
     assert systemd_user.main_pid("stackctl-proxy.service") == proxy_pid
+
+    webui_pid = systemd_user.main_pid("stackctl-openwebui.service")
+    stackctl("keys", "revoke", "openwebui")
+    again = stackctl("up", "--yes")
+    assert again.code == 0, again.out + again.err
+    assert "restarted openwebui: it reads its new secret at start" in again.out, again.out
+    restarted = systemd_user.main_pid("stackctl-openwebui.service")
+    assert restarted != webui_pid
+    environ = Path(f"/proc/{restarted}/environ").read_bytes().split(b"\0")
+    new_key = next(v for v in environ if v.startswith(b"OPENAI_API_KEYS=")).split(b"=", 1)[1]
+    assert chat(port, new_key.decode()).status_code == 200
+    assert json.loads(stackctl("status", "--json").out)["healthy"] is True
+    assert systemd_user.main_pid("stackctl-proxy.service") == proxy_pid  # keys reload live

@@ -407,15 +407,17 @@ def test_a_revoked_open_webui_key_is_replaced_by_up(
     old = read_env_file(ctx.paths.secrets_file)["OPENAI_API_KEYS"]
     keystore.revoke_key(keystore.store_path(keys), "openwebui")
     assert ctx.stack.first_proxy_key is None
-    step = secrets_step(ctx)
+    stale: list[str] = []
+    step = secrets_step(ctx, stale)
     assert not step.check()
     capsys.readouterr()
     step.apply(Progress(terminal=False))
     new = read_env_file(ctx.paths.secrets_file)["OPENAI_API_KEYS"]
     assert new != old and ctx.stack.first_proxy_key == new
+    assert stale == ["openwebui"]  # the units step restarts it (tests/test_e2e_keys.py)
     assert capsys.readouterr().out.splitlines()[-2:] == [
         "      Open WebUI's key for the proxy: the named key 'openwebui'",
-        "      Open WebUI takes its new key when it restarts: `stackctl restart openwebui`",
+        "      openwebui restarts with its new OPENAI_API_KEYS once its unit is in place",
     ]
 
 

@@ -341,9 +341,26 @@ def _needs_proxy_key_file(ctx: Context) -> bool:
     )
 
 
-def secrets_step(ctx: Context) -> Step:
+# The secrets a service reads at start (its unit's EnvironmentFile): when one that it had
+# changes, the running service must restart to take it (units_step does).
+READ_AT_START = {sec.OPENWEBUI_PROXY_KEY: "openwebui", sec.HF_TOKEN: "vllm"}
+
+
+def services_with_new_secrets(ctx: Context) -> list[str]:
+    """The services whose secret read at start the secrets step will change (they had one):
+    known when the plan is made, so the units step is planned to restart them."""
+    stored = sec.read_env_file(ctx.paths.secrets_file)
+    changing = set(_secret_changes(ctx, stored))
+    if _needs_openwebui_key(ctx):
+        changing.add(sec.OPENWEBUI_PROXY_KEY)
+    return [svc for name, svc in READ_AT_START.items() if name in changing and stored.get(name)]
+
+
+def secrets_step(ctx: Context, stale: list[str] | None = None) -> Step:
     """Generate each missing secret once; never replace one that exists (a new Open WebUI
-    key would log everyone out)."""
+    key would log everyone out). A service whose secret changed (Open WebUI's key for the
+    proxy, after it was revoked; a new HF_TOKEN) is added to `stale`, for the units step to
+    restart."""
     path = ctx.paths.secrets_file
     keys_file = ctx.config.proxy.api_keys_file
     files = [f"{path} (0600)"]
@@ -358,6 +375,7 @@ def secrets_step(ctx: Context) -> Step:
         return not _secret_changes(ctx, sec.read_env_file(path))
 
     def apply(progress: Progress) -> None:
+        before = sec.read_env_file(path)
         if _needs_proxy_key_file(ctx):
             sec.ensure_proxy_key(ctx.config.proxy)
             progress.note(f"API key for apps written to {keys_file}")
@@ -367,6 +385,11 @@ def secrets_step(ctx: Context) -> Step:
         if changes:
             sec.write_env_file(path, changes)  # other lines of the file are kept as they are
             progress.note(f"secrets kept in {path} (mode 0600)")
+        after = sec.read_env_file(path)
+        for name, service in READ_AT_START.items():
+            if before.get(name) and after.get(name) != before[name] and stale is not None:
+                stale.append(service)
+                progress.note(f"{service} restarts with its new {name} once its unit is in place")
 
     return Step(
         description="Generate the stack's secrets (once) into files only you can read",
@@ -380,7 +403,6 @@ def _give_openwebui_a_key(ctx: Context, progress: Progress) -> None:
     """Make (or replace) the named key `openwebui` and hand its value to Open WebUI."""
     keys_file = ctx.config.proxy.api_keys_file
     secrets_file = ctx.paths.secrets_file
-    previous = sec.read_env_file(secrets_file).get(sec.OPENWEBUI_PROXY_KEY)
     key, _ = keystore.add_key(
         keystore.store_path(keys_file),
         keystore.OPENWEBUI_KEY,
@@ -389,8 +411,6 @@ def _give_openwebui_a_key(ctx: Context, progress: Progress) -> None:
     )
     sec.write_env_file(secrets_file, {sec.OPENWEBUI_PROXY_KEY: key})
     progress.note(f"Open WebUI's key for the proxy: the named key '{keystore.OPENWEBUI_KEY}'")
-    if previous:
-        progress.note("Open WebUI takes its new key when it restarts: `stackctl restart openwebui`")
 
 
 def stored_hf_token(ctx: Context) -> str | None:

@@ -50,8 +50,9 @@ def _units_in_place(ctx: Context, only: tuple[str, ...] = ()) -> bool:
     return all(state.state == "active" for state in states)
 
 
-def units_step(ctx: Context, started: list[str]) -> Step:
-    """Write the units, load and start them (a changed unit restarts only its service);
+def units_step(ctx: Context, started: list[str], stale: Sequence[str] = ()) -> Step:
+    """Write the units, load and start them (a changed unit restarts only its service), and
+    restart the `stale` services (a secret they read at start changed) that this did not;
     the services it starts or restarts are added to `started`."""
     names = [s.name for s in ctx.services]
 
@@ -62,11 +63,15 @@ def units_step(ctx: Context, started: list[str]) -> Step:
             progress.note(f"{original} was edited by hand: saved a copy as {copy}")
         for path in report.written:
             progress.note(f"wrote {path}")
+        again: list[str] = [n for n in names if n in stale and n not in started]
+        if again:
+            started.extend(ctx.manager.restart(again))
+            progress.note(f"restarted {', '.join(again)}: it reads its new secret at start")
 
     planned = render(ctx, preview=True)
     return Step(
         description="Write the service units and start " + ", ".join(names),
-        check=lambda: _units_in_place(ctx),
+        check=lambda: not any(n in stale for n in names) and _units_in_place(ctx),
         apply=apply,
         commands=[shlex.join(argv) for argv in ctx.manager.planned_commands(planned)],
         files=[f"{ctx.paths.unit_dir / u.filename} ({u.mode:04o})" for u in planned],

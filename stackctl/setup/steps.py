@@ -88,8 +88,11 @@ def build_steps(ctx: Context) -> list[Step]:
     if ctx.platform == "linux" and ctx.scope == "user" and ctx.facts.linger is False:
         steps.append(common.linger_step(ctx))
     steps += front.caddy_steps(ctx)  # expose: Caddy, the HTTPS front
+    # services whose secrets change (a revoked Open WebUI key, a new HF_TOKEN): the units step
+    # restarts them, so they read the new value
+    stale = common.services_with_new_secrets(ctx)
     if not worker:
-        steps.append(common.secrets_step(ctx))
+        steps.append(common.secrets_step(ctx, stale))
     if ctx.scope == "system" and ctx.backend == "ollama":
         steps.append(common.ownership_step(ctx))  # before Ollama, which writes models as it
     if ctx.backend == "ollama" and ctx.config.cluster is not None:
@@ -110,7 +113,7 @@ def build_steps(ctx: Context) -> list[Step]:
         models = [services.pull_step(ctx)]
     if worker:  # with the head's versions installed: is the token right? then record it
         token = _after(_key(cluster.token_check_step(ctx), "token"), ready)
-        record = [config_step(ctx), common.secrets_step(ctx)]
+        record = [config_step(ctx), common.secrets_step(ctx, stale)]
         if ctx.config.source is not None:
             record.insert(1, cluster.join_config_step(ctx))
         # each waits for the token check itself: a step already done does not hold back
@@ -130,7 +133,7 @@ def build_steps(ctx: Context) -> list[Step]:
     tail = []
     if ctx.scope == "system" and ctx.backend == "vllm":
         tail.append(common.ownership_step(ctx))  # chowns HF_HOME: after the download
-    tail.append(services.units_step(ctx, started))
+    tail.append(services.units_step(ctx, started, stale))
     if ctx.options.upgrade and services.upgraded_services(ctx):
         tail.append(services.restart_step(ctx, started))
     tail.append(services.health_step(ctx, started))
