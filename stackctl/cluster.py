@@ -165,15 +165,23 @@ def join_address(host: str, port: int) -> str:
 
 
 def join_command(
-    host: str, port: int, token: str, pins: dict[str, str], models: list[str] | None = None
+    host: str,
+    port: int,
+    token: str,
+    pins: dict[str, str],
+    models: list[str] | None = None,
+    gpus: int | None = None,
 ) -> str:
     """The one command a worker runs to join: the head's address and token, the versions
     the worker must install to match the head (Ray refuses a node whose Ray or Python
-    differs; vLLM's workers must run the head's vLLM), and on the Ollama path the head's
-    models (Serve may route any request to any node's Ollama)."""
+    differs; vLLM's workers must run the head's vLLM), on the vLLM path the head's GPU count
+    (every node needs as many), and on the Ollama path the head's models (Serve may route
+    any request to any node's Ollama)."""
     argv = ["stackctl", "up", "--join", join_address(host, port), "--token", token]
     for name, version in pins.items():
         argv += [f"--{name}-version", version]
+    if gpus:
+        argv += ["--gpus", str(gpus)]
     for model in models or []:
         argv += ["--model", model]
     return shlex.join(argv)

@@ -94,12 +94,16 @@ def join_command_for(stack: Stack) -> str:
             "first"
         )
     host = node_address(cluster.address, "", cluster.port)
-    models = None
+    models, gpus = None, None
     if stack.backend == "ollama":
         from stackctl.catalog import default_models
 
         models = stack.config.models or default_models(stack.config, "ollama")
-    return join_command(host, cluster.port, token, versions, models)
+    else:  # vLLM: tensor parallel = the GPUs of one node, so every node needs as many
+        from stackctl.probe_nvidia import read_gpus
+
+        gpus = len(read_gpus()) or None
+    return join_command(host, cluster.port, token, versions, models, gpus)
 
 
 def wait_then_exec(

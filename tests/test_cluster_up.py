@@ -119,6 +119,23 @@ def test_join_refuses_what_cannot_be_a_join(gpu_node: Path, options, message) ->
     assert str(err.value) == message
 
 
+def test_a_worker_with_another_gpu_count_than_the_head_is_refused(gpu_node: Path, stackctl) -> None:
+    join = ["up", "--join", "10.0.0.5:6379", "--token", TOKEN, "--vllm-version", "0.10.1.1"]
+    result = stackctl(*join, "--gpus", "2", "--yes")
+    assert result.code == 1
+    assert result.err == (
+        "Error: this machine has 1 NVIDIA GPU and the cluster's head 2: vLLM splits the model "
+        "over the same number of GPUs on every node (tensor parallel = 2), so every node needs "
+        "2. Join a machine with 2 GPUs, or make the cluster of machines that are alike\n"
+    )
+    assert not gpu_node.exists()  # refused before anything was written
+    result = stackctl(*join, "--gpus", "1", "--dry-run")
+    assert result.code == 0, result.err
+    assert "Blocked" not in result.out
+    result = stackctl("up", "--gpus", "1", "--dry-run")
+    assert result.err == "Error: --gpus goes with --join HOST:PORT (a worker joining a cluster)\n"
+
+
 def test_a_head_does_not_join_another_cluster(gpu_node: Path, stackctl) -> None:
     head_config(gpu_node, nodes=2)
     result = stackctl("up", "--join", "10.0.0.9:6379", "--token", TOKEN, "--yes")

@@ -172,7 +172,7 @@ def test_a_two_node_cluster_serves_one_model_across_both(
     host = join[3].rsplit(":", 1)[0]
     assert join[:3] == ["stackctl", "up", "--join"] and join[3] == f"{host}:{gcs_port}"
     assert join[4:] == ["--token", token, "--vllm-version", "0.10.1.1", "--ray-version",
-                        "2.60.0", "--python-version", "3.11"]  # fmt: skip
+                        "2.60.0", "--python-version", "3.11", "--gpus", "1"]  # fmt: skip
 
     # the worker: its own block of Ray ports on this shared host
     worker_config = worker.home / ".config/stackctl/stack.yaml"

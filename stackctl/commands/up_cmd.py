@@ -54,6 +54,12 @@ if TYPE_CHECKING:
 @click.option("--vllm-version", metavar="V", help="With --join: the head's vLLM version.")
 @click.option("--ray-version", metavar="V", help="With --join: the head's Ray version.")
 @click.option("--python-version", metavar="V", help="With --join: the head's Python (3.12).")
+@click.option(
+    "--gpus",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --join (vLLM): the head's GPU count; a machine with another count is refused.",
+)
 @pass_app
 def up(
     app: AppContext,
@@ -71,6 +77,7 @@ def up(
     vllm_version: str | None,
     ray_version: str | None,
     python_version: str | None,
+    gpus: int | None,
 ) -> None:
     """Install and start Ollama (or vLLM), the proxy and Open WebUI as services.
 
@@ -113,9 +120,12 @@ def up(
             )
             if version
         },
+        gpus=gpus,
     )
     if token and not join:
         raise StackctlError("--token goes with --join HOST:PORT (a worker joining a cluster)")
+    if gpus and not join:
+        raise StackctlError("--gpus goes with --join HOST:PORT (a worker joining a cluster)")
     ctx = resolve_context(app.config, app.config_path, options)
     click.echo(f"stackctl up: {describe_host(ctx.facts)}")
     click.echo(

@@ -77,6 +77,21 @@ def joined_config(
     return joined, dataclasses.replace(options, backend=options.backend or backend)
 
 
+def require_the_heads_gpu_count(ctx: Context) -> None:
+    """A vLLM worker has as many GPUs as the head (`--gpus`, which the join command
+    carries): tensor parallelism splits each layer over the same count on every node."""
+    wanted, found = ctx.options.gpus, len(ctx.facts.gpus)
+    if wanted is None or not found or found == wanted:
+        return  # no GPU at all is require_nvidia's to say
+    raise StackctlError(
+        f"this machine has {found} NVIDIA GPU{'s' if found != 1 else ''} and the cluster's "
+        f"head {wanted}: vLLM splits the model over the same number of GPUs on every node "
+        f"(tensor parallel = {wanted}), so every node needs {wanted}. Join a machine with "
+        f"{wanted} GPU{'s' if wanted != 1 else ''}, or make the cluster of machines that "
+        "are alike"
+    )
+
+
 def require_model_fits_the_cluster(ctx: Context) -> None:
     """The head refuses, with the numbers, a catalogued model the cluster's GPUs cannot hold
     (vLLM would fail to start on every node after minutes of loading)."""

@@ -51,6 +51,7 @@ class UpOptions:
     join: str | None = None  # a worker joining a cluster: the head's HOST:PORT
     token: str | None = None  # the cluster's Ray token (with join)
     pins: dict[str, str] = field(default_factory=dict)  # the head's versions: vllm, ray, python
+    gpus: int | None = None  # with join (vLLM): the GPUs each node has, the head's count
 
 
 @dataclass

@@ -48,7 +48,8 @@ def preflight(ctx: Context) -> list[StackctlError]:
         if ctx.backend == "ollama":
             checks.append(linux.require_ollama)
         elif cluster.is_worker(ctx):
-            checks.append(linux.require_nvidia)  # the head downloads the model, not a worker
+            # the head downloads the model, not a worker; every node has the head's GPU count
+            checks += [linux.require_nvidia, cluster.require_the_heads_gpu_count]
         else:
             checks += [linux.require_nvidia, linux.require_hf_token]
             if ctx.config.cluster is not None:  # the head
