@@ -231,3 +231,32 @@ def test_a_store_the_user_cannot_read_is_named(stackctl, config, tmp_path, monke
         f"Error: {store} cannot be read by you: run the command as its owner (e.g. with sudo "
         "for the system stack).\n",
     )
+
+
+def test_doctor_checks_the_key_files_and_that_a_key_is_left(stackctl, config, tmp_path):
+    def keys_findings() -> list[tuple[str, str]]:
+        report = json.loads(stackctl("--config", str(config), "doctor", "--json").out)
+        return [(f["severity"], f["text"]) for f in report["findings"] if f["check"] == "keys"]
+
+    assert keys_findings() == []  # nothing written yet: the first `up` writes the files
+    key_file = tmp_path / "proxy-keys"
+    key_file.write_text("# stackctl proxy API keys, one a line\nsk-stackctl-0123456789\n")
+    key_file.chmod(0o600)
+    assert stackctl("--config", str(config), "keys", "add", "alice").code == 0
+    assert keys_findings() == [("ok", "the proxy takes 2 keys: key-1, alice")]
+
+    store = keystore.store_path(key_file)
+    store.chmod(0o644)
+    [(severity, text)] = keys_findings()
+    assert severity == "error" and text.startswith(f"{store} ") and "chmod 600" in text
+    store.chmod(0o600)
+
+    key_file.write_text("# stackctl proxy API keys, one a line\n")
+    assert stackctl("--config", str(config), "keys", "revoke", "alice").code == 0
+    assert keys_findings() == [
+        (
+            "error",
+            "the proxy has no key left, so it refuses every request: add one with `stackctl "
+            "keys add NAME`; `stackctl up` gives Open WebUI its own",
+        )
+    ]

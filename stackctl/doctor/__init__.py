@@ -17,6 +17,7 @@ from stackctl.doctor.agents import check_agent_context
 from stackctl.doctor.base import Context, Finding, Severity
 from stackctl.doctor.cluster import check_cluster
 from stackctl.doctor.host import check_config, check_host, check_services
+from stackctl.doctor.keys import check_keys
 from stackctl.doctor.resources import check_conflicts, check_disk, check_models, check_ports
 from stackctl.doctor.software import check_backend, check_front, check_gated, check_installs
 from stackctl.probe import HostFacts, probe
@@ -50,6 +51,7 @@ CHECKS: list[Callable[[Context], Iterator[Finding]]] = [
     check_backend,
     check_installs,
     check_front,
+    check_keys,
     check_conflicts,
     check_ports,
     check_models,
