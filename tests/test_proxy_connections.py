@@ -146,6 +146,58 @@ def test_a_half_sent_head_after_a_whole_request_is_closed_after_the_header_timeo
     assert 0.9 < waited < 1.25 + 0.5
 
 
+CHAT_BODY = json.dumps(
+    {"model": "gemma3:1b", "messages": [{"role": "user", "content": "Hi"}]}
+).encode()
+
+
+def chat_head(length: int) -> bytes:
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % length
+    )
+
+
+def test_a_body_that_stops_short_is_closed_after_the_header_timeout(served):
+    """A body that stops short of its Content-Length held the connection, and its request,
+    for good (issue 9's left-out: the head had a deadline, the body none)."""
+    url = served("  header_timeout: 1\n")
+    sock = connect(url)
+    sock.sendall(chat_head(len(CHAT_BODY)) + CHAT_BODY[:10])
+    sent = time.monotonic()
+    answer = read_all(sock, timeout=4)
+    waited = time.monotonic() - sent
+    sock.close()
+    assert answer is not None, "still open"
+    status, body = status_and_json(answer)
+    assert status == 408
+    assert body["error"]["message"] == (
+        "The request body stopped arriving: nothing came for 1 s (proxy.header_timeout)."
+    )
+    assert 0.9 < waited < 1.25 + 0.5
+    assert httpx.get(url + "/health").status_code == 200
+
+
+def test_a_slow_body_that_keeps_coming_is_answered(served):
+    """The deadline is for each pause, not the whole body: a slow link is not cut."""
+    url = served("  header_timeout: 1\n")
+    sock = connect(url)
+    sock.sendall(chat_head(len(CHAT_BODY)))
+    started = time.monotonic()
+    for start in range(0, len(CHAT_BODY), 8):
+        sock.sendall(CHAT_BODY[start : start + 8])
+        time.sleep(0.3)
+    assert time.monotonic() - started > 2  # well past the deadline in all
+    sock.settimeout(10)
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        answer += sock.recv(65536)
+    sock.close()
+    status, body = status_and_json(answer)
+    assert status == 200, body
+    assert body["choices"][0]["message"]["role"] == "assistant"
+
+
 def test_an_idle_keep_alive_connection_is_not_cut_by_the_header_timeout(served):
     url = served("  header_timeout: 1\n")
     with httpx.Client(base_url=url) as client:

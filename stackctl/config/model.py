@@ -75,7 +75,7 @@ class ProxySection:
     max_body_mb: int = 32
     max_answer_mb: int = 64  # a backend answer (or one streamed line) larger than this is a 502
     max_connections: int = 1000  # past this many open connections, requests get a 503
-    header_timeout: float = 10.0  # seconds a client has to send a whole request head
+    header_timeout: float = 10.0  # seconds to send a request head; the longest pause in a body
     connect_timeout: float = 5.0
     read_timeout: float = 600.0  # longest silence allowed from a backend mid-answer
     models_cache_seconds: float = 5.0

@@ -2,10 +2,13 @@
 three things uvicorn's settings do not give (checked against uvicorn 0.29-0.5x,
 uvicorn/protocols/http/httptools_impl.py):
 
-- **A deadline for the request head** (`proxy.header_timeout`). uvicorn arms no timer when a
-  connection opens, and its keep-alive timer (`timeout_keep_alive`) runs only between
-  requests and stops at the first byte of the next one: a connection that sends half a head
-  stays open forever, holding a file descriptor. Past the deadline it gets a 408 and is closed.
+- **A deadline for the request head, and for each pause in its body**
+  (`proxy.header_timeout`). uvicorn arms no timer when a connection opens, and its keep-alive
+  timer (`timeout_keep_alive`) runs only between requests and stops at the first byte of the
+  next one: a connection that sends half a head, or a body that stops short of its
+  Content-Length, stays open forever, holding a file descriptor (and a request). Past the
+  deadline it gets a 408 and is closed. A body may take as long as it likes in all, as long
+  as no pause is longer than the deadline (a 32 MiB body on a slow link is not cut).
 - **OpenAI-shaped 503s past `proxy.max_connections`.** uvicorn's `limit_concurrency` is the
   same cap (connections or running requests, counted when a request head is complete), but
   answers in plain text; this swaps in an app that answers the OpenAI error instead.
@@ -56,6 +59,14 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
             code="request_timeout",
         )
     )
+    stalled = _raw_response(
+        OpenAIError(
+            408,
+            f"The request body stopped arriving: nothing came for {header_timeout:g} s "
+            "(proxy.header_timeout).",
+            code="request_timeout",
+        )
+    )
     overloaded = OpenAIError(
         503,
         f"The proxy is serving its maximum of {max_connections} connections "
@@ -80,6 +91,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
             # one deadline check: it re-arms itself, so a request costs a clock reading, not
             # a timer armed and cancelled (call_later + cancel: ~2 us each under uvloop).
             self.head_started: float | None = None
+            self.body_moved: float | None = None  # the body's last bytes (None: none awaited)
             self.head_check: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows BaseTransport to Transport itself
@@ -105,24 +117,40 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
 
         def on_headers_complete(self) -> None:
             self.head_started = None
+            self.body_moved = self.loop.time()  # until on_message_complete: a body may follow
             busy = len(self.connections) > max_connections or len(self.tasks) >= max_connections
             self.app = refuse if busy else self.served_app
             self.scope[HANG_UP] = None  # type: ignore[literal-required]  # our key in uvicorn's typed scope
             super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            self.body_moved = self.loop.time()
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            self.body_moved = None
+            super().on_message_complete()
 
         def send_400_response(self, msg: str) -> None:
             self.transport.write(BAD_REQUEST)
             self.transport.close()
 
         def _check_head(self) -> None:
-            """The deadline check: a head begun `header_timeout` ago gets a 408 and the
-            connection closes; otherwise check again when the current head's time is up."""
+            """The deadline check: a head begun `header_timeout` ago, or a body with nothing
+            new for as long, gets a 408 and the connection closes; otherwise check again when
+            the current head's or pause's time is up."""
             self.head_check = None
             if self.transport.is_closing():
                 return
-            now, started = self.loop.time(), self.head_started
+            now, started, answer = self.loop.time(), self.head_started, too_slow
+            if started is None and self.body_moved is not None:
+                if self.flow.read_paused:  # the proxy holds the body back, not the client
+                    self.body_moved = now
+                started, answer = self.body_moved, stalled
             if started is not None and now - started >= header_timeout:
-                self.transport.write(too_slow)
+                # a stalled body's request may have answered already (a 413 reads no body)
+                if answer is too_slow or self.cycle is None or not self.cycle.response_started:
+                    self.transport.write(answer)
                 self.transport.close()
                 return
             # between requests, look again a quarter of the timeout later: a head that begins
