@@ -91,7 +91,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
             # one deadline check: it re-arms itself, so a request costs a clock reading, not
             # a timer armed and cancelled (call_later + cancel: ~2 us each under uvloop).
             self.head_started: float | None = None
-            self.body_moved: float | None = None  # the body's last bytes (None: none awaited)
+            self.body_moved = 0.0  # when the body being read last moved (cycle.more_body)
             self.head_check: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows BaseTransport to Transport itself
@@ -117,7 +117,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
 
         def on_headers_complete(self) -> None:
             self.head_started = None
-            self.body_moved = self.loop.time()  # until on_message_complete: a body may follow
+            self.body_moved = self.loop.time()  # a body may follow, while cycle.more_body
             busy = len(self.connections) > max_connections or len(self.tasks) >= max_connections
             self.app = refuse if busy else self.served_app
             self.scope[HANG_UP] = None  # type: ignore[literal-required]  # our key in uvicorn's typed scope
@@ -126,10 +126,6 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
         def on_body(self, body: bytes) -> None:
             self.body_moved = self.loop.time()
             super().on_body(body)
-
-        def on_message_complete(self) -> None:
-            self.body_moved = None
-            super().on_message_complete()
 
         def send_400_response(self, msg: str) -> None:
             self.transport.write(BAD_REQUEST)
@@ -143,13 +139,14 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
             if self.transport.is_closing():
                 return
             now, started, answer = self.loop.time(), self.head_started, too_slow
-            if started is None and self.body_moved is not None:
+            cycle = self.cycle
+            if started is None and cycle is not None and cycle.more_body:  # a body is coming
                 if self.flow.read_paused:  # the proxy holds the body back, not the client
                     self.body_moved = now
                 started, answer = self.body_moved, stalled
             if started is not None and now - started >= header_timeout:
                 # a stalled body's request may have answered already (a 413 reads no body)
-                if answer is too_slow or self.cycle is None or not self.cycle.response_started:
+                if answer is too_slow or cycle is None or not cycle.response_started:
                     self.transport.write(answer)
                 self.transport.close()
                 return
