@@ -92,6 +92,17 @@ def read_all(sock: socket.socket, timeout: float) -> bytes | None:
     return data
 
 
+def read_answer(sock: socket.socket, timeout: float = 10) -> bytes:
+    """One whole JSON answer on a connection that stays open (keep-alive)."""
+    sock.settimeout(timeout)
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before the answer was whole: {answer!r}"
+        answer += chunk
+    return answer
+
+
 def status_and_json(response: bytes) -> tuple[int, dict]:
     head, _, body = response.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), json.loads(body)
@@ -130,10 +141,7 @@ def test_a_half_sent_head_after_a_whole_request_is_closed_after_the_header_timeo
     url = served("  header_timeout: 1\n")
     sock = connect(url)
     sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-    first = b""
-    while b"\r\n\r\n" not in first or not first.endswith(b"}"):
-        first += sock.recv(65536)
-    assert first.startswith(b"HTTP/1.1 200")
+    assert read_answer(sock).startswith(b"HTTP/1.1 200")
     time.sleep(0.6)  # the connection's first deadline check passes while it is idle
     sock.sendall(HALF_HEAD)
     sent = time.monotonic()
@@ -188,10 +196,7 @@ def test_a_slow_body_that_keeps_coming_is_answered(served):
         sock.sendall(CHAT_BODY[start : start + 8])
         time.sleep(0.3)
     assert time.monotonic() - started > 2  # well past the deadline in all
-    sock.settimeout(10)
-    answer = b""
-    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
-        answer += sock.recv(65536)
+    answer = read_answer(sock)
     sock.close()
     status, body = status_and_json(answer)
     assert status == 200, body

@@ -346,14 +346,20 @@ def _needs_proxy_key_file(ctx: Context) -> bool:
 READ_AT_START = {sec.OPENWEBUI_PROXY_KEY: "openwebui", sec.HF_TOKEN: "vllm"}
 
 
-def services_with_new_secrets(ctx: Context) -> list[str]:
-    """The services whose secret read at start the secrets step will change (they had one):
-    known when the plan is made, so the units step is planned to restart them."""
+def _restarting_secrets(ctx: Context) -> list[tuple[str, str]]:
+    """(secret, service) for each secret read at start that the secrets step will change
+    (the service had one)."""
     stored = sec.read_env_file(ctx.paths.secrets_file)
     changing = set(_secret_changes(ctx, stored))
     if _needs_openwebui_key(ctx):
         changing.add(sec.OPENWEBUI_PROXY_KEY)
-    return [svc for name, svc in READ_AT_START.items() if name in changing and stored.get(name)]
+    return [(n, svc) for n, svc in READ_AT_START.items() if n in changing and stored.get(n)]
+
+
+def services_with_new_secrets(ctx: Context) -> list[str]:
+    """The services whose secret read at start the secrets step will change: known when the
+    plan is made, so the units step is planned to restart them."""
+    return [service for _, service in _restarting_secrets(ctx)]
 
 
 def secrets_step(ctx: Context, stale: list[str] | None = None) -> Step:
@@ -375,7 +381,7 @@ def secrets_step(ctx: Context, stale: list[str] | None = None) -> Step:
         return not _secret_changes(ctx, sec.read_env_file(path))
 
     def apply(progress: Progress) -> None:
-        before = sec.read_env_file(path)
+        changing = _restarting_secrets(ctx)  # asked before anything is written
         if _needs_proxy_key_file(ctx):
             sec.ensure_proxy_key(ctx.config.proxy)
             progress.note(f"API key for apps written to {keys_file}")
@@ -385,10 +391,10 @@ def secrets_step(ctx: Context, stale: list[str] | None = None) -> Step:
         if changes:
             sec.write_env_file(path, changes)  # other lines of the file are kept as they are
             progress.note(f"secrets kept in {path} (mode 0600)")
-        after = sec.read_env_file(path)
-        for name, service in READ_AT_START.items():
-            if before.get(name) and after.get(name) != before[name] and stale is not None:
-                stale.append(service)
+        for name, service in changing:
+            if stale is not None:
+                if service not in stale:  # the plan may have known it already
+                    stale.append(service)
                 progress.note(f"{service} restarts with its new {name} once its unit is in place")
 
     return Step(
